@@ -1,0 +1,51 @@
+"""`create_app(settings)`: the HTTP API, and (by default) an embedded worker in the same process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI
+
+from vidgate import __version__
+from vidgate.api import health, media, unified
+from vidgate.api.errors import install_error_handlers
+from vidgate.api.limits import BodySizeLimit
+from vidgate.clock import Clock
+from vidgate.config import Settings
+from vidgate.runtime import open_runtime
+from vidgate.worker.service import run_worker_services
+
+
+def create_app(settings: Settings, *, run_worker: bool | None = None, clock: Clock | None = None) -> FastAPI:
+    embedded = settings.embedded_worker if run_worker is None else run_worker
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_runtime(settings, clock=clock) as runtime:
+            app.state.runtime = runtime
+            if not embedded:
+                yield
+                return
+            stop = anyio.Event()
+            async with anyio.create_task_group() as tg:
+                worker = await tg.start(run_worker_services, runtime, stop)
+                app.state.wake_worker = worker.wake
+                yield
+                stop.set()
+
+    app = FastAPI(
+        title="vidgate",
+        version=__version__,
+        summary="Video-generation gateway: the relay unified format and OpenAI's /v1/videos over one task store.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(
+        BodySizeLimit, limit=settings.max_body_bytes, upload_limit=settings.max_upload_bytes + 64 * 1024
+    )
+    app.include_router(health.router)
+    app.include_router(unified.router)
+    app.include_router(media.router)
+    return app

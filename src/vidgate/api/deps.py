@@ -1,0 +1,27 @@
+"""Request dependencies: the runtime, and the caller's API key."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from vidgate.errors import AuthenticationFailed
+from vidgate.runtime import Runtime
+from vidgate.store.keys import ApiKey
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def authenticate(request: Request) -> ApiKey:
+    """The caller's active key from `Authorization: Bearer <key>`, else 401."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationFailed("Missing API key. Send the header `Authorization: Bearer <key>`.")
+    key = await get_runtime(request).keys.authenticate(token.strip())
+    if key is None:
+        raise AuthenticationFailed("Incorrect or revoked API key.")
+    request.state.api_key_id = key.id
+    return key

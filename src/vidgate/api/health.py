@@ -1,0 +1,45 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+import anyio
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from vidgate.api.deps import get_runtime
+from vidgate.runtime import Runtime
+from vidgate.store import db
+
+router = APIRouter(tags=["health"])
+_CHECK_TIMEOUT_S = 3.0
+
+
+@router.get("/healthz", summary="The process answers")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="The database answers and its schema is current")
+async def readyz(runtime: Runtime = Depends(get_runtime)) -> JSONResponse:
+    checks: dict[str, str] = {}
+    try:
+        with anyio.fail_after(_CHECK_TIMEOUT_S):
+            await db.ping(runtime.engine)
+            checks["database"] = "ok"
+            current, head = await db.current_revision(runtime.engine), db.head_revision()
+            checks["migrations"] = "ok" if current == head else f"at {current}, expected {head}"
+    except TimeoutError:
+        checks.setdefault("database", "timed out")
+    except Exception as exc:  # the probe reports, it does not crash
+        checks.setdefault("database", f"unreachable: {type(exc).__name__}")
+    try:
+        probe = "readyz/probe"
+        await runtime.blobs.put_bytes(b"ok", probe)
+        await runtime.blobs.delete(probe)
+        checks["storage"] = "ok"
+    except Exception as exc:
+        checks["storage"] = f"not writable: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values()) and "migrations" in checks
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
+    )

@@ -1,0 +1,113 @@
+"""How a task looks on the wire in each dialect."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from vidgate import signing
+from vidgate.domain.tasks import Task, TaskStatus
+from vidgate.ids import openai_id, unified_id
+from vidgate.runtime import Runtime
+
+VARIANT_FILES = {"video": "video.mp4", "thumbnail": "thumbnail.webp", "spritesheet": "spritesheet.jpg"}
+VARIANT_TYPES = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
+BUILT_IN_ENGINES = frozenset({"animate"})
+# Signed links expire on hour boundaries, so repeated polls return the same URL (caches stay warm).
+_EXPIRY_BUCKET_S = 3600
+
+
+def variant_key(task: Task, variant: str) -> str | None:
+    return {"video": task.video_key, "thumbnail": task.thumbnail_key, "spritesheet": task.spritesheet_key}[
+        variant
+    ]
+
+
+def signed_url(runtime: Runtime, task: Task, variant: str) -> str | None:
+    if variant_key(task, variant) is None:
+        return None
+    settings = runtime.settings
+    now_s = runtime.clock.now_ms() // 1000
+    expires = math.ceil((now_s + settings.signed_url_ttl_seconds) / _EXPIRY_BUCKET_S) * _EXPIRY_BUCKET_S
+    sig = signing.sign(settings.signing_key(), task.id, variant, expires)
+    return f"{settings.base_url}/files/{task.id}/{VARIANT_FILES[variant]}?exp={expires}&sig={sig}"
+
+
+def _seconds(ms: int | None) -> int | None:
+    return None if ms is None else ms // 1000
+
+
+def media_expires_at(runtime: Runtime, task: Task) -> int | None:
+    days = runtime.settings.media_retention_days
+    if days is None or task.completed_at is None or task.status is not TaskStatus.COMPLETED:
+        return None
+    return _seconds(task.completed_at + round(days * 86_400_000))
+
+
+def unified_view(runtime: Runtime, task: Task) -> dict[str, Any]:
+    """`GET /v1/video/query`: the superset shape; fields that do not apply are null, never missing."""
+    detail: dict[str, Any] = {"input": task.input, "channel": task.channel, "attempts": task.attempts}
+    kind = _channel_kind(runtime, task)
+    if kind in BUILT_IN_ENGINES:
+        detail["engine"] = kind
+    if task.media_deleted_at is not None:
+        detail["media_deleted_at"] = _seconds(task.media_deleted_at)
+        detail["media_deleted_reason"] = task.media_deleted_reason
+    if task.remixed_from:
+        detail["remixed_from"] = unified_id(task.model, task.remixed_from)
+    return {
+        "id": unified_id(task.model, task.id),
+        "object": "video",
+        "model": task.model,
+        "status": task.status.value,
+        "progress": task.progress,
+        "created_at": _seconds(task.created_at),
+        "status_update_time": task.status_update_time,
+        "completed_at": _seconds(task.completed_at),
+        "size": task.size_label,
+        "orientation": task.orientation,
+        "duration": task.seconds,
+        "width": task.width,
+        "height": task.height,
+        "video_url": signed_url(runtime, task, "video"),
+        "thumbnail_url": signed_url(runtime, task, "thumbnail"),
+        "enhanced_prompt": "",
+        "watermarked": task.watermarked,
+        "error": {"code": task.error.code, "message": task.error.message} if task.error else None,
+        "fail_reason": task.error.message if task.error else None,
+        "detail": detail,
+    }
+
+
+def _channel_kind(runtime: Runtime, task: Task) -> str | None:
+    channel = runtime.catalog.by_name(task.channel) if task.channel else None
+    return channel.kind if channel else None
+
+
+_OPENAI_STATUS = {
+    TaskStatus.PENDING: "queued",
+    TaskStatus.PROCESSING: "in_progress",
+    TaskStatus.COMPLETED: "completed",
+    TaskStatus.FAILED: "failed",
+    TaskStatus.CANCELLED: "failed",  # the SDK knows only four statuses; the code says `cancelled`
+}
+
+
+def openai_view(runtime: Runtime, task: Task) -> dict[str, Any]:
+    """The `Video` object of OpenAI's API (what `client.videos.*` parses)."""
+    error = {"code": task.error.code, "message": task.error.message} if task.error else None
+    return {
+        "id": openai_id(task.id),
+        "object": "video",
+        "model": task.model,
+        "status": _OPENAI_STATUS[task.status],
+        "progress": task.progress,
+        "created_at": _seconds(task.created_at),
+        "completed_at": _seconds(task.completed_at),
+        "expires_at": media_expires_at(runtime, task),
+        "prompt": task.prompt,
+        "seconds": str(task.seconds),
+        "size": f"{task.width}x{task.height}",
+        "remixed_from_video_id": openai_id(task.remixed_from) if task.remixed_from else None,
+        "error": error,
+    }

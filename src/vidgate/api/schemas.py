@@ -1,0 +1,102 @@
+"""Pydantic models for the OpenAPI document (and so for schemathesis and generated clients).
+
+Request bodies are validated by `vidgate.domain.requests` (it must accept `"watermark": "false"`
+and name fields in errors the way relay clients expect); these models describe the same shapes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorEnvelope, "description": description}
+    for status, description in [
+        (400, "Invalid request: the field is named in `error.param`."),
+        (401, "Missing, unknown or revoked API key."),
+        (404, "No such task for this key."),
+        (409, "State conflict (e.g. an Idempotency-Key reused with another body)."),
+        (413, "Request body too large."),
+        (415, "Unsupported Content-Type."),
+        (500, "Internal error (no details are leaked)."),
+        (503, "No channel can serve this now."),
+    ]
+}
+
+
+class UnifiedCreateBody(BaseModel):
+    """`POST /v1/video/create` (the relay 'unified video format')."""
+
+    model: str = Field(examples=["sora-2"])
+    prompt: str = Field(min_length=1, max_length=4000, examples=["make animate"])
+    images: list[str] = Field(default_factory=list, description="http(s) URLs or data:image/...;base64, URIs")
+    orientation: Literal["portrait", "landscape"] = "portrait"
+    size: Literal["small", "large"] = "small"
+    duration: int | str = Field(default=10, description="Seconds: 10, 15 (25 where a channel allows it)")
+    watermark: bool | Literal["true", "false"] = True
+    private: bool | Literal["true", "false"] = False
+    style: str | None = None
+    storyboard: bool | None = None
+    character_url: str | None = None
+    character_timestamps: str | None = Field(default=None, examples=["1,3"])
+    callback_url: str | None = None
+
+
+class UnifiedCreateResponse(BaseModel):
+    id: str = Field(examples=["sora-2:task_01k6x15vhrff09dkkqjrzwhm60"])
+    status: str = Field(examples=["pending"])
+    status_update_time: int = Field(description="Unix milliseconds")
+
+
+class TaskErrorModel(BaseModel):
+    code: str
+    message: str
+
+
+class UnifiedQueryResponse(BaseModel):
+    id: str
+    object: Literal["video"]
+    model: str
+    status: Literal["pending", "processing", "completed", "failed", "cancelled"]
+    progress: int
+    created_at: int
+    status_update_time: int
+    completed_at: int | None
+    size: str
+    orientation: str
+    duration: int
+    width: int
+    height: int
+    video_url: str | None
+    thumbnail_url: str | None
+    enhanced_prompt: str
+    watermarked: bool | None
+    error: TaskErrorModel | None
+    fail_reason: str | None
+    detail: dict[str, Any]
+
+
+def json_body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": model.model_json_schema(ref_template="#/components/schemas/{model}")
+                }
+            },
+        }
+    }

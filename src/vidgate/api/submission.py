@@ -1,0 +1,70 @@
+"""Creating a task, shared by both dialects: fetch policy checks, idempotency, saving, waking the worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+
+from vidgate.domain.requests import VideoSpec
+from vidgate.domain.tasks import Task
+from vidgate.errors import InvalidRequest
+from vidgate.net.policy import FetchPolicy, UrlRejected, check_url_resolves_public
+from vidgate.runtime import Runtime
+from vidgate.store.tasks import request_fingerprint
+
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+
+
+async def check_urls_fetchable(runtime: Runtime, spec: VideoSpec, *, first_param: str = "images") -> None:
+    """Refuse now (400) what the fetch policy would refuse later: bad scheme, a literal or resolved
+    non-public address. The fetcher checks again at connect time; this only gives an early answer."""
+    policy = FetchPolicy(allow_private=runtime.settings.fetch_allow_private)
+    named = [
+        (f"{first_param}[{i}]", ref) for i, ref in enumerate(spec.images) if not ref[:5].lower() == "data:"
+    ]
+    if spec.callback_url:
+        named.append(("callback_url", spec.callback_url))
+    if "character_url" in spec.extras:
+        named.append(("character_url", str(spec.extras["character_url"])))
+    for param, url in named:
+        try:
+            await check_url_resolves_public(url, policy)
+        except UrlRejected as exc:
+            raise InvalidRequest(
+                f"'{param}' cannot be fetched: {exc.reason}", param=param, code="invalid_url"
+            ) from exc
+
+
+async def create_task(
+    runtime: Runtime,
+    request: Request,
+    spec: VideoSpec,
+    *,
+    body: dict[str, Any],
+    owner: str,
+    dialect: str,
+    remixed_from: str | None = None,
+    task_id: str | None = None,
+) -> Task:
+    idempotency_key = request.headers.get("idempotency-key")
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS:
+        raise InvalidRequest(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters.", param="Idempotency-Key"
+        )
+    now = runtime.clock.now_ms()
+    task = await runtime.tasks.create(
+        spec,
+        owner=owner,
+        dialect=dialect,
+        now=now,
+        deadline_ms=round(runtime.settings.worker.task_deadline_seconds * 1000),
+        idempotency_key=idempotency_key,
+        request_hash=request_fingerprint({"dialect": dialect, **body}) if idempotency_key else None,
+        remixed_from=remixed_from,
+        task_id=task_id,
+    )
+    wake = getattr(request.app.state, "wake_worker", None)
+    if wake is not None:
+        wake()
+    return task

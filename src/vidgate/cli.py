@@ -1,0 +1,190 @@
+"""The `vidgate` command: serve, worker, db, keys."""
+
+from __future__ import annotations
+
+import signal
+from typing import Annotated
+
+import anyio
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vidgate.config import Settings
+
+app = typer.Typer(help="vidgate: a self-hosted video-generation gateway.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+err = Console(stderr=True)
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except Exception as exc:  # a bad setting: say which, without a traceback
+        err.print(f"[red]invalid settings:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (VIDGATE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (VIDGATE_PORT).")] = None,
+    worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Run the embedded worker.")] = True,
+) -> None:
+    """Serve the HTTP API (and, by default, an embedded worker in the same process)."""
+    import uvicorn
+
+    from vidgate.api.app import create_app
+    from vidgate.logs import configure_logging
+    from vidgate.runtime import SchemaOutOfDate, prepare_database
+
+    settings = _settings(host=host, port=port)
+    configure_logging(settings)
+    try:
+        anyio.run(prepare_database, settings)
+    except SchemaOutOfDate as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    err.print(f"vidgate listening on {settings.base_url}  (data: {settings.data_dir.resolve()})")
+    uvicorn.run(
+        create_app(settings, run_worker=worker and settings.embedded_worker),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,  # access lines would carry signed-link signatures; see the request log instead
+        timeout_graceful_shutdown=int(settings.worker.shutdown_grace_seconds) + 5,
+    )
+
+
+@app.command("worker")
+def run_worker() -> None:
+    """Run a worker on its own: claim due tasks and drive them to the end. Stops cleanly on SIGTERM."""
+    from vidgate.logs import configure_logging
+    from vidgate.runtime import SchemaOutOfDate, open_runtime
+    from vidgate.worker.service import run_worker_services
+
+    settings = _settings()
+    configure_logging(settings)
+
+    async def main() -> None:
+        stop = anyio.Event()
+        async with open_runtime(settings) as runtime, anyio.create_task_group() as tg:
+
+            async def on_signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for _ in signals:
+                        stop.set()
+                        return
+
+            tg.start_soon(on_signals)
+            await run_worker_services(runtime, stop)
+            tg.cancel_scope.cancel()
+
+    try:
+        anyio.run(main)
+    except SchemaOutOfDate as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Bring the database schema up to date (idempotent)."""
+    from vidgate.store import db
+
+    settings = _settings()
+    db.upgrade_sync(settings.resolved_database_url, revision)
+    err.print(f"database at revision {revision}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the schema revision of the database and the newest one this version knows."""
+    from vidgate.store import db
+
+    settings = _settings()
+
+    async def current() -> str | None:
+        engine = db.create_engine(settings.resolved_database_url)
+        try:
+            return await db.current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    typer.echo(f"current: {anyio.run(current) or 'none'}\nhead: {db.head_revision()}")
+
+
+def _with_keys(action):  # type: ignore[no-untyped-def]
+    """Run `action(keystore, now)` against the configured database (schema prepared first)."""
+    from vidgate.clock import SystemClock
+    from vidgate.runtime import SchemaOutOfDate, prepare_database
+    from vidgate.store import db
+    from vidgate.store.keys import KeyStore
+
+    settings = _settings()
+
+    async def main():  # type: ignore[no-untyped-def]
+        await prepare_database(settings)
+        engine = db.create_engine(settings.resolved_database_url)
+        try:
+            return await action(KeyStore(engine), SystemClock().now_ms())
+        finally:
+            await engine.dispose()
+
+    try:
+        return anyio.run(main)
+    except SchemaOutOfDate as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="A label for the key (who or what uses it).")],
+    admin: Annotated[bool, typer.Option("--admin", help="May use admin routes.")] = False,
+) -> None:
+    """Create a key. The key is printed once, as the last line of stdout; only its hash is kept."""
+    record, plaintext = _with_keys(lambda keys, now: keys.create(name=name, is_admin=admin, now=now))
+    err.print(
+        f"created key {record.id} ({record.name}{', admin' if admin else ''}); store it now, it is not shown again:"
+    )
+    typer.echo(plaintext)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (hints only; keys themselves are never stored)."""
+    records = _with_keys(lambda keys, now: keys.list())
+    table = Table("id", "name", "hint", "admin", "created", "revoked")
+    import datetime as dt
+
+    def when(ms: int | None) -> str:
+        return "" if ms is None else dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+    for r in records:
+        table.add_row(
+            r.id, r.name, r.key_hint, "yes" if r.is_admin else "", when(r.created_at), when(r.revoked_at)
+        )
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (from `vidgate keys list`).")],
+) -> None:
+    """Revoke a key; requests with it get 401 from now on."""
+    if not _with_keys(lambda keys, now: keys.revoke(key_id, now=now)):
+        err.print(f"[red]no active key with id {key_id}[/red]")
+        raise typer.Exit(1)
+    err.print(f"revoked {key_id}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Settings: environment variables (prefix `VIDGATE_`, nested with `__`) over an optional TOML file.
+
+Built once per entry point (`vidgate serve`, `vidgate worker`, tests) and passed down; there is no
+module-level instance, so tests can run many differently configured gateways in one process.
+Precedence, highest first: init arguments, environment, the TOML file named by `VIDGATE_CONFIG`,
+the defaults below. Every field is documented in the README's settings table; keep them in step.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+WatermarkFree = Literal["always", "optional", "never"]
+
+ALL_SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024", "1080x1920", "1920x1080")
+ALL_DURATIONS = (4, 8, 10, 12, 15, 16, 20, 25)
+DEFAULT_MODELS = ("sora-2", "sora-2-pro", "sora-2-all")
+
+
+class ChannelSettings(BaseModel):
+    """One channel: a place that can turn a task into a video (an upstream, or a built-in engine)."""
+
+    name: str = Field(pattern=r"^[a-zA-Z0-9_.-]{1,64}$")
+    kind: str = Field(description="Provider kind: 'animate', 'scripted' (vidgate.testing), ...")
+    models: list[str] = Field(min_length=1, description="Model names this channel serves.")
+    durations: list[int] = Field(default_factory=lambda: list(ALL_DURATIONS))
+    sizes: list[str] = Field(default_factory=lambda: list(ALL_SIZES))
+    max_images: int = Field(default=4, ge=0, le=16)
+    watermark_free: WatermarkFree = "always"
+    priority: int = Field(default=0, description="Lower goes first among equally suitable channels.")
+    enabled: bool = True
+    options: dict[str, Any] = Field(default_factory=dict, description="Provider-specific options.")
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes_known(cls, sizes: list[str]) -> list[str]:
+        unknown = sorted(set(sizes) - set(ALL_SIZES))
+        if unknown:
+            raise ValueError(f"unknown sizes {unknown}; allowed: {list(ALL_SIZES)}")
+        return sizes
+
+
+def default_channels() -> list[ChannelSettings]:
+    """The embedded default: every model goes to the built-in animate engine."""
+    return [ChannelSettings(name="animate", kind="animate", models=list(DEFAULT_MODELS))]
+
+
+class WorkerSettings(BaseModel):
+    concurrency: int = Field(default=4, ge=1, le=256, description="Steps run at once per worker process.")
+    lease_seconds: float = Field(default=60.0, gt=0, description="How long a claim lasts without heartbeat.")
+    idle_poll_seconds: float = Field(default=1.0, gt=0, description="Claim-loop sleep when nothing is due.")
+    task_deadline_seconds: float = Field(
+        default=3600.0, gt=0, description="A task fails with `timeout` after."
+    )
+    max_attempts: int = Field(default=10, ge=0, description="Retries of transient failures per task.")
+    retry_base_seconds: float = Field(default=2.0, gt=0)
+    retry_max_seconds: float = Field(default=300.0, gt=0)
+    default_poll_seconds: float = Field(
+        default=5.0, gt=0, description="Upstream poll pace when it says none."
+    )
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0, description="SIGTERM: wait for running steps.")
+    render_processes: int = Field(default=1, ge=1, le=64, description="Process pool for built-in engines.")
+
+
+class Settings(BaseSettings):
+    """Every setting of the gateway. See the README for the table of environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VIDGATE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    public_base_url: str | None = None
+    secret_key: str | None = Field(default=None, repr=False)
+    auto_migrate: bool | None = None
+    embedded_worker: bool = True
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    max_prompt_chars: int = Field(default=4000, ge=1)
+    signed_url_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    media_retention_days: float | None = Field(default=None, gt=0)
+    fetch_allow_private: bool = False
+    fetch_max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    fetch_max_video_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=1024)
+    fetch_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_image_pixels: int = Field(default=40_000_000, ge=1)
+    log_format: Literal["console", "json"] = "console"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    channels: list[ChannelSettings] = Field(default_factory=default_channels)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("VIDGATE_CONFIG")
+        if config_file:
+            path = Path(config_file)
+            if not path.is_file():
+                raise ValueError(f"VIDGATE_CONFIG names {path}, which is not a file")
+            with path.open("rb") as fh:
+                tomllib.load(fh)  # fail early with the parser's line/column on a broken file
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _channel_names_unique(self) -> Settings:
+        names = [c.name for c in self.channels]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"channel names must be unique; repeated: {dupes}")
+        return self
+
+    # Derived values -----------------------------------------------------------------------
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'vidgate.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        """Upgrade the schema at start: on by default for the embedded SQLite database only."""
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    @property
+    def base_url(self) -> str:
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"
+
+    def signing_key(self) -> bytes:
+        """The HMAC key for signed media URLs: the setting, or one kept in the data dir.
+
+        Generated on first use with mode 0600 so that signed links survive restarts without the
+        operator having to invent a secret; several processes sharing a data dir share it.
+        """
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+            try:
+                # link() fails if another process won the race; theirs is kept and ours dropped.
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        return path.read_text().strip().encode()

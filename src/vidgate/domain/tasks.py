@@ -1,0 +1,97 @@
+"""The task: what a client asked for, where it stands, and the worker bookkeeping beside it."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+
+class TaskStatus(enum.StrEnum):
+    #: accepted and durable; inputs are being checked, nothing sent anywhere yet
+    PENDING = "pending"
+    #: handed to a channel (submitted upstream, or rendering on this machine)
+    PROCESSING = "processing"
+    #: the video is in our storage
+    COMPLETED = "completed"
+    #: ended with an error code (`timeout`, `invalid_image`, an upstream's refusal, ...)
+    FAILED = "failed"
+    #: stopped at a client's request
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+ACTIVE_STATUSES = frozenset({TaskStatus.PENDING, TaskStatus.PROCESSING})
+
+
+class Step(enum.StrEnum):
+    """What the worker does next with an active task; one step per claim."""
+
+    INGEST = "ingest"  # fetch and normalise input images into our storage
+    SUBMIT = "submit"  # choose a channel and hand the task over (built-in engines render here)
+    POLL = "poll"  # ask the channel how it is going
+    FETCH = "fetch"  # copy the result into our storage, make previews
+    DONE = "done"  # nothing left to do (terminal tasks)
+
+
+class WatermarkMode(enum.StrEnum):
+    """What `watermark` on the wire means (spec section 3)."""
+
+    PREFER_CLEAN = "prefer_clean"  # watermark: true (default): clean if possible, else a marked video
+    REQUIRE_CLEAN = "require_clean"  # watermark: false: only a clean video, retried until the deadline
+
+
+@dataclass(frozen=True, slots=True)
+class TaskError:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A row of the tasks table, as the domain sees it."""
+
+    id: str
+    owner: str
+    dialect: str
+    model: str
+    prompt: str
+    status: TaskStatus
+    step: Step
+    progress: int
+    width: int
+    height: int
+    seconds: int
+    orientation: str
+    size_label: str
+    watermark_mode: WatermarkMode
+    private: bool
+    input: dict[str, Any]
+    images: tuple[str, ...]
+    created_at: int
+    status_update_time: int
+    completed_at: int | None
+    deadline_at: int
+    next_run_at: int
+    attempts: int
+    version: int
+    lease_owner: str | None
+    lease_expires_at: int | None
+    channel: str | None
+    upstream_id: str | None
+    inputs: list[dict[str, Any]] | None
+    upstream_state: dict[str, Any] | None
+    watermarked: bool | None
+    error: TaskError | None
+    video_key: str | None
+    thumbnail_key: str | None
+    spritesheet_key: str | None
+    media_deleted_at: int | None
+    media_deleted_reason: str | None
+    remixed_from: str | None
+    idempotency_key: str | None
+    request_hash: str | None

@@ -1,0 +1,110 @@
+"""One error tree for the whole gateway.
+
+```
+VidgateError                      (500 server_error; the message never leaks internals)
+├── InvalidRequest                (400 invalid_request_error; names the field in `param`)
+├── AuthenticationFailed          (401)
+├── NotFound                      (404; also another key's task: never confirm it exists)
+├── Conflict                      (409; state conflicts, idempotency mismatches)
+├── PayloadTooLarge               (413)
+├── UnsupportedMediaType          (415)
+├── RateLimited                   (429 + Retry-After)
+└── ServiceUnavailable            (503; no channel can serve now)
+```
+
+The API layer turns each into the OpenAI envelope
+`{"error": {"message", "type", "param", "code"}}` with the class's HTTP status.
+Errors that belong to a *task* (an upstream refused it, an image could not be
+fetched) are not raised to clients: they end the task with an error code, see
+`vidgate.providers.base.ProviderError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class VidgateError(Exception):
+    """Something went wrong on our side; the client sees a generic message."""
+
+    status_code = 500
+    error_type = "server_error"
+    default_code = "internal_error"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.message = message or (self.__doc__ or "").strip().splitlines()[0]
+        self.param = param
+        self.code = code or self.default_code
+        self.headers = dict(headers or {})
+        super().__init__(self.message)
+
+
+class InvalidRequest(VidgateError):
+    """The request is invalid."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    default_code = "invalid_value"
+
+
+class AuthenticationFailed(VidgateError):
+    """Missing, unknown or revoked API key. Send `Authorization: Bearer <key>`."""
+
+    status_code = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
+class NotFound(VidgateError):
+    """Not found."""
+
+    status_code = 404
+    error_type = "invalid_request_error"
+    default_code = "not_found"
+
+
+class Conflict(VidgateError):
+    """The request conflicts with the current state."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+    default_code = "conflict"
+
+
+class PayloadTooLarge(VidgateError):
+    """The request body is too large."""
+
+    status_code = 413
+    error_type = "invalid_request_error"
+    default_code = "payload_too_large"
+
+
+class UnsupportedMediaType(VidgateError):
+    """Unsupported Content-Type."""
+
+    status_code = 415
+    error_type = "invalid_request_error"
+    default_code = "unsupported_media_type"
+
+
+class RateLimited(VidgateError):
+    """Too many requests; retry after the time in the Retry-After header."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limited"
+
+
+class ServiceUnavailable(VidgateError):
+    """No channel can serve this request right now."""
+
+    status_code = 503
+    error_type = "server_error"
+    default_code = "service_unavailable"

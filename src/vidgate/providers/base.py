@@ -1,0 +1,127 @@
+"""The one seam between the worker and whatever makes videos: the `Provider` protocol.
+
+An upstream relay, an OpenAI-compatible `/v1/videos` server and a built-in engine all look the
+same to the worker: `submit` hands a task over and returns the upstream's id (saved at once, so
+a restart polls instead of submitting twice), `poll` says how it is going, `fetch` copies the
+result into a local file. Built-in engines render during `submit` and write straight into our
+storage; their `poll` then answers SUCCEEDED with `stored` media and `fetch` is never needed.
+
+Providers raise `ProviderError` for everything that goes wrong, marked retryable or not; they map
+their third-party exceptions at this boundary (`raise ProviderError(...) from exc`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from vidgate.domain.tasks import WatermarkMode
+
+
+class ProviderError(Exception):
+    """A channel could not do what was asked. `code` ends up in the task's `error.code`."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class UpstreamState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class InputImage:
+    """A client image, fetched, checked and normalised to PNG in our storage."""
+
+    index: int
+    source: str  # what the client sent (an http(s) URL, a shortened data: URI, "upload")
+    key: str  # blob key of the normalised PNG
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitRequest:
+    task_id: str  # our ULID; also an idempotency key for upstreams that accept one
+    model: str
+    prompt: str
+    width: int
+    height: int
+    seconds: int
+    watermark_mode: WatermarkMode
+    private: bool
+    images: tuple[InputImage, ...] = ()
+    extras: Mapping[str, Any] = field(default_factory=dict)
+    remix_of_upstream_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamJob:
+    upstream_id: str
+    poll_after: float | None = None  # seconds until the first poll is worth making
+    memo: Mapping[str, Any] = field(default_factory=dict)  # small provider state kept on the task
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMedia:
+    """Results a built-in engine already wrote into our BlobStore."""
+
+    video_key: str
+    thumbnail_key: str | None
+    spritesheet_key: str | None
+    video_bytes: int
+    video_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamStatus:
+    state: UpstreamState
+    progress: int | None = None
+    poll_after: float | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    retryable: bool = False  # for FAILED: may a resubmission succeed?
+    result_url: str | None = None
+    watermarked: bool | None = None
+    stored: StoredMedia | None = None
+
+
+ProgressReporter = Callable[[int], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """What a provider call may use besides its own configuration."""
+
+    task_id: str
+    work_dir: Path  # scratch space for this step; removed after it
+    report_progress: ProgressReporter
+
+
+class Provider(Protocol):
+    async def submit(self, request: SubmitRequest, ctx: StepContext) -> UpstreamJob: ...
+
+    async def poll(self, job: UpstreamJob, ctx: StepContext) -> UpstreamStatus: ...
+
+    async def fetch(self, job: UpstreamJob, status: UpstreamStatus, dest: Path, ctx: StepContext) -> None: ...
+
+    async def cancel(self, job: UpstreamJob) -> None: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,99 @@
+"""The composition root: everything a process needs, built from Settings and closed in order."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from vidgate.clock import Clock, SystemClock
+from vidgate.config import Settings
+from vidgate.domain.routing import Catalog, ChannelProfile
+from vidgate.net.fetch import SafeFetcher
+from vidgate.net.policy import FetchPolicy
+from vidgate.providers.registry import ProviderDeps, ProviderRegistry
+from vidgate.store import db
+from vidgate.store.blobs import BlobStore, LocalBlobStore
+from vidgate.store.keys import KeyStore
+from vidgate.store.tasks import TaskStore
+
+
+class SchemaOutOfDate(RuntimeError):
+    pass
+
+
+def catalog_from_settings(settings: Settings) -> Catalog:
+    return Catalog(
+        ChannelProfile(
+            name=c.name,
+            kind=c.kind,
+            models=frozenset(c.models),
+            durations=frozenset(c.durations),
+            sizes=frozenset(c.sizes),
+            max_images=c.max_images,
+            watermark_free=c.watermark_free,
+            priority=c.priority,
+            enabled=c.enabled,
+        )
+        for c in settings.channels
+    )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    tasks: TaskStore
+    keys: KeyStore
+    blobs: BlobStore
+    catalog: Catalog
+    fetcher: SafeFetcher
+    providers: ProviderRegistry
+    clock: Clock
+
+
+async def prepare_database(settings: Settings) -> None:
+    """Upgrade the schema when allowed (the embedded default), else insist that it is current."""
+    url = settings.resolved_database_url
+    if settings.should_auto_migrate:
+        await db.upgrade(url)
+        return
+    engine = db.create_engine(url)
+    try:
+        current = await db.current_revision(engine)
+    finally:
+        await engine.dispose()
+    if current != db.head_revision():
+        raise SchemaOutOfDate(
+            f"the database schema is at {current or 'nothing'}, not {db.head_revision()}: "
+            "run `vidgate db upgrade` (or set VIDGATE_AUTO_MIGRATE=true)"
+        )
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[Runtime]:
+    await prepare_database(settings)
+    engine = db.create_engine(settings.resolved_database_url)
+    blobs = LocalBlobStore(settings.media_dir)
+    policy = FetchPolicy(allow_private=settings.fetch_allow_private)
+    fetcher = SafeFetcher(policy, timeout=settings.fetch_timeout_seconds)
+    providers = ProviderRegistry(ProviderDeps(settings=settings, blobs=blobs, fetcher=fetcher))
+    providers.check_kinds()
+    try:
+        yield Runtime(
+            settings=settings,
+            engine=engine,
+            tasks=TaskStore(engine),
+            keys=KeyStore(engine),
+            blobs=blobs,
+            catalog=catalog_from_settings(settings),
+            fetcher=fetcher,
+            providers=providers,
+            clock=clock or SystemClock(),
+        )
+    finally:
+        await providers.aclose()
+        await fetcher.aclose()
+        await engine.dispose()

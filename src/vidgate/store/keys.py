@@ -1,0 +1,117 @@
+"""API keys: only a SHA-256 hash is stored; the key itself is shown once, at creation.
+
+Keys are 256 random bits, so a fast hash is the right tool (a slow password hash protects
+guessable secrets; these are not guessable). Lookup is by the hash's unique index and the match
+is confirmed with `hmac.compare_digest`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from vidgate.ids import new_ulid
+from vidgate.store.db import WRITE_OPTION
+from vidgate.store.tables import api_keys
+
+KEY_PREFIX = "vg-"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    name: str
+    key_hint: str
+    is_admin: bool
+    created_at: int
+    revoked_at: int | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+def hash_key(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+class KeyStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def create(self, *, name: str, is_admin: bool, now: int) -> tuple[ApiKey, str]:
+        """A new key: the record, and the plaintext key to show once."""
+        plaintext = generate_key()
+        record = ApiKey(
+            id=new_ulid(),
+            name=name,
+            key_hint=plaintext[:8] + "…",
+            is_admin=is_admin,
+            created_at=now,
+            revoked_at=None,
+        )
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(**{WRITE_OPTION: True})
+            async with conn.begin():
+                await conn.execute(
+                    insert(api_keys).values(
+                        id=record.id,
+                        name=name,
+                        key_hash=hash_key(plaintext),
+                        key_hint=record.key_hint,
+                        is_admin=is_admin,
+                        created_at=now,
+                    )
+                )
+        return record, plaintext
+
+    async def authenticate(self, plaintext: str) -> ApiKey | None:
+        """The active key matching `plaintext`, or None."""
+        if not plaintext.startswith(KEY_PREFIX) or len(plaintext) > 200:
+            return None
+        digest = hash_key(plaintext)
+        async with self.engine.connect() as conn:
+            row = (
+                (await conn.execute(select(api_keys).where(api_keys.c.key_hash == digest))).mappings().first()
+            )
+        if row is None or not hmac.compare_digest(row["key_hash"], digest) or row["revoked_at"] is not None:
+            return None
+        return _to_key(row)
+
+    async def list(self) -> list[ApiKey]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(api_keys).order_by(api_keys.c.created_at))).mappings().all()
+        return [_to_key(r) for r in rows]
+
+    async def revoke(self, key_id: str, *, now: int) -> bool:
+        """Revoke a key by id; False when no active key has that id."""
+        query = (
+            update(api_keys)
+            .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(**{WRITE_OPTION: True})
+            async with conn.begin():
+                return (await conn.execute(query)).rowcount == 1
+
+
+def _to_key(row: RowMapping) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        name=row["name"],
+        key_hint=row["key_hint"],
+        is_admin=bool(row["is_admin"]),
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )

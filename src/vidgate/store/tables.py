@@ -1,0 +1,122 @@
+"""Table definitions (SQLAlchemy Core). The migrations in `migrations/versions` create these.
+
+Times are integer Unix milliseconds (BIGINT) everywhere: identical on SQLite and PostgreSQL.
+The tasks table is also the work queue: `next_run_at`, `lease_owner` and `lease_expires_at` say who
+may work on a task and when; `version` fences every write.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("key_hint", String(16), nullable=False),  # "vg-ab12…" so operators can tell keys apart
+    Column("is_admin", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(26), primary_key=True),  # lowercase ULID
+    Column("owner", String(32), ForeignKey("api_keys.id"), nullable=False),
+    Column("dialect", String(16), nullable=False),  # unified | openai: which id form to show by default
+    # What was asked for
+    Column("model", String(100), nullable=False),
+    Column("prompt", Text, nullable=False),
+    Column("images", JSON, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("seconds", Integer, nullable=False),
+    Column("orientation", String(16), nullable=False),
+    Column("size_label", String(16), nullable=False),
+    Column("watermark_mode", String(16), nullable=False),
+    Column("private", Boolean, nullable=False),
+    Column("input", JSON, nullable=False),  # echo of the accepted request (detail.input)
+    Column("callback_url", Text, nullable=True),
+    Column("remixed_from", String(26), nullable=True),
+    Column("idempotency_key", String(255), nullable=True),
+    Column("request_hash", String(64), nullable=True),
+    # Where it stands
+    Column("status", String(16), nullable=False),
+    Column("step", String(16), nullable=False),
+    Column("progress", Integer, nullable=False, server_default=text("0")),
+    Column("created_at", BigInteger, nullable=False),
+    Column("status_update_time", BigInteger, nullable=False),
+    Column("completed_at", BigInteger, nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("error_message", Text, nullable=True),
+    # Worker bookkeeping
+    Column("next_run_at", BigInteger, nullable=False),
+    Column("deadline_at", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("version", Integer, nullable=False, server_default=text("0")),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_expires_at", BigInteger, nullable=True),
+    # The channel's side
+    Column("channel", String(64), nullable=True),
+    Column("upstream_id", String(255), nullable=True),
+    Column("inputs", JSON, nullable=True),  # normalised input images in our storage (after ingest)
+    Column("upstream_state", JSON, nullable=True),  # small provider memo (poll pace, result URL)
+    Column("watermarked", Boolean, nullable=True),
+    # Our copy of the result
+    Column("video_key", String(255), nullable=True),
+    Column("thumbnail_key", String(255), nullable=True),
+    Column("spritesheet_key", String(255), nullable=True),
+    Column("video_bytes", BigInteger, nullable=True),
+    Column("video_sha256", String(64), nullable=True),
+    Column("media_deleted_at", BigInteger, nullable=True),
+    Column("media_deleted_reason", String(200), nullable=True),
+    Column("deleted_at", BigInteger, nullable=True),  # DELETE /v1/videos: hidden from every read
+    UniqueConstraint("owner", "idempotency_key"),
+    Index("ix_tasks_owner_id", "owner", "id"),
+    # The claim query's index: only active rows matter, so keep it partial where the engine can.
+    Index(
+        "ix_tasks_due",
+        "next_run_at",
+        postgresql_where=text("status IN ('pending', 'processing')"),
+        sqlite_where=text("status IN ('pending', 'processing')"),
+    ),
+)
+
+task_events = Table(
+    "task_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(26), ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("at", BigInteger, nullable=False),
+    Column("kind", String(32), nullable=False),  # created | status | step | retry | lease_lost | ...
+    Column("from_status", String(16), nullable=True),
+    Column("to_status", String(16), nullable=True),
+    Column("step", String(16), nullable=True),
+    Column("worker", String(128), nullable=True),
+    Column("message", Text, nullable=True),
+)

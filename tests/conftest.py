@@ -1,0 +1,178 @@
+"""Shared fixtures: databases (SQLite always, PostgreSQL when VIDGATE_TEST_PG_URL is set), settings, a
+gateway served over real loopback HTTP, and API keys."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from vidgate.clock import Clock
+from tests.helpers import scripted_channel
+from vidgate.config import Settings, WorkerSettings
+
+PG_URL = os.environ.get("VIDGATE_TEST_PG_URL")
+# CI sets this so that a missing PostgreSQL fails the run instead of silently skipping half the suite.
+PG_REQUIRED = os.environ.get("VIDGATE_TEST_REQUIRE_PG") == "1"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_environment() -> Iterator[None]:
+    """Settings come from the tests alone, never from the developer's VIDGATE_* variables."""
+    saved = {
+        k: v for k, v in os.environ.items() if k.startswith("VIDGATE_") and not k.startswith("VIDGATE_TEST_")
+    }
+    for k in saved:
+        del os.environ[k]
+    yield
+    os.environ.update(saved)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _pg_admin_conninfo(url: str) -> str:
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    if not PG_URL:
+        if PG_REQUIRED:
+            pytest.fail("VIDGATE_TEST_REQUIRE_PG=1 but VIDGATE_TEST_PG_URL is not set")
+        pytest.skip("PostgreSQL tests need VIDGATE_TEST_PG_URL (see scripts/start-postgres)")
+    return PG_URL
+
+
+def create_pg_database(admin_url: str) -> str:
+    name = f"vgtest_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_pg_admin_conninfo(admin_url), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg_database(admin_url: str, url: str) -> None:
+    name = make_url(url).database
+    with psycopg.connect(_pg_admin_conninfo(admin_url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of each kind."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'vidgate.db'}"
+        return
+    admin = request.getfixturevalue("pg_admin_url")
+    url = create_pg_database(admin)
+    try:
+        yield url
+    finally:
+        drop_pg_database(admin, url)
+
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, db_url: str) -> SettingsFactory:
+    """Settings for a test gateway: its own data dir and database, the scripted channel, quick worker."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "database_url": db_url,
+            "auto_migrate": True,
+            "secret_key": "test-secret",
+            "channels": [scripted_channel(tmp_path / "upstream")],
+            "worker": WorkerSettings(lease_seconds=5, idle_poll_seconds=0.05, retry_base_seconds=0.01),
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+async def create_key(settings: Settings, *, name: str = "test", admin: bool = False) -> str:
+    from vidgate.clock import SystemClock
+    from vidgate.store.db import create_engine
+    from vidgate.store.keys import KeyStore
+
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        _, plaintext = await KeyStore(engine).create(name=name, is_admin=admin, now=SystemClock().now_ms())
+    finally:
+        await engine.dispose()
+    return plaintext
+
+
+class Gateway:
+    """A running gateway (real uvicorn on loopback) and what a test needs to talk to it."""
+
+    def __init__(self, base_url: str, app: Any, settings: Settings) -> None:
+        self.base_url = base_url
+        self.app = app
+        self.settings = settings
+
+    @property
+    def runtime(self) -> Any:
+        return self.app.state.runtime
+
+    async def new_key(self, name: str = "test") -> str:
+        return await create_key(self.settings, name=name)
+
+    def client(self, key: str | None) -> httpx.AsyncClient:
+        headers = {"authorization": f"Bearer {key}"} if key else {}
+        return httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30)
+
+
+GatewayFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def start_gateway(make_settings: SettingsFactory) -> AsyncIterator[GatewayFactory]:
+    """`async with start_gateway(run_worker=False, clock=..., **settings) as gw:`"""
+    from contextlib import asynccontextmanager
+
+    from vidgate.api.app import create_app
+    from vidgate.testing.server import bind_loopback, serving
+
+    @asynccontextmanager
+    async def start(
+        *, run_worker: bool = True, clock: Clock | None = None, **overrides: Any
+    ) -> AsyncIterator[Gateway]:
+        sock = bind_loopback()
+        settings = make_settings(port=sock.getsockname()[1], **overrides)
+        app = create_app(settings, run_worker=run_worker, clock=clock)
+        async with serving(app, sock) as base_url:
+            yield Gateway(base_url, app, settings)
+
+    yield start
+
+
+@pytest.fixture
+async def gateway(start_gateway: GatewayFactory) -> AsyncIterator[Gateway]:
+    """A gateway whose embedded worker is OFF: tests drive steps themselves with a Worker.tick()."""
+    async with start_gateway(run_worker=False) as gw:
+        yield gw
+
+
+@pytest.fixture
+async def api_key(gateway: Gateway) -> str:
+    return await gateway.new_key()
+
+
+@pytest.fixture
+async def client(gateway: Gateway, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with gateway.client(api_key) as c:
+        yield c

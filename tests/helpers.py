@@ -1,0 +1,42 @@
+"""Small helpers shared by tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+from vidgate.config import ChannelSettings
+
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+def scripted_channel(state_dir: Path, name: str = "scripted", **options: Any) -> ChannelSettings:
+    """A scripted channel serving sora-2 and sora-2-pro, quick and tiny unless told otherwise."""
+    return ChannelSettings(
+        name=name,
+        kind="scripted",
+        models=["sora-2", "sora-2-pro"],
+        options={"state_dir": str(state_dir), "poll_after": 0.01, "clip_scale": 20, **options},
+    )
+
+
+async def query(client: httpx.AsyncClient, task_id: str) -> dict[str, Any]:
+    r = await client.get("/v1/video/query", params={"id": task_id})
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def wait_for_status(
+    client: httpx.AsyncClient, task_id: str, statuses: tuple[str, ...] = TERMINAL, timeout: float = 60
+) -> dict[str, Any]:
+    """Poll the query route until the task reaches one of `statuses` (bounded by `timeout`)."""
+    with anyio.fail_after(timeout):
+        while True:
+            state = await query(client, task_id)
+            if state["status"] in statuses:
+                return state
+            await anyio.sleep(0.05)
