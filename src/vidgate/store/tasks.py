@@ -435,7 +435,8 @@ class TaskStore:
                 )
             )
             async with self._write() as conn:
-                if (await conn.execute(query)).rowcount == 1:
+                won = (await conn.execute(query)).rowcount == 1
+                if won:
                     await conn.execute(
                         insert(task_events).values(
                             task_id=ulid,
@@ -446,7 +447,8 @@ class TaskStore:
                             step=Step.DONE.value,
                         )
                     )
-                    return await self.get(ulid, owner=owner)
+            if won:
+                return await self.get(ulid, owner=owner)
         raise Conflict("The task changed while it was being cancelled; try again.", code="busy")
 
     async def soft_delete(self, ulid: str, *, owner: str, now: int) -> Task | None:

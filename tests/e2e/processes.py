@@ -1,0 +1,122 @@
+"""Running real `vidgate` processes for end-to-end tests: config files, keys, serve, worker, kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from vidgate.testing.server import bind_loopback
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_config(
+    path: Path, *, worker: dict[str, Any], channel: dict[str, Any], options: dict[str, Any]
+) -> Path:
+    lines = ["[worker]"] + [f"{k} = {toml_value(v)}" for k, v in worker.items()]
+    lines += ["", "[[channels]]"] + [f"{k} = {toml_value(v)}" for k, v in channel.items()]
+    lines += ["", "[channels.options]"] + [f"{k} = {toml_value(v)}" for k, v in options.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class Deployment:
+    """One gateway deployment: a data dir, a database, a config file, and the processes it runs."""
+
+    def __init__(self, root: Path, database_url: str, config: Path) -> None:
+        self.root = root
+        sock = bind_loopback()
+        self.port = sock.getsockname()[1]
+        sock.close()  # the serve process binds it; nothing else on loopback takes a port this quickly
+        self.env = {
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith("VIDGATE_") or k.startswith("VIDGATE_TEST_")
+            },
+            "VIDGATE_CONFIG": str(config),
+            "VIDGATE_DATA_DIR": str(root / "data"),
+            "VIDGATE_DATABASE_URL": database_url,
+            "VIDGATE_AUTO_MIGRATE": "true",
+            "VIDGATE_SECRET_KEY": "e2e-secret",
+            "VIDGATE_PORT": str(self.port),
+            "VIDGATE_LOG_FORMAT": "json",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "vidgate", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        )
+
+    def new_key(self) -> str:
+        return self.cli("keys", "create", "--name", "e2e").stdout.strip().splitlines()[-1]
+
+    def start(self, *args: str, log_name: str) -> subprocess.Popen[bytes]:
+        with open(self.root / f"{log_name}.log", "ab") as log:  # the child keeps its own copy of the fd
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "vidgate", *args],
+                env=self.env,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        self.processes.append(proc)
+        return proc
+
+    def serve(self, *extra: str) -> subprocess.Popen[bytes]:
+        proc = self.start("serve", *extra, log_name="serve")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"vidgate serve exited with {proc.returncode}; see {self.root / 'serve.log'}"
+                )
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                    return proc
+            except httpx.TransportError:
+                time.sleep(0.1)  # not listening yet
+        raise TimeoutError("vidgate serve did not answer /healthz within 60 s")
+
+    @staticmethod
+    def kill9(proc: subprocess.Popen[bytes]) -> None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for proc in self.processes:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+    def log(self, name: str) -> str:
+        path = self.root / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""

@@ -1,0 +1,177 @@
+"""The task store as a queue, on SQLite and PostgreSQL: claims, leases, fencing, idempotency, cancel."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+from vidgate.domain.requests import VideoSpec
+from vidgate.domain.tasks import Step, TaskStatus, WatermarkMode
+from vidgate.errors import Conflict
+from vidgate.store import db
+from vidgate.store.keys import KeyStore
+from vidgate.store.tasks import TaskStore
+
+pytestmark = pytest.mark.anyio
+T0 = 1_760_000_000_000
+LEASE = 10_000
+SPEC = VideoSpec("sora-2", "p", (), 720, 1280, 10, WatermarkMode.PREFER_CLEAN)
+
+
+@pytest.fixture
+async def stores(db_url: str) -> AsyncIterator[tuple[TaskStore, str, str]]:
+    await db.upgrade(db_url)
+    engine = db.create_engine(db_url)
+    keys = KeyStore(engine)
+    owner = (await keys.create(name="a", is_admin=False, now=T0))[0].id
+    other = (await keys.create(name="b", is_admin=False, now=T0))[0].id
+    yield TaskStore(engine), owner, other
+    await engine.dispose()
+
+
+async def test_create_then_read_only_by_its_owner(stores) -> None:
+    store, owner, other = stores
+    task = await store.create(SPEC, owner=owner, dialect="unified", now=T0, deadline_ms=3_600_000)
+    assert task.status is TaskStatus.PENDING and task.step is Step.INGEST
+    assert task.deadline_at == T0 + 3_600_000 and task.status_update_time == T0
+    assert (await store.get(task.id, owner=owner)) == task
+    assert await store.get(task.id, owner=other) is None
+    assert [e.kind for e in await store.events(task.id)] == ["created"]
+
+
+async def test_idempotency_key_returns_the_first_task_or_conflicts(stores) -> None:
+    store, owner, other = stores
+    kw = dict(owner=owner, dialect="unified", now=T0, deadline_ms=1000, idempotency_key="k1")
+    first = await store.create(SPEC, request_hash="h1", **kw)
+    again = await store.create(SPEC, request_hash="h1", **kw)
+    assert again.id == first.id
+    with pytest.raises(Conflict):
+        await store.create(SPEC, request_hash="h2", **kw)
+    # Keys are per owner: another key may use the same Idempotency-Key.
+    theirs = await store.create(SPEC, request_hash="h1", **{**kw, "owner": other})
+    assert theirs.id != first.id
+
+
+async def test_concurrent_idempotent_creates_make_one_task(stores) -> None:
+    store, owner, _ = stores
+    ids: list[str] = []
+
+    async def create() -> None:
+        task = await store.create(
+            SPEC,
+            owner=owner,
+            dialect="unified",
+            now=T0,
+            deadline_ms=1000,
+            idempotency_key="same",
+            request_hash="h",
+        )
+        ids.append(task.id)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(8):
+            tg.start_soon(create)
+    assert len(set(ids)) == 1
+
+
+async def test_claims_are_exclusive_until_the_lease_expires(stores) -> None:
+    store, owner, _ = stores
+    task = await store.create(SPEC, owner=owner, dialect="unified", now=T0, deadline_ms=10**9)
+    [a] = await store.claim_due(worker="A", limit=5, now=T0, lease_ms=LEASE)
+    assert a.task.id == task.id and a.task.lease_owner == "A" and a.version == task.version + 1
+    assert await store.claim_due(worker="B", limit=5, now=T0 + LEASE - 1, lease_ms=LEASE) == []
+    # A stalls past its lease: B takes over at a new version, and A's late write is refused.
+    [b] = await store.claim_due(worker="B", limit=5, now=T0 + LEASE + 1, lease_ms=LEASE)
+    assert b.version == a.version + 1
+    assert await store.finish_step(a, now=T0 + LEASE + 2, next_step=Step.SUBMIT, next_run_at=0) is None
+    assert not await store.heartbeat(a, now=T0 + LEASE + 2, lease_ms=LEASE)
+    done = await store.finish_step(b, now=T0 + LEASE + 3, next_step=Step.SUBMIT, next_run_at=T0 + LEASE + 3)
+    assert done is not None and done.step is Step.SUBMIT and done.lease_owner is None
+
+
+async def test_not_due_and_finished_tasks_are_not_claimed(stores) -> None:
+    store, owner, _ = stores
+    task = await store.create(SPEC, owner=owner, dialect="unified", now=T0, deadline_ms=10**9)
+    [c] = await store.claim_due(worker="A", limit=1, now=T0, lease_ms=LEASE)
+    await store.finish_step(c, now=T0, next_step=Step.SUBMIT, next_run_at=T0 + 5000)
+    assert await store.claim_due(worker="A", limit=1, now=T0 + 4999, lease_ms=LEASE) == []
+    [c] = await store.claim_due(worker="A", limit=1, now=T0 + 5000, lease_ms=LEASE)
+    await store.finish_step(
+        c,
+        now=T0 + 5000,
+        next_step=Step.DONE,
+        next_run_at=T0,
+        status=TaskStatus.FAILED,
+        changes={"error_code": "x"},
+    )
+    assert await store.claim_due(worker="A", limit=1, now=T0 + 10**8, lease_ms=LEASE) == []
+    assert (await store.get(task.id)).completed_at == T0 + 5000
+
+
+async def test_status_changes_are_compare_and_set_with_an_event_each(stores) -> None:
+    store, owner, _ = stores
+    task = await store.create(SPEC, owner=owner, dialect="unified", now=T0, deadline_ms=10**9)
+    [c] = await store.claim_due(worker="A", limit=1, now=T0, lease_ms=LEASE)
+    advanced = await store.advance(c, now=T0 + 1, status=TaskStatus.PROCESSING, changes={"channel": "x"})
+    assert advanced is not None and advanced.version == c.version + 1
+    assert await store.advance(c, now=T0 + 2, changes={"channel": "y"}) is None  # stale version
+    await store.finish_step(
+        advanced, now=T0 + 3, next_step=Step.DONE, next_run_at=T0, status=TaskStatus.COMPLETED
+    )
+    events = [(e.kind, e.from_status, e.to_status) for e in await store.events(task.id)]
+    assert events == [
+        ("created", None, "pending"),
+        ("status", "pending", "processing"),
+        ("status", "processing", "completed"),
+    ]
+    final = await store.get(task.id)
+    assert final.status_update_time == T0 + 3 and final.channel == "x"
+
+
+async def test_cancel_fences_the_worker_holding_the_lease(stores) -> None:
+    store, owner, other = stores
+    task = await store.create(SPEC, owner=owner, dialect="unified", now=T0, deadline_ms=10**9)
+    [c] = await store.claim_due(worker="A", limit=1, now=T0, lease_ms=LEASE)
+    assert await store.cancel(task.id, owner=other, now=T0 + 1) is None
+    cancelled = await store.cancel(task.id, owner=owner, now=T0 + 1)
+    assert cancelled.status is TaskStatus.CANCELLED and cancelled.error.code == "cancelled"
+    assert not await store.heartbeat(c, now=T0 + 2, lease_ms=LEASE)
+    assert await store.finish_step(c, now=T0 + 2, next_step=Step.SUBMIT, next_run_at=T0) is None
+    with pytest.raises(Conflict):
+        await store.cancel(task.id, owner=owner, now=T0 + 3)
+
+
+async def test_concurrent_claimers_never_share_a_task(stores) -> None:
+    store, owner, _ = stores
+    for _ in range(40):
+        await store.create(SPEC, owner=owner, dialect="unified", now=T0, deadline_ms=10**9)
+    seen: list[str] = []
+
+    async def claimer(name: str) -> None:
+        while True:
+            claims = await store.claim_due(worker=name, limit=3, now=T0, lease_ms=LEASE)
+            if not claims:
+                return
+            seen.extend(c.task.id for c in claims)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(4):
+            tg.start_soon(claimer, f"w{i}")
+    assert len(seen) == 40 and len(set(seen)) == 40
+
+
+async def test_list_pages_by_creation_order(stores) -> None:
+    store, owner, other = stores
+    ids = [
+        (await store.create(SPEC, owner=owner, dialect="openai", now=T0 + i, deadline_ms=1000)).id
+        for i in range(5)
+    ]
+    await store.create(SPEC, owner=other, dialect="openai", now=T0, deadline_ms=1000)
+    page, more = await store.list_page(owner=owner, after=None, limit=2, descending=False)
+    assert [t.id for t in page] == ids[:2] and more
+    page, more = await store.list_page(owner=owner, after=ids[1], limit=10, descending=False)
+    assert [t.id for t in page] == ids[2:] and not more
+    page, more = await store.list_page(owner=owner, after=ids[3], limit=10, descending=True)
+    assert [t.id for t in page] == ids[:3][::-1] and not more
