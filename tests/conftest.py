@@ -145,15 +145,21 @@ async def start_gateway(make_settings: SettingsFactory) -> AsyncIterator[Gateway
     from contextlib import asynccontextmanager
 
     from vidgate.api.app import create_app
+    from vidgate.testing.resolver import PUBLIC_TEST_HOSTS, StaticResolver
     from vidgate.testing.server import bind_loopback, serving
 
     @asynccontextmanager
     async def start(
-        *, run_worker: bool = True, clock: Clock | None = None, **overrides: Any
+        *, run_worker: bool = True, clock: Clock | None = None, resolver: Any = None, **overrides: Any
     ) -> AsyncIterator[Gateway]:
         sock = bind_loopback()
         settings = make_settings(port=sock.getsockname()[1], **overrides)
-        app = create_app(settings, run_worker=run_worker, clock=clock)
+        app = create_app(
+            settings,
+            run_worker=run_worker,
+            clock=clock,
+            resolver=resolver or StaticResolver(PUBLIC_TEST_HOSTS),
+        )
         async with serving(app, sock) as base_url:
             yield Gateway(base_url, app, settings)
 

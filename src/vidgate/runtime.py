@@ -12,7 +12,7 @@ from vidgate.clock import Clock, SystemClock
 from vidgate.config import Settings
 from vidgate.domain.routing import Catalog, ChannelProfile
 from vidgate.net.fetch import SafeFetcher
-from vidgate.net.policy import FetchPolicy
+from vidgate.net.policy import FetchPolicy, Resolver, system_resolver
 from vidgate.providers.registry import ProviderDeps, ProviderRegistry
 from vidgate.store import db
 from vidgate.store.blobs import BlobStore, LocalBlobStore
@@ -52,6 +52,7 @@ class Runtime:
     fetcher: SafeFetcher
     providers: ProviderRegistry
     clock: Clock
+    resolver: Resolver  # DNS for user URLs (request-time checks and the fetcher's connect-time check)
 
 
 async def prepare_database(settings: Settings) -> None:
@@ -73,12 +74,15 @@ async def prepare_database(settings: Settings) -> None:
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[Runtime]:
+async def open_runtime(
+    settings: Settings, *, clock: Clock | None = None, resolver: Resolver | None = None
+) -> AsyncIterator[Runtime]:
     await prepare_database(settings)
     engine = db.create_engine(settings.resolved_database_url)
     blobs = LocalBlobStore(settings.media_dir)
     policy = FetchPolicy(allow_private=settings.fetch_allow_private)
-    fetcher = SafeFetcher(policy, timeout=settings.fetch_timeout_seconds)
+    resolver = resolver or system_resolver
+    fetcher = SafeFetcher(policy, resolver=resolver, timeout=settings.fetch_timeout_seconds)
     providers = ProviderRegistry(ProviderDeps(settings=settings, blobs=blobs, fetcher=fetcher))
     providers.check_kinds()
     try:
@@ -92,6 +96,7 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Asy
             fetcher=fetcher,
             providers=providers,
             clock=clock or SystemClock(),
+            resolver=resolver,
         )
     finally:
         await providers.aclose()

@@ -14,16 +14,24 @@ from vidgate.api.errors import install_error_handlers
 from vidgate.api.limits import BodySizeLimit
 from vidgate.clock import Clock
 from vidgate.config import Settings
+from vidgate.net.policy import Resolver
 from vidgate.runtime import open_runtime
 from vidgate.worker.service import run_worker_services
 
 
-def create_app(settings: Settings, *, run_worker: bool | None = None, clock: Clock | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    run_worker: bool | None = None,
+    clock: Clock | None = None,
+    resolver: Resolver | None = None,
+) -> FastAPI:
+    """The ASGI app. `clock` and `resolver` exist for tests and sandboxes; production uses the system's."""
     embedded = settings.embedded_worker if run_worker is None else run_worker
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_runtime(settings, clock=clock) as runtime:
+        async with open_runtime(settings, clock=clock, resolver=resolver) as runtime:
             app.state.runtime = runtime
             if not embedded:
                 yield

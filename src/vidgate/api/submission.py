@@ -29,7 +29,7 @@ async def check_urls_fetchable(runtime: Runtime, spec: VideoSpec, *, first_param
         named.append(("character_url", str(spec.extras["character_url"])))
     for param, url in named:
         try:
-            await check_url_resolves_public(url, policy)
+            await check_url_resolves_public(url, policy, runtime.resolver)
         except UrlRejected as exc:
             raise InvalidRequest(
                 f"'{param}' cannot be fetched: {exc.reason}", param=param, code="invalid_url"

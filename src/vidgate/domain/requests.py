@@ -117,8 +117,12 @@ def read_prompt(body: Mapping[str, Any], max_chars: int) -> str:
 
 
 def read_model(body: Mapping[str, Any], catalog: Catalog, default: str | None = None) -> str:
-    model = read_str(body, "model", max_chars=_MAX_MODEL_CHARS, required=default is None) or default
-    assert model is not None
+    model = read_str(body, "model", max_chars=_MAX_MODEL_CHARS, required=default is None)
+    if model is None:
+        assert default is not None  # read_str raised for a required model
+        model = default
+    if not model.strip():
+        raise InvalidRequest("'model' must not be empty.", param="model", code="missing_required_parameter")
     if not catalog.serving(model):
         known = ", ".join(catalog.models()) or "none"
         raise InvalidRequest(

@@ -1,0 +1,661 @@
+"""The one SSRF-safe fetcher for user-supplied URLs (images) and upstream-provided video URLs.
+
+Nothing else in vidgate should build an outbound HTTP client for a URL that a
+user or an upstream chose. What :class:`SafeFetcher` guarantees:
+
+* Every TCP connection goes through :class:`GuardedBackend`, an httpcore network
+  backend that resolves the host once, refuses it unless every address passes
+  the :class:`~vidgate.net.policy.FetchPolicy`, and connects to the checked
+  numeric address. DNS rebinding cannot slip in between check and connect.
+  TLS SNI and certificate checks still use the host name: httpcore calls
+  ``stream.start_tls(server_hostname=<origin host>)`` itself
+  (httpcore/_async/connection.py, ``AsyncHTTPConnection._connect``).
+* Redirects are followed by hand, at most ``policy.max_redirects`` times; every
+  hop is re-checked (scheme, userinfo, port, literal address) and every new
+  connection passes the guard again.
+* No proxies or other settings from the environment (``trust_env=False``), no
+  cookies kept between fetches, no compressed bodies (no decompression bombs).
+* Caps: Content-Length checked up front, streamed bytes counted; a total
+  deadline around the whole fetch (httpx's own timeouts are per phase); a
+  Content-Type allowlist plus a magic-byte sniff, both from a :class:`MediaKind`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+import ssl
+import tempfile
+import typing
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from types import TracebackType
+
+import anyio
+import httpcore
+import httpx
+
+from vidgate.net.datauri import DataUriTooLarge, decode_data_uri, is_data_uri
+from vidgate.net.policy import (
+    FetchPolicy,
+    Resolver,
+    UrlRejected,
+    check_url,
+    resolve_allowed,
+    system_resolver,
+)
+
+__all__ = [
+    "IMAGE",
+    "VIDEO_MP4",
+    "ContentRejected",
+    "ContentTooLarge",
+    "FetchFailed",
+    "FetchRefused",
+    "FetchTimedOut",
+    "Fetched",
+    "GuardedBackend",
+    "MediaKind",
+    "SafeFetcher",
+    "sniff_image",
+    "sniff_mp4",
+]
+
+SocketOption = httpcore.SOCKET_OPTION  # type alias re-used from httpcore's public API
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class FetchFailed(Exception):
+    """A fetch did not produce acceptable content. ``reason`` is a human sentence.
+
+    Tree::
+
+        FetchFailed          network error, bad HTTP status, too many redirects
+        ├── FetchRefused     the policy refused the URL, a redirect hop or an address
+        ├── FetchTimedOut    the total deadline or a per-phase timeout passed
+        └── ContentRejected  wrong Content-Type, bytes that are not the declared kind, empty body
+            └── ContentTooLarge
+    """
+
+    code = "fetch_failed"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class FetchRefused(FetchFailed):
+    """The fetch policy refused the URL, a redirect target, or the address a host resolved to."""
+
+    code = "fetch_refused"
+
+
+class FetchTimedOut(FetchFailed):
+    """The fetch did not finish in time."""
+
+    code = "fetch_timeout"
+
+
+class ContentRejected(FetchFailed):
+    """The response is not an acceptable media file."""
+
+    code = "unsupported_content"
+
+
+class ContentTooLarge(ContentRejected):
+    """The response is larger than the byte limit."""
+
+    code = "content_too_large"
+
+
+# --------------------------------------------------------------------------- media kinds
+
+_AVIF_BRANDS = frozenset({"avif", "avis"})
+_HEIC_BRANDS = frozenset({"heic", "heix", "heim", "heis", "hevc", "hevx", "hevm", "hevs"})
+_HEIF_BRANDS = frozenset({"mif1", "msf1"})
+_IMAGE_BRANDS = _AVIF_BRANDS | _HEIC_BRANDS | _HEIF_BRANDS
+_MP4_BRANDS = frozenset(
+    {"isom", "iso2", "iso3", "iso4", "iso5", "iso6", "iso7", "iso8", "iso9"}
+    | {"mp41", "mp42", "mp71", "avc1", "dash", "mmp4", "msnv", "M4V ", "M4VP", "f4v "}
+)
+
+
+def _ftyp_brands(head: bytes) -> tuple[str, frozenset[str]] | None:
+    """``(major brand, all brands)`` of an ISO-BMFF ``ftyp`` box at offset 0, or None."""
+    if len(head) < 12 or head[4:8] != b"ftyp":
+        return None
+    size = int.from_bytes(head[:4], "big")
+    if size < 16 and size != 0:
+        return None
+    end = len(head) if size == 0 else min(size, len(head))
+    major = head[8:12].decode("latin-1")
+    compatible = {head[i : i + 4].decode("latin-1") for i in range(16, end - 3, 4)}
+    return major, frozenset({major} | compatible)
+
+
+def sniff_image(head: bytes) -> str | None:
+    """The image type the leading bytes prove (PNG, JPEG, GIF, WebP, AVIF/HEIF, BMP, TIFF), or None.
+
+    SVG is deliberately not recognised: it is XML that can script and fetch.
+    """
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "image/tiff"
+    # "BM" alone would match text; the 4 reserved header bytes are zero in practice.
+    if head[:2] == b"BM" and len(head) >= 14 and head[6:10] == b"\x00\x00\x00\x00":
+        return "image/bmp"
+    brands = _ftyp_brands(head)
+    if brands is not None:
+        _major, every = brands
+        if every & _AVIF_BRANDS:
+            return "image/avif"
+        if every & _HEIC_BRANDS:
+            return "image/heic"
+        if every & _HEIF_BRANDS:
+            return "image/heif"
+    return None
+
+
+def sniff_mp4(head: bytes) -> str | None:
+    """``"video/mp4"`` if the bytes start with an MP4 ``ftyp`` box (not an AVIF/HEIF image), else None."""
+    brands = _ftyp_brands(head)
+    if brands is None:
+        return None
+    major, every = brands
+    if major in _IMAGE_BRANDS or not every & _MP4_BRANDS:
+        return None
+    return "video/mp4"
+
+
+@dataclass(frozen=True)
+class MediaKind:
+    """What a fetch may return: a Content-Type allowlist and a magic-byte sniffer.
+
+    ``content_types`` holds exact media types, or ``"major/*"`` for any subtype.
+    ``sniff`` sees the first ``sniff_len`` bytes (fewer if the body is shorter) and
+    returns the real media type, or None to reject.
+    """
+
+    name: str
+    content_types: frozenset[str]
+    sniff: Callable[[bytes], str | None]
+    accept: str
+    sniff_len: int = 64
+    allow_data_uri: bool = False
+
+    def accepts_header(self, media_type: str) -> bool:
+        """Whether a response's Content-Type (lower-case, no parameters) is on the allowlist."""
+        if media_type in self.content_types:
+            return True
+        major, slash, _sub = media_type.partition("/")
+        return bool(major and slash) and f"{major}/*" in self.content_types
+
+
+IMAGE = MediaKind(
+    name="image",
+    content_types=frozenset({"image/*"}),
+    sniff=sniff_image,
+    accept="image/avif,image/webp,image/png,image/jpeg,image/*;q=0.8",
+    allow_data_uri=True,
+)
+"""User-supplied reference images: ``image/*`` by header, PNG/JPEG/GIF/WebP/AVIF/HEIF/BMP/TIFF by bytes."""
+
+VIDEO_MP4 = MediaKind(
+    name="video",
+    content_types=frozenset({"video/mp4", "application/octet-stream"}),
+    sniff=sniff_mp4,
+    accept="video/mp4,application/octet-stream;q=0.5",
+)
+"""Upstream results: ``video/mp4`` or ``application/octet-stream`` by header, an MP4 ``ftyp`` box by bytes."""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A fetched body. ``content_type`` is the sniffed type; ``final_url`` is after redirects.
+
+    For a data: URI ``final_url`` is ``"data:"`` (the payload is not repeated).
+    """
+
+    data: bytes = field(repr=False)
+    content_type: str
+    final_url: str
+
+
+# --------------------------------------------------------------------------- connect-time guard
+
+
+class _GuardedStream(httpcore.AsyncNetworkStream):
+    """A stream opened by :class:`GuardedBackend`; its type is the proof (see ``_assert_guarded``)."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return _GuardedStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        return self._inner.get_extra_info(info)
+
+
+class _ResolveFailed(httpcore.ConnectError):
+    """The host name did not resolve (told apart from refused connections in messages)."""
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """An httpcore network backend that enforces the fetch policy at connect time.
+
+    ``connect_tcp`` resolves the host exactly once with ``resolver``, refuses it
+    (:class:`~vidgate.net.policy.UrlRejected`) unless the port and EVERY address
+    are allowed, then has ``inner`` connect to the numeric addresses in order.
+    Unix sockets are refused.
+    """
+
+    def __init__(
+        self,
+        policy: FetchPolicy,
+        resolver: Resolver = system_resolver,
+        inner: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
+        self._policy = policy
+        self._resolver = resolver
+        self._inner: httpcore.AsyncNetworkBackend = inner if inner is not None else httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[SocketOption] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        if not self._policy.port_allowed(port):
+            raise UrlRejected(f"the port {port} is not allowed")
+        deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        try:
+            with anyio.fail_after(timeout):
+                addresses = await resolve_allowed(host, port, self._policy, self._resolver)
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"resolving {host!r} timed out") from None
+        except OSError as exc:
+            raise _ResolveFailed(f"could not resolve {host!r}: {exc}") from exc
+        last_error: httpcore.ConnectError | None = None
+        for ip in addresses:
+            remaining = None if timeout is None else max(0.0, deadline - anyio.current_time())
+            try:
+                stream = await self._inner.connect_tcp(
+                    str(ip),
+                    port,
+                    timeout=remaining,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except httpcore.ConnectError as exc:
+                last_error = exc  # try the next checked address
+                continue
+            return _GuardedStream(stream)
+        assert last_error is not None  # resolve_allowed never returns an empty list
+        raise last_error
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[SocketOption] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise UrlRejected("connections to unix sockets are not allowed")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def _install_network_backend(
+    transport: httpx.AsyncHTTPTransport, backend: httpcore.AsyncNetworkBackend
+) -> None:
+    """Make ``transport`` open every connection through ``backend``.
+
+    COMPROMISE: httpx 0.28.1 has no public parameter for an httpcore network
+    backend (proposed in encode/httpx#3749 / discussion #3180), so this sets the
+    private ``transport._pool._network_backend``. It is the only private access
+    in vidgate.net; it checks what it touches and raises if httpx's internals
+    differ. ``tests/unit/net/test_fetch_wiring.py`` pins the behaviour, and every
+    response is also checked to come from a guarded stream (fail closed).
+    """
+    pool = getattr(transport, "_pool", None)
+    # Proxy pools subclass AsyncConnectionPool: require the exact class.
+    if type(pool) is not httpcore.AsyncConnectionPool:
+        raise RuntimeError(
+            f"httpx internals changed: transport._pool is {type(pool).__name__}, not AsyncConnectionPool"
+        )
+    if not isinstance(getattr(pool, "_network_backend", None), httpcore.AsyncNetworkBackend):
+        raise RuntimeError("httpx internals changed: AsyncConnectionPool has no _network_backend")
+    if pool.connections:
+        raise RuntimeError("the network backend must be installed before any connection is made")
+    pool._network_backend = backend
+
+
+def _assert_guarded(response: httpx.Response) -> None:
+    """Fail closed if a response did not come over a connection opened by :class:`GuardedBackend`."""
+    if not isinstance(response.extensions.get("network_stream"), _GuardedStream):
+        raise RuntimeError(
+            "SSRF guard bypassed: a response came over an unguarded connection (httpx internals?)"
+        )
+
+
+def _no_cookies() -> CookieJar:
+    # One client serves every user: never keep a cookie from one fetch for the next.
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+def _build_client(backend: GuardedBackend, timeout: float, user_agent: str) -> httpx.AsyncClient:
+    transport = httpx.AsyncHTTPTransport(trust_env=False, retries=0, http1=True, http2=False)
+    _install_network_backend(transport, backend)
+    phase = min(timeout, 10.0)
+    return httpx.AsyncClient(
+        transport=transport,
+        trust_env=False,  # with transport= set, httpx would STILL mount env proxies otherwise
+        follow_redirects=False,
+        timeout=httpx.Timeout(phase, pool=min(timeout, 5.0)),
+        cookies=_no_cookies(),
+        headers={"User-Agent": user_agent, "Accept-Encoding": "identity"},
+    )
+
+
+# --------------------------------------------------------------------------- body checks
+
+
+class _BodyGuard:
+    """Counts streamed bytes against the cap and holds them back until the sniff accepts them."""
+
+    def __init__(self, kind: MediaKind, max_bytes: int) -> None:
+        self._kind = kind
+        self._max_bytes = max_bytes
+        self._head = bytearray()
+        self._total = 0
+        self.content_type: str | None = None
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Account for ``chunk``; return the bytes that may be passed on now."""
+        self._total += len(chunk)
+        if self._total > self._max_bytes:
+            raise ContentTooLarge(
+                f"the {self._kind.name} is larger than the limit of {self._max_bytes} bytes"
+            )
+        if self.content_type is not None:
+            return chunk
+        self._head += chunk
+        return self._release() if len(self._head) >= self._kind.sniff_len else b""
+
+    def finish(self) -> bytes:
+        """End of body: return what is still held back."""
+        if self.content_type is not None:
+            return b""
+        if not self._head:
+            raise ContentRejected(f"the server sent an empty body instead of a {self._kind.name}")
+        return self._release()
+
+    def _release(self) -> bytes:
+        data = bytes(self._head)
+        self.content_type = _sniff_or_reject(self._kind, data)
+        self._head.clear()
+        return data
+
+
+def _sniff_or_reject(kind: MediaKind, data: bytes) -> str:
+    sniffed = kind.sniff(data[: kind.sniff_len])
+    if sniffed is None:
+        raise ContentRejected(
+            f"the content is not a supported {kind.name} file (its first bytes do not match)"
+        )
+    return sniffed
+
+
+def _check_response(response: httpx.Response, kind: MediaKind, max_bytes: int) -> None:
+    """Status and headers of the final response, before any body byte is read."""
+    if response.status_code != 200:
+        raise FetchFailed(f"the server answered HTTP {response.status_code}, expected 200")
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise ContentRejected(f"compressed responses (Content-Encoding: {encoding}) are not accepted")
+    media_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if not kind.accepts_header(media_type):
+        expected = ", ".join(sorted(kind.content_types))
+        raise ContentRejected(f"the server sent Content-Type {media_type or 'none'!r}; expected {expected}")
+    length = response.headers.get("content-length", "")
+    if length.isdigit() and int(length) > max_bytes:
+        raise ContentTooLarge(f"the {kind.name} is {int(length)} bytes; the limit is {max_bytes} bytes")
+
+
+@contextmanager
+def _translate_errors() -> Iterator[None]:
+    """httpx / policy exceptions -> the FetchFailed tree, with messages that leak nothing internal."""
+    try:
+        yield
+    except UrlRejected as exc:
+        raise FetchRefused(exc.reason) from exc
+    except httpx.TimeoutException as exc:
+        raise FetchTimedOut("the server did not respond in time") from exc
+    except httpx.ConnectError as exc:
+        if isinstance(exc.__cause__, _ResolveFailed):
+            raise FetchFailed("the host name could not be resolved") from exc
+        raise FetchFailed("could not connect to the server") from exc
+    except httpx.HTTPError as exc:
+        raise FetchFailed("the connection failed or the server sent an invalid HTTP response") from exc
+
+
+def _shorten(url: httpx.URL) -> str:
+    text = str(url)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+# --------------------------------------------------------------------------- the fetcher
+
+
+class SafeFetcher:
+    """Fetches user- and upstream-supplied URLs under a :class:`FetchPolicy`. One per process.
+
+    Owns one ``httpx.AsyncClient`` (connections are pooled per checked origin);
+    use it as an async context manager or call :meth:`aclose`.
+    ``timeout`` is the default TOTAL deadline per fetch, redirects and body
+    included; each phase (connect, read, write) also has a timeout of at most 10 s.
+    ``network_backend`` is what opens sockets after the policy check (default
+    httpcore's AnyIO backend); tests pass a spy.
+    """
+
+    def __init__(
+        self,
+        policy: FetchPolicy,
+        *,
+        resolver: Resolver | None = None,
+        timeout: float = 30.0,
+        user_agent: str = "vidgate/0.1",
+        network_backend: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self._policy = policy
+        self._timeout = timeout
+        backend = GuardedBackend(policy, resolver or system_resolver, network_backend)
+        self._client = _build_client(backend, timeout, user_agent)
+
+    @property
+    def policy(self) -> FetchPolicy:
+        """The policy every fetch is checked against."""
+        return self._policy
+
+    async def __aenter__(self) -> SafeFetcher:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close pooled connections."""
+        await self._client.aclose()
+
+    async def fetch_bytes(
+        self, url: str, *, max_bytes: int, kind: MediaKind, timeout: float | None = None
+    ) -> Fetched:
+        """Fetch ``url`` into memory (at most ``max_bytes``), checked against ``kind``.
+
+        Accepts ``data:`` URIs when ``kind.allow_data_uri``. Raises :class:`FetchFailed`
+        (or a subclass) with a human ``reason``.
+        """
+        if is_data_uri(url):
+            return self._decode_data_uri(url, max_bytes, kind)
+        parts: list[bytes] = []
+        guard = _BodyGuard(kind, max_bytes)
+        async with self._download(url, kind, max_bytes, timeout) as response:
+            async for chunk in response.aiter_raw():
+                parts.append(guard.feed(chunk))
+            parts.append(guard.finish())
+            final_url = str(response.url)
+        assert guard.content_type is not None
+        return Fetched(b"".join(parts), guard.content_type, final_url)
+
+    async def fetch_to_file(
+        self,
+        url: str,
+        dest: pathlib.Path,
+        *,
+        max_bytes: int,
+        kind: MediaKind,
+        timeout: float | None = None,
+    ) -> str:
+        """Stream ``url`` into ``dest`` in constant memory; return the sniffed content type.
+
+        Writes to a temporary file next to ``dest`` and renames it on success, so
+        ``dest`` never holds a partial download; the temporary file is removed on
+        any failure (including cancellation). Raises like :meth:`fetch_bytes`.
+        """
+        dest = pathlib.Path(dest)
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial")
+        os.close(fd)
+        tmp = pathlib.Path(tmp_name)
+        try:
+            async with await anyio.open_file(tmp, "wb") as out:
+                if is_data_uri(url):
+                    fetched = self._decode_data_uri(url, max_bytes, kind)
+                    await out.write(fetched.data)
+                    content_type = fetched.content_type
+                else:
+                    content_type = await self._stream_into(url, out, max_bytes, kind, timeout)
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return content_type
+
+    # ------------------------------------------------------------------ internals
+
+    async def _stream_into(
+        self,
+        url: str,
+        out: anyio.AsyncFile[bytes],
+        max_bytes: int,
+        kind: MediaKind,
+        timeout: float | None,
+    ) -> str:
+        guard = _BodyGuard(kind, max_bytes)
+        async with self._download(url, kind, max_bytes, timeout) as response:
+            async for chunk in response.aiter_raw():
+                ready = guard.feed(chunk)
+                if ready:
+                    await out.write(ready)
+            await out.write(guard.finish())
+        assert guard.content_type is not None
+        return guard.content_type
+
+    def _decode_data_uri(self, uri: str, max_bytes: int, kind: MediaKind) -> Fetched:
+        if not kind.allow_data_uri:
+            raise FetchRefused(f"data: URIs are not accepted for a {kind.name}; use an http or https URL")
+        try:
+            _declared, data = decode_data_uri(uri, max_bytes=max_bytes)
+        except DataUriTooLarge as exc:
+            raise ContentTooLarge(exc.reason) from exc
+        except UrlRejected as exc:
+            raise FetchRefused(exc.reason) from exc
+        return Fetched(data, _sniff_or_reject(kind, data), "data:")
+
+    @asynccontextmanager
+    async def _download(
+        self, url: str, kind: MediaKind, max_bytes: int, timeout: float | None
+    ) -> AsyncIterator[httpx.Response]:
+        """The final response after redirects, headers checked, under the total deadline."""
+        deadline = self._timeout if timeout is None else timeout
+        try:
+            with anyio.fail_after(deadline), _translate_errors():
+                response = await self._follow(url, kind)
+                try:
+                    _check_response(response, kind, max_bytes)
+                    yield response
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            raise FetchTimedOut(f"the download did not finish within {deadline:g} seconds") from None
+
+    async def _follow(self, url: str, kind: MediaKind) -> httpx.Response:
+        """GET ``url``, following up to ``max_redirects`` redirects, each hop re-checked."""
+        target = check_url(url, self._policy)
+        redirects = 0
+        while True:
+            response = await self._send(target, kind, redirected=redirects > 0)
+            next_request = response.next_request
+            if next_request is None:
+                return response
+            await response.aclose()
+            if redirects >= self._policy.max_redirects:
+                raise FetchFailed(f"too many redirects (the limit is {self._policy.max_redirects})")
+            redirects += 1
+            target = self._check_hop(next_request.url)
+
+    def _check_hop(self, url: httpx.URL) -> httpx.URL:
+        try:
+            return check_url(url, self._policy)
+        except UrlRejected as exc:
+            raise FetchRefused(f"the redirect to {_shorten(url)!r} was refused: {exc.reason}") from exc
+
+    async def _send(self, target: httpx.URL, kind: MediaKind, *, redirected: bool) -> httpx.Response:
+        request = self._client.build_request("GET", target, headers={"Accept": kind.accept})
+        try:
+            response = await self._client.send(request, stream=True)
+        except UrlRejected as exc:  # raised by GuardedBackend at connect time
+            if redirected:
+                raise FetchRefused(f"the redirect to {_shorten(target)!r} was refused: {exc.reason}") from exc
+            raise
+        try:
+            _assert_guarded(response)
+        except BaseException:
+            await response.aclose()
+            raise
+        return response
