@@ -14,8 +14,8 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from vidgate.clock import Clock
 from tests.helpers import scripted_channel
+from vidgate.clock import Clock
 from vidgate.config import Settings, WorkerSettings
 
 PG_URL = os.environ.get("VIDGATE_TEST_PG_URL")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import signal
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 import anyio
 import typer
@@ -11,6 +13,9 @@ from rich.console import Console
 from rich.table import Table
 
 from vidgate.config import Settings
+from vidgate.store.keys import KeyStore
+
+T = TypeVar("T")
 
 app = typer.Typer(help="vidgate: a self-hosted video-generation gateway.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -20,7 +25,7 @@ app.add_typer(keys_app, name="keys")
 err = Console(stderr=True)
 
 
-def _settings(**overrides: object) -> Settings:
+def _settings(**overrides: Any) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except Exception as exc:  # a bad setting: say which, without a traceback
@@ -117,16 +122,15 @@ def db_current() -> None:
     typer.echo(f"current: {anyio.run(current) or 'none'}\nhead: {db.head_revision()}")
 
 
-def _with_keys(action):  # type: ignore[no-untyped-def]
+def _with_keys(action: Callable[[KeyStore, int], Awaitable[T]]) -> T:
     """Run `action(keystore, now)` against the configured database (schema prepared first)."""
     from vidgate.clock import SystemClock
     from vidgate.runtime import SchemaOutOfDate, prepare_database
     from vidgate.store import db
-    from vidgate.store.keys import KeyStore
 
     settings = _settings()
 
-    async def main():  # type: ignore[no-untyped-def]
+    async def main() -> T:
         await prepare_database(settings)
         engine = db.create_engine(settings.resolved_database_url)
         try:
@@ -149,7 +153,8 @@ def keys_create(
     """Create a key. The key is printed once, as the last line of stdout; only its hash is kept."""
     record, plaintext = _with_keys(lambda keys, now: keys.create(name=name, is_admin=admin, now=now))
     err.print(
-        f"created key {record.id} ({record.name}{', admin' if admin else ''}); store it now, it is not shown again:"
+        f"created key {record.id} ({record.name}{', admin' if admin else ''}); "
+        "store it now, it is not shown again:"
     )
     typer.echo(plaintext)
 
@@ -159,7 +164,6 @@ def keys_list() -> None:
     """List keys (hints only; keys themselves are never stored)."""
     records = _with_keys(lambda keys, now: keys.list())
     table = Table("id", "name", "hint", "admin", "created", "revoked")
-    import datetime as dt
 
     def when(ms: int | None) -> str:
         return "" if ms is None else dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M")

@@ -107,7 +107,8 @@ def test_workers_on_postgres_never_run_a_step_twice(tmp_path: Path, pg_admin_url
     pids = collections.Counter(e["pid"] for e in journal)
     assert len(pids) == WORKERS, f"every worker should take part: {pids}"
     print(
-        f"\n{TASKS} tasks, {WORKERS} workers: {elapsed:.1f} s, {len(journal)} upstream calls, split {sorted(pids.values())}"
+        f"\n{TASKS} tasks, {WORKERS} workers: {elapsed:.1f} s, {len(journal)} upstream calls, "
+        f"split {sorted(pids.values())}"
     )
     for i in range(WORKERS):
         assert "Traceback" not in dep.log(f"worker{i}"), dep.log(f"worker{i}")[-3000:]

@@ -13,12 +13,12 @@ from anyio.from_thread import start_blocking_portal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import create_key
+from tests.helpers import scripted_channel
 from vidgate.api.app import create_app
 from vidgate.config import Settings
 from vidgate.testing.resolver import PUBLIC_TEST_HOSTS, StaticResolver
 from vidgate.testing.server import bind_loopback, serving
-from tests.conftest import create_key
-from tests.helpers import scripted_channel
 
 json_scalars = (
     st.none()
@@ -79,10 +79,8 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
         channels=[scripted_channel(root / "upstream")],
     )
     app = create_app(config, run_worker=False, resolver=StaticResolver(PUBLIC_TEST_HOSTS))
-    with start_blocking_portal() as portal:
-        with portal.wrap_async_context_manager(serving(app, sock)) as base_url:
-            key = portal.call(create_key, config)
-            yield base_url, key
+    with start_blocking_portal() as portal, portal.wrap_async_context_manager(serving(app, sock)) as base_url:
+        yield base_url, portal.call(create_key, config)
 
 
 @settings(

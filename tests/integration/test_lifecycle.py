@@ -6,7 +6,6 @@ import pytest
 
 from tests.helpers import query, scripted_channel, wait_for_status
 from vidgate.clock import ManualClock
-from vidgate.testing.scripted import ScriptedProvider
 from vidgate.worker.service import build_worker
 
 pytestmark = pytest.mark.anyio

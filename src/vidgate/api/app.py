@@ -46,7 +46,7 @@ def create_app(
     app = FastAPI(
         title="vidgate",
         version=__version__,
-        summary="Video-generation gateway: the relay unified format and OpenAI's /v1/videos over one task store.",
+        summary="Video generation gateway: the relay unified format and OpenAI's /v1/videos, one task store.",
         lifespan=lifespan,
     )
     install_error_handlers(app)

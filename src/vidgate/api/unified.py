@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from vidgate.api.actions import check_urls_fetchable, create_task
 from vidgate.api.deps import authenticate, get_runtime
 from vidgate.api.presenters import unified_view
 from vidgate.api.schemas import (
@@ -16,7 +17,6 @@ from vidgate.api.schemas import (
     UnifiedQueryResponse,
     json_body_schema,
 )
-from vidgate.api.submission import check_urls_fetchable, create_task
 from vidgate.domain.requests import parse_unified
 from vidgate.errors import InvalidRequest, NotFound, UnsupportedMediaType
 from vidgate.ids import parse_task_id, unified_id
@@ -27,10 +27,11 @@ router = APIRouter(tags=["unified"])
 
 
 async def read_json_object(request: Request) -> dict[str, Any]:
+    # Relay clients are sloppy with Content-Type (often none, sometimes text/plain), so any body is
+    # tried as JSON; only form encodings, which can never be the JSON this route takes, are a 415.
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type and content_type != "application/json" and not content_type.endswith("+json"):
-        if content_type.startswith(("multipart/", "application/x-www-form-urlencoded")):
-            raise UnsupportedMediaType("This route takes a JSON body (Content-Type: application/json).")
+    if content_type.startswith(("multipart/", "application/x-www-form-urlencoded")):
+        raise UnsupportedMediaType("This route takes a JSON body (Content-Type: application/json).")
     raw = await request.body()
     try:
         body = json.loads(raw)
@@ -66,7 +67,7 @@ async def create_video(
     "/v1/video/query", response_model=UnifiedQueryResponse, responses=ERROR_RESPONSES, summary="Query a task"
 )
 async def query_video(
-    id: str = Query(description="The id from create, in any accepted form"),  # noqa: A002 - the wire name
+    id: str = Query(description="The id from create, in any accepted form"),
     key: ApiKey = Depends(authenticate),
     runtime: Runtime = Depends(get_runtime),
 ) -> dict[str, Any]:

@@ -26,6 +26,8 @@ OPENAI_SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024", "1080x1920", "
 _MAX_MODEL_CHARS = 100
 _MAX_URL_CHARS = 8192
 _MAX_STYLE_CHARS = 64
+# Relay fields that are stored and forwarded to relay channels as they came.
+RELAY_EXTRAS = ("style", "storyboard", "character_url", "character_timestamps")
 _TIMESTAMPS_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*$")
 
 
@@ -143,7 +145,7 @@ def check_image_ref(value: Any, param: str) -> str:
         if not lowered.startswith("data:image/"):
             raise InvalidRequest(f"'{param}' is a data: URI but not of an image.", param=param)
         return text
-    if not (lowered.startswith("http://") or lowered.startswith("https://")):
+    if not lowered.startswith(("http://", "https://")):
         raise InvalidRequest(
             f"'{param}' must be an http(s) URL or a data:image/...;base64, URI.", param=param
         )
@@ -252,7 +254,8 @@ def check_against_catalog(spec: VideoSpec, catalog: Catalog, *, duration_param: 
     allowed_sizes = catalog.sizes(spec.model)
     if spec.size not in allowed_sizes:
         raise InvalidRequest(
-            f"Size {spec.size} is not available for model '{spec.model}'. Allowed: {', '.join(allowed_sizes)}.",
+            f"Size {spec.size} is not available for model '{spec.model}'. "
+            f"Allowed: {', '.join(allowed_sizes)}.",
             param=size_param,
             code="unsupported_size",
         )

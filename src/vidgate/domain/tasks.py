@@ -87,6 +87,7 @@ class Task:
     upstream_state: dict[str, Any] | None
     watermarked: bool | None
     error: TaskError | None
+    last_error: TaskError | None  # the latest failure that was retried (the task may still succeed)
     video_key: str | None
     thumbnail_key: str | None
     spritesheet_key: str | None

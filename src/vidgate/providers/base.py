@@ -59,7 +59,10 @@ class InputImage:
 
 @dataclass(frozen=True, slots=True)
 class SubmitRequest:
-    task_id: str  # our ULID; also an idempotency key for upstreams that accept one
+    task_id: str  # our ULID
+    # Same for a repeated submit of one attempt (a crash before the upstream id was saved), new for a
+    # deliberate resubmission (after a failed clean output): upstreams that dedupe get both right.
+    idempotency_key: str
     model: str
     prompt: str
     width: int

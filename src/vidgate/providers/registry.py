@@ -6,9 +6,12 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import structlog
+
 from vidgate.config import ChannelSettings, Settings
+from vidgate.domain.tasks import Task
 from vidgate.net.fetch import SafeFetcher
-from vidgate.providers.base import Provider
+from vidgate.providers.base import Provider, UpstreamJob
 from vidgate.store.blobs import BlobStore
 
 
@@ -18,6 +21,8 @@ class ProviderDeps:
     blobs: BlobStore
     fetcher: SafeFetcher
 
+
+log = structlog.get_logger("vidgate.providers")
 
 Factory = Callable[[ChannelSettings, ProviderDeps], Provider]
 
@@ -64,3 +69,13 @@ class ProviderRegistry:
         for provider in self._built.values():
             await provider.aclose()
         self._built.clear()
+
+
+async def cancel_upstream(providers: Callable[[str], Provider], task: Task) -> None:
+    """Tell a task's channel to stop its job, best effort: a channel that will not stop is only logged."""
+    if not task.channel or not task.upstream_id:
+        return
+    try:
+        await providers(task.channel).cancel(UpstreamJob(task.upstream_id, memo=task.upstream_state or {}))
+    except Exception:
+        log.warning("upstream cancel failed", task_id=task.id, channel=task.channel, exc_info=True)

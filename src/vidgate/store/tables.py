@@ -74,6 +74,7 @@ tasks = Table(
     Column("completed_at", BigInteger, nullable=True),
     Column("error_code", String(64), nullable=True),
     Column("error_message", Text, nullable=True),
+    Column("last_error", JSON, nullable=True),  # the latest retried failure {code, message}, while retrying
     # Worker bookkeeping
     Column("next_run_at", BigInteger, nullable=False),
     Column("deadline_at", BigInteger, nullable=False),

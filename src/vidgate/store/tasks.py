@@ -105,6 +105,7 @@ def row_to_task(row: RowMapping) -> Task:
         upstream_state=row["upstream_state"],
         watermarked=row["watermarked"],
         error=error,
+        last_error=TaskError(**row["last_error"]) if row["last_error"] else None,
         video_key=row["video_key"],
         thumbnail_key=row["thumbnail_key"],
         spritesheet_key=row["spritesheet_key"],

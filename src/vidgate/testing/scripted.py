@@ -6,13 +6,14 @@ Options (channel `options` in the configuration):
 - `submit_seconds` (float, 0): how long `submit` takes (a stand-in for a slow upstream or a render).
 - `transient_submit_failures` (int, 0): the first N submits of each task fail with a retryable 503.
 - `fail_code` / `fail_message`: the job ends FAILED with this code. `fail_retryable` marks it retryable.
-- `watermarked` (bool, false): the result carries a watermark (an `optional` channel whose clean output failed).
+- `watermarked` (bool, false): the result carries a watermark (an `optional` channel whose clean
+  output failed).
 - `clip_scale` (int, 8): the delivered clip is the requested size divided by this (kept tiny for speed).
 - `state_dir` (path, optional): where jobs live, so they outlive a gateway restart like a real upstream;
   also holds `journal.jsonl` (one line per call) and per-task lock files that reveal overlapping steps.
 
-Submits are idempotent on our task id, as a careful upstream would be: a second submit of a task gets
-the same job back and is journalled as `duplicate_submit`.
+Submits are idempotent on the request's idempotency key, as a careful upstream would be: a second submit
+with the same key gets the same job back and is journalled as `duplicate_submit`.
 """
 
 from __future__ import annotations
@@ -108,17 +109,19 @@ class ScriptedProvider:
 
     async def submit(self, request: SubmitRequest, ctx: StepContext) -> UpstreamJob:
         async with self._exclusive("submit", request.task_id):
-            upstream_id = f"scripted-{request.task_id}"
+            upstream_id = f"scripted-{request.idempotency_key}"
             job = self._load(upstream_id)
             if job is not None and job.get("accepted"):
                 self.journal("duplicate_submit", request.task_id)
                 return UpstreamJob(upstream_id, poll_after=self.poll_after)
-            job = job or {"submits": 0}
-            job["submits"] += 1
+            # Failures are counted per task (across idempotency keys), so retries eventually get through.
+            counter = f"submits-{request.task_id}"
+            tries = (self._load(counter) or {"n": 0})["n"] + 1
+            self._save(counter, {"n": tries})
             self.journal("submit", request.task_id, images=len(request.images))
-            if job["submits"] <= self.transient_submit_failures:
-                self._save(upstream_id, job)
+            if tries <= self.transient_submit_failures:
                 raise ProviderError("upstream_unavailable", "scripted 503", retryable=True, retry_after=0.01)
+            job = {}
             if self.submit_seconds:
                 await anyio.sleep(self.submit_seconds)
             job.update(
@@ -132,7 +135,7 @@ class ScriptedProvider:
             return UpstreamJob(upstream_id, poll_after=self.poll_after)
 
     async def poll(self, job: UpstreamJob, ctx: StepContext) -> UpstreamStatus:
-        task_id = job.upstream_id.removeprefix("scripted-")
+        task_id = _task_of(job.upstream_id)
         async with self._exclusive("poll", task_id):
             state = self._load(job.upstream_id)
             if state is None:
@@ -160,7 +163,7 @@ class ScriptedProvider:
             )
 
     async def fetch(self, job: UpstreamJob, status: UpstreamStatus, dest: Path, ctx: StepContext) -> None:
-        task_id = job.upstream_id.removeprefix("scripted-")
+        task_id = _task_of(job.upstream_id)
         async with self._exclusive("fetch", task_id):
             state = self._load(job.upstream_id)
             if state is None:
@@ -173,10 +176,15 @@ class ScriptedProvider:
             )
 
     async def cancel(self, job: UpstreamJob) -> None:
-        self.journal("cancel", job.upstream_id.removeprefix("scripted-"))
+        self.journal("cancel", _task_of(job.upstream_id))
 
     async def aclose(self) -> None:
         return None
+
+
+def _task_of(upstream_id: str) -> str:
+    """Our task id inside `scripted-<task>-<attempt>`."""
+    return upstream_id.removeprefix("scripted-").rsplit("-", 1)[0]
 
 
 def _even(n: int) -> int:

@@ -24,9 +24,10 @@ from anyio.abc import TaskGroup
 
 from vidgate.domain.tasks import Step, TaskStatus
 from vidgate.ids import new_ulid
-from vidgate.providers.base import StepContext, UpstreamJob
+from vidgate.providers.base import StepContext
+from vidgate.providers.registry import cancel_upstream
 from vidgate.store.tasks import Claim
-from vidgate.worker.steps import LeaseLost, Outcome, StepDeps, Steps, failed
+from vidgate.worker.steps import LeaseLost, Outcome, StepDeps, Steps, deadline_reached
 
 log = structlog.get_logger("vidgate.worker")
 
@@ -174,8 +175,8 @@ class Worker:
         task = claim.task
         now = self.deps.clock.now_ms()
         if now >= task.deadline_at:
-            await self._cancel_upstream(claim)
-            return failed("timeout", "The task did not finish before its deadline.")
+            await cancel_upstream(self.deps.providers, task)
+            return deadline_reached(task)
         if task.step is Step.DONE or task.status.is_terminal:
             return None
         work_dir = self.scratch_root / f"{task.id}-{claim.version}"
@@ -228,18 +229,7 @@ class Worker:
         with anyio.CancelScope(shield=True):
             task = await self.deps.store.get(running.claim.task.id)
             if task is not None and task.status is TaskStatus.CANCELLED:
-                await self._cancel_upstream(running.claim)
-
-    async def _cancel_upstream(self, claim: Claim) -> None:
-        task = claim.task
-        if not task.channel or not task.upstream_id:
-            return
-        try:
-            await self.deps.providers(task.channel).cancel(
-                UpstreamJob(task.upstream_id, memo=task.upstream_state or {})
-            )
-        except Exception:
-            log.warning("upstream cancel failed", task_id=task.id, channel=task.channel, exc_info=True)
+                await cancel_upstream(self.deps.providers, task)
 
     async def _commit(
         self, running: _Running, outcome: Outcome, log_: structlog.typing.FilteringBoundLogger
@@ -261,6 +251,7 @@ class Worker:
             )
         if task is None:
             log_.warning("lease lost before commit; result dropped")
+            await self._after_lease_lost(running)
             return
         if outcome.status is not None:
             log_.info("task status", status=task.status.value, error=task.error.code if task.error else None)

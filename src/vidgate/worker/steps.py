@@ -7,6 +7,7 @@ precede a side effect. The runner commits the outcome fenced by the lease.
 
 from __future__ import annotations
 
+import functools
 import io
 import random
 from collections.abc import Callable, Mapping
@@ -20,8 +21,9 @@ from PIL import Image
 
 from vidgate.clock import Clock
 from vidgate.config import Settings
+from vidgate.domain.requests import RELAY_EXTRAS
 from vidgate.domain.routing import Catalog, RouteRequest
-from vidgate.domain.tasks import Step, Task, TaskStatus, WatermarkMode
+from vidgate.domain.tasks import Step, Task, TaskError, TaskStatus, WatermarkMode
 from vidgate.media.images import ImageRejected, decode_image
 from vidgate.media.previews import previews_from_mp4
 from vidgate.media.probe import NotAVideo, probe_mp4
@@ -77,11 +79,22 @@ def failed(code: str, message: str) -> Outcome:
     )
 
 
+def deadline_reached(task: Task, last_error: TaskError | None = None) -> Outcome:
+    """The task ran out of time: `timeout`, or `watermark_removal_failed` when that is why (spec 3)."""
+    last = last_error or task.last_error
+    if last and last.code == "watermark_removal_failed":
+        return failed(
+            "watermark_removal_failed", f"No clean video before the task's deadline: {last.message}"
+        )
+    detail = f"; last error: {last.code}: {last.message}" if last else "."
+    return failed("timeout", f"The task did not finish before its deadline{detail}")
+
+
 def backoff_seconds(
     attempt: int, *, base: float, cap: float, retry_after: float | None, rng: random.Random
 ) -> float:
     """Exponential backoff with 'equal jitter' (half fixed, half random), never below Retry-After."""
-    ceiling = min(cap, base * (2 ** min(attempt, 30)))
+    ceiling = min(cap, base * 2.0 ** min(attempt, 30))
     delay = ceiling / 2 + rng.uniform(0, ceiling / 2)
     return max(delay, retry_after or 0.0)
 
@@ -156,12 +169,15 @@ class Steps:
             rng=self.deps.rng,
         )
         if self.deps.clock.now_ms() + delay * 1000 >= task.deadline_at:
-            final = "watermark_removal_failed" if code == "watermark_removal_failed" else "timeout"
-            return failed(final, f"The task reached its deadline; last error: {message}")
+            return deadline_reached(task, last_error=TaskError(code, message))
         return Outcome(
             step or task.step,
             delay_seconds=delay,
-            changes={"attempts": attempts, **(changes or {})},
+            changes={
+                "attempts": attempts,
+                "last_error": {"code": code, "message": message},
+                **(changes or {}),
+            },
             message=f"retry {attempts} in {delay:.1f}s: {code}: {message}",
         )
 
@@ -175,7 +191,7 @@ class Steps:
             data = await self._image_bytes(ref, param)
             try:
                 image = await anyio.to_thread.run_sync(
-                    lambda d=data: decode_image(d, max_pixels=self.deps.settings.max_image_pixels)
+                    functools.partial(decode_image, data, max_pixels=self.deps.settings.max_image_pixels)
                 )
             except ImageRejected as exc:
                 raise StepFailed("invalid_image", f"{param}: {exc}") from exc
@@ -250,13 +266,10 @@ class Steps:
             InputImage(i["index"], i["source"], i["key"], i["width"], i["height"])
             for i in (task.inputs or [])
         )
-        extras = {
-            k: task.input[k]
-            for k in ("style", "storyboard", "character_url", "character_timestamps")
-            if k in task.input
-        }
+        extras: dict[str, Any] = {k: task.input[k] for k in RELAY_EXTRAS if k in task.input}
         return SubmitRequest(
             task_id=task.id,
+            idempotency_key=f"{task.id}-{task.attempts}",
             model=task.model,
             prompt=task.prompt,
             width=task.width,

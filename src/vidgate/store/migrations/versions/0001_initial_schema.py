@@ -56,6 +56,7 @@ def upgrade() -> None:
         sa.Column("completed_at", sa.BigInteger(), nullable=True),
         sa.Column("error_code", sa.String(length=64), nullable=True),
         sa.Column("error_message", sa.Text(), nullable=True),
+        sa.Column("last_error", sa.JSON(), nullable=True),
         sa.Column("next_run_at", sa.BigInteger(), nullable=False),
         sa.Column("deadline_at", sa.BigInteger(), nullable=False),
         sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),

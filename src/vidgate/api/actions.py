@@ -1,4 +1,4 @@
-"""Creating a task, shared by both dialects: fetch policy checks, idempotency, saving, waking the worker."""
+"""What both dialects do to tasks: create (policy checks, idempotency, waking the worker), cancel, delete."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from vidgate.domain.requests import VideoSpec
 from vidgate.domain.tasks import Task
 from vidgate.errors import InvalidRequest
 from vidgate.net.policy import FetchPolicy, UrlRejected, check_url_resolves_public
+from vidgate.providers.registry import cancel_upstream
 from vidgate.runtime import Runtime
 from vidgate.store.tasks import request_fingerprint
 
@@ -20,9 +21,7 @@ async def check_urls_fetchable(runtime: Runtime, spec: VideoSpec, *, first_param
     """Refuse now (400) what the fetch policy would refuse later: bad scheme, a literal or resolved
     non-public address. The fetcher checks again at connect time; this only gives an early answer."""
     policy = FetchPolicy(allow_private=runtime.settings.fetch_allow_private)
-    named = [
-        (f"{first_param}[{i}]", ref) for i, ref in enumerate(spec.images) if not ref[:5].lower() == "data:"
-    ]
+    named = [(f"{first_param}[{i}]", ref) for i, ref in enumerate(spec.images) if ref[:5].lower() != "data:"]
     if spec.callback_url:
         named.append(("callback_url", spec.callback_url))
     if "character_url" in spec.extras:
@@ -67,4 +66,12 @@ async def create_task(
     wake = getattr(request.app.state, "wake_worker", None)
     if wake is not None:
         wake()
+    return task
+
+
+async def cancel_task(runtime: Runtime, ulid: str, *, owner: str) -> Task | None:
+    """Cancel an active task and tell its channel to stop (best effort). None: no such task."""
+    task = await runtime.tasks.cancel(ulid, owner=owner, now=runtime.clock.now_ms())
+    if task is not None:
+        await cancel_upstream(runtime.providers, task)
     return task
