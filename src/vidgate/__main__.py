@@ -1,3 +1,5 @@
 from vidgate.cli import main
 
-main()
+# Guarded: render processes are spawned, and a spawned child imports the parent's __main__ module.
+if __name__ == "__main__":
+    main()

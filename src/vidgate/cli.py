@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -161,17 +162,24 @@ def keys_create(
 
 @keys_app.command("list")
 def keys_list() -> None:
-    """List keys (hints only; keys themselves are never stored)."""
+    """List keys (hints only: the keys themselves are never stored). Tab-separated when piped."""
     records = _with_keys(lambda keys, now: keys.list())
-    table = Table("id", "name", "hint", "admin", "created", "revoked")
 
     def when(ms: int | None) -> str:
         return "" if ms is None else dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M")
 
-    for r in records:
-        table.add_row(
-            r.id, r.name, r.key_hint, "yes" if r.is_admin else "", when(r.created_at), when(r.revoked_at)
-        )
+    header = ("id", "name", "hint", "admin", "created", "revoked")
+    rows = [
+        (r.id, r.name, r.key_hint, "yes" if r.is_admin else "", when(r.created_at), when(r.revoked_at))
+        for r in records
+    ]
+    if not sys.stdout.isatty():
+        for row in (header, *rows):
+            typer.echo("\t".join(row))
+        return
+    table = Table(*header)
+    for row in rows:
+        table.add_row(*row)
     Console().print(table)
 
 

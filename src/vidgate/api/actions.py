@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import Request
 
-from vidgate.domain.requests import VideoSpec
+from vidgate.domain.requests import BLOB_REF_PREFIX, VideoSpec
 from vidgate.domain.tasks import Task
 from vidgate.errors import InvalidRequest
 from vidgate.net.policy import FetchPolicy, UrlRejected, check_url_resolves_public
@@ -17,11 +17,18 @@ from vidgate.store.tasks import request_fingerprint
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 
-async def check_urls_fetchable(runtime: Runtime, spec: VideoSpec, *, first_param: str = "images") -> None:
+async def check_urls_fetchable(
+    runtime: Runtime, spec: VideoSpec, *, first_param: str = "images", indexed: bool = True
+) -> None:
     """Refuse now (400) what the fetch policy would refuse later: bad scheme, a literal or resolved
-    non-public address. The fetcher checks again at connect time; this only gives an early answer."""
+    non-public address. The fetcher checks again at connect time; this only gives an early answer.
+    A name that does not resolve passes here (DNS may be down for a moment); the fetch decides."""
     policy = FetchPolicy(allow_private=runtime.settings.fetch_allow_private)
-    named = [(f"{first_param}[{i}]", ref) for i, ref in enumerate(spec.images) if ref[:5].lower() != "data:"]
+    named = [
+        (f"{first_param}[{i}]" if indexed else first_param, ref)
+        for i, ref in enumerate(spec.images)
+        if ref[:5].lower() != "data:" and not ref.startswith(BLOB_REF_PREFIX)
+    ]
     if spec.callback_url:
         named.append(("callback_url", spec.callback_url))
     if "character_url" in spec.extras:
@@ -75,3 +82,10 @@ async def cancel_task(runtime: Runtime, ulid: str, *, owner: str) -> Task | None
     if task is not None:
         await cancel_upstream(runtime.providers, task)
     return task
+
+
+async def delete_task(runtime: Runtime, task: Task) -> None:
+    """Hide the task from every read and remove everything stored for it."""
+    await runtime.tasks.soft_delete(task.id, owner=task.owner, now=runtime.clock.now_ms())
+    for prefix in ("videos", "inputs", "uploads"):
+        await runtime.blobs.delete_prefix(f"{prefix}/{task.id}")

@@ -9,7 +9,7 @@ import anyio
 from fastapi import FastAPI
 
 from vidgate import __version__
-from vidgate.api import health, media, unified
+from vidgate.api import health, media, openai, unified
 from vidgate.api.errors import install_error_handlers
 from vidgate.api.limits import BodySizeLimit
 from vidgate.clock import Clock
@@ -55,5 +55,6 @@ def create_app(
     )
     app.include_router(health.router)
     app.include_router(unified.router)
+    app.include_router(openai.router)
     app.include_router(media.router)
     return app

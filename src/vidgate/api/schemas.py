@@ -89,6 +89,38 @@ class UnifiedQueryResponse(BaseModel):
     detail: dict[str, Any]
 
 
+class OpenAIVideo(BaseModel):
+    """The `Video` object of OpenAI's API."""
+
+    id: str = Field(examples=["video_01k6x15vhrff09dkkqjrzwhm60"])
+    object: Literal["video"]
+    model: str
+    status: Literal["queued", "in_progress", "completed", "failed"]
+    progress: int
+    created_at: int
+    completed_at: int | None
+    expires_at: int | None
+    prompt: str | None
+    seconds: str
+    size: str
+    remixed_from_video_id: str | None
+    error: TaskErrorModel | None
+
+
+class OpenAIVideoList(BaseModel):
+    object: Literal["list"]
+    data: list[OpenAIVideo]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+class OpenAIDeleted(BaseModel):
+    id: str
+    object: Literal["video.deleted"]
+    deleted: bool
+
+
 def json_body_schema(model: type[BaseModel]) -> dict[str, Any]:
     return {
         "requestBody": {

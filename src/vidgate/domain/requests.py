@@ -26,6 +26,9 @@ OPENAI_SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024", "1080x1920", "
 _MAX_MODEL_CHARS = 100
 _MAX_URL_CHARS = 8192
 _MAX_STYLE_CHARS = 64
+# An image already in our storage (an upload, a remix source's input); never accepted from clients,
+# whose images must be http(s) URLs or data: URIs.
+BLOB_REF_PREFIX = "blob:"
 # Relay fields that are stored and forwarded to relay channels as they came.
 RELAY_EXTRAS = ("style", "storyboard", "character_url", "character_timestamps")
 _TIMESTAMPS_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*$")

@@ -21,7 +21,7 @@ from PIL import Image
 
 from vidgate.clock import Clock
 from vidgate.config import Settings
-from vidgate.domain.requests import RELAY_EXTRAS
+from vidgate.domain.requests import BLOB_REF_PREFIX, RELAY_EXTRAS
 from vidgate.domain.routing import Catalog, RouteRequest
 from vidgate.domain.tasks import Step, Task, TaskError, TaskStatus, WatermarkMode
 from vidgate.media.images import ImageRejected, decode_image
@@ -44,9 +44,6 @@ from vidgate.store.blobs import BlobNotFound, BlobStore
 from vidgate.store.tasks import Claim, TaskStore
 
 log = structlog.get_logger("vidgate.worker")
-
-# Internal image reference for uploads already in our storage (never accepted from clients).
-BLOB_REF_PREFIX = "blob:"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,43 @@
+# The two commands a newcomer needs:  make run   and   make test
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SRC := src/vidgate
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+## Install and serve on the embedded defaults: SQLite + ./data + the built-in animate engine.
+run: $(VENV)/.installed
+	$(BIN)/vidgate serve
+
+## Install and run every test. PostgreSQL tests run when VIDGATE_TEST_PG_URL is set; as root, a local
+## PostgreSQL is installed and started for them (scripts/start-postgres).
+test: $(VENV)/.installed-test
+	@if [ -z "$$VIDGATE_TEST_PG_URL" ] && [ "$$(id -u)" = 0 ]; then \
+		export VIDGATE_TEST_PG_URL=$$(scripts/start-postgres); \
+	fi; \
+	if [ -z "$$VIDGATE_TEST_PG_URL" ]; then echo "note: PostgreSQL tests are skipped (no VIDGATE_TEST_PG_URL)"; fi; \
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/animate_vs_encode.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
