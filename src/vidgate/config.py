@@ -99,7 +99,6 @@ class Settings(BaseSettings):
     media_retention_days: float | None = Field(default=None, gt=0)
     fetch_allow_private: bool = False
     fetch_max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
-    fetch_max_video_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=1024)
     fetch_timeout_seconds: float = Field(default=30.0, gt=0)
     max_image_pixels: int = Field(default=40_000_000, ge=1)
     log_format: Literal["console", "json"] = "console"

@@ -32,7 +32,7 @@ def wait_until(predicate, *, timeout: float, what: str):
     raise TimeoutError(f"timed out waiting for {what}")
 
 
-def test_task_survives_kill_9_mid_task_and_finishes_exactly_once(tmp_path: Path, database_url: str) -> None:
+def test_task_survives_kill_9_mid_task_and_finishes_exactly_once(tmp_path: Path, db_url: str) -> None:
     state_dir = tmp_path / "upstream"
     config = write_config(
         tmp_path / "vidgate.toml",
@@ -40,7 +40,7 @@ def test_task_survives_kill_9_mid_task_and_finishes_exactly_once(tmp_path: Path,
         channel={"name": "relay", "kind": "scripted", "models": ["sora-2"]},
         options={"state_dir": str(state_dir), "polls": 25, "poll_after": 0.1, "clip_scale": 20},
     )
-    dep = Deployment(tmp_path, database_url, config)
+    dep = Deployment(tmp_path, db_url, config)
     with contextlib.ExitStack() as stack:
         stack.callback(dep.stop_all)
         key = dep.new_key()

@@ -32,6 +32,10 @@ def gradient_image(width: int, height: int, seed: int) -> Image.Image:
     return image
 
 
+def noise_image(width: int, height: int) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8))
+
+
 def png_bytes(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, "PNG")
@@ -117,21 +121,38 @@ async def test_default_channel_renders_a_real_mp4_from_fetched_images(
 
 
 @pytest.mark.parametrize(
-    "name, body, code",
+    "name, body, code, says",
     [
-        ("missing.png", None, "image_fetch_failed"),
-        ("page.png", b"<html>not an image</html>", "invalid_image"),
-        ("trunc.png", png_bytes(gradient_image(64, 64, 1))[:60], "invalid_image"),
+        ("missing.png", None, "image_fetch_failed", "404"),
+        ("page.png", b"<html>not an image</html>", "invalid_image", "text/html"),
+        ("trunc.png", png_bytes(gradient_image(64, 64, 1))[:60], "invalid_image", ""),
+        (
+            "bomb.png",
+            png_bytes(Image.new("1", (10_000, 10_000))),
+            "invalid_image",
+            "pixels",
+        ),  # 12 KB, 100 Mpx
+        (
+            "big.png",
+            png_bytes(noise_image(200, 200)),
+            "invalid_image",
+            "32768",
+        ),  # ~120 KB, over the cap below
     ],
 )
 async def test_bad_images_fail_the_task_naming_the_image(
-    start_gateway, image_server, name, body, code
+    start_gateway, image_server, name, body, code, says
 ) -> None:
     base, files = image_server
     files["ok.png"] = png_bytes(gradient_image(64, 64, 1))
     if body is not None:
         files[name] = body
-    async with start_gateway(run_worker=True, channels=default_channels(), fetch_allow_private=True) as gw:
+    settings = {
+        "channels": default_channels(),
+        "fetch_allow_private": True,
+        "fetch_max_image_bytes": 32 * 1024,
+    }
+    async with start_gateway(run_worker=True, **settings) as gw:
         async with gw.client(await gw.new_key()) as client:
             r = await client.post(
                 "/v1/video/create",
@@ -141,6 +162,7 @@ async def test_bad_images_fail_the_task_naming_the_image(
     assert state["status"] == "failed"
     assert state["error"]["code"] == code
     assert state["error"]["message"].startswith("images[1]:")
+    assert says in state["error"]["message"]
 
 
 async def test_loopback_images_are_refused_with_the_default_fetch_policy(start_gateway, image_server) -> None:

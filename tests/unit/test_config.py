@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from vidgate.config import Settings
+from vidgate.config import Settings, WorkerSettings
 
 
 def test_defaults_are_the_embedded_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -71,3 +71,11 @@ def test_secret_key_is_generated_once_kept_private_and_reused(tmp_path: Path) ->
     assert Settings(data_dir=tmp_path).signing_key() == key
     assert Settings(data_dir=tmp_path, secret_key="explicit").signing_key() == b"explicit"
     assert "explicit" not in repr(Settings(data_dir=tmp_path, secret_key="explicit"))
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    names = [f"VIDGATE_{name.upper()}" for name in Settings.model_fields if name != "worker"]
+    names += [f"VIDGATE_WORKER__{name.upper()}" for name in WorkerSettings.model_fields]
+    missing = [name for name in names if f"`{name}`" not in readme]
+    assert not missing, f"settings missing from the README's table: {missing}"

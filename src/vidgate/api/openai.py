@@ -22,7 +22,7 @@ from vidgate.domain.requests import BLOB_REF_PREFIX, check_image_ref, parse_open
 from vidgate.domain.tasks import Task, TaskStatus, WatermarkMode
 from vidgate.errors import Conflict, InvalidRequest, NotFound
 from vidgate.ids import new_ulid, openai_id, parse_task_id
-from vidgate.media.images import sniff_image_type
+from vidgate.media.sniff import sniff_image
 from vidgate.runtime import Runtime
 from vidgate.store.keys import ApiKey
 
@@ -71,7 +71,7 @@ async def _upload_bytes(upload: UploadFile, runtime: Runtime) -> bytes:
     data = await upload.read(limit + 1)
     if len(data) > limit:
         raise InvalidRequest(f"'input_reference' is larger than {limit} bytes.", param="input_reference")
-    if sniff_image_type(data) is None:
+    if sniff_image(data[:64]) is None:
         raise InvalidRequest(
             "'input_reference' must be an image (PNG, JPEG, WebP, GIF, AVIF, BMP or TIFF).",
             param="input_reference",
@@ -125,6 +125,8 @@ async def create_video(
     task = await create_task(
         runtime, request, spec, body=fingerprint_body, owner=key.id, dialect="openai", task_id=task_id
     )
+    if task.id != task_id and upload_data is not None:  # an idempotent replay: the first task has its copy
+        await runtime.blobs.delete_prefix(f"uploads/{task_id}")
     return openai_view(runtime, task)
 
 

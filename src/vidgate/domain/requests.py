@@ -291,28 +291,46 @@ def check_against_catalog(spec: VideoSpec, catalog: Catalog, *, duration_param: 
 # The two dialects -----------------------------------------------------------------------------
 
 
-def parse_unified(body: Mapping[str, Any], catalog: Catalog, *, max_prompt_chars: int) -> VideoSpec:
-    """`POST /v1/video/create` body -> VideoSpec, with the contract's defaults and coercions."""
-    model = read_model(body, catalog)
-    prompt = read_prompt(body, max_prompt_chars)
-    images = read_images(body)
-    width, height = _read_unified_size(body)
-    seconds = read_int(body, "duration")
+def _spec(
+    body: Mapping[str, Any],
+    catalog: Catalog,
+    *,
+    model: str,
+    prompt: str,
+    images: tuple[str, ...],
+    size: tuple[int, int],
+    seconds: int,
+    duration_param: str,
+) -> VideoSpec:
+    """The fields both dialects share, read the same way, and the catalog check."""
     watermark = read_bool(body, "watermark", True)
     spec = VideoSpec(
         model=model,
         prompt=prompt,
         images=images,
-        width=width,
-        height=height,
-        seconds=10 if seconds is None else seconds,
+        width=size[0],
+        height=size[1],
+        seconds=seconds,
         watermark_mode=WatermarkMode.PREFER_CLEAN if watermark else WatermarkMode.REQUIRE_CLEAN,
         private=read_bool(body, "private", False),
         extras=read_relay_extras(body),
         callback_url=_read_http_url(body, "callback_url"),
     )
-    check_against_catalog(spec, catalog, duration_param="duration", size_param="size")
+    check_against_catalog(spec, catalog, duration_param=duration_param, size_param="size")
     return spec
+
+
+def parse_unified(body: Mapping[str, Any], catalog: Catalog, *, max_prompt_chars: int) -> VideoSpec:
+    """`POST /v1/video/create` body -> VideoSpec, with the contract's defaults and coercions."""
+    model = read_model(body, catalog)
+    prompt = read_prompt(body, max_prompt_chars)
+    images = read_images(body)
+    size = _read_unified_size(body)
+    seconds = read_int(body, "duration")
+    return _spec(
+        body, catalog, model=model, prompt=prompt, images=images, size=size,
+        seconds=10 if seconds is None else seconds, duration_param="duration",
+    )  # fmt: skip
 
 
 def parse_openai(
@@ -327,22 +345,11 @@ def parse_openai(
     prompt = read_prompt(body, max_prompt_chars)
     seconds = read_int(body, "seconds")
     raw_size = read_str(body, "size", max_chars=32)
-    width, height = parse_wxh(raw_size.strip().lower(), "size") if raw_size else (720, 1280)
-    watermark = read_bool(body, "watermark", True)
-    spec = VideoSpec(
-        model=model,
-        prompt=prompt,
-        images=images,
-        width=width,
-        height=height,
-        seconds=4 if seconds is None else seconds,
-        watermark_mode=WatermarkMode.PREFER_CLEAN if watermark else WatermarkMode.REQUIRE_CLEAN,
-        private=read_bool(body, "private", False),
-        extras=read_relay_extras(body),
-        callback_url=_read_http_url(body, "callback_url"),
-    )
-    check_against_catalog(spec, catalog, duration_param="seconds", size_param="size")
-    return spec
+    size = parse_wxh(raw_size.strip().lower(), "size") if raw_size else (720, 1280)
+    return _spec(
+        body, catalog, model=model, prompt=prompt, images=images, size=size,
+        seconds=4 if seconds is None else seconds, duration_param="seconds",
+    )  # fmt: skip
 
 
 def input_echo(spec: VideoSpec) -> dict[str, Any]:
@@ -350,7 +357,7 @@ def input_echo(spec: VideoSpec) -> dict[str, Any]:
     echo: dict[str, Any] = {
         "model": spec.model,
         "prompt": spec.prompt,
-        "images": [_shorten_data_uri(i) for i in spec.images],
+        "images": [_echo_image(i) for i in spec.images],
         "orientation": spec.orientation,
         "size": spec.size_label,
         "duration": spec.seconds,
@@ -361,8 +368,11 @@ def input_echo(spec: VideoSpec) -> dict[str, Any]:
     return echo
 
 
-def _shorten_data_uri(ref: str) -> str:
-    # Echoing a 10 MB base64 image on every poll would be absurd; the image itself is kept in storage.
+def _echo_image(ref: str) -> str:
+    """An image as `detail.input` shows it: URLs as sent, data: URIs shortened (echoing megabytes of
+    base64 on every poll would be absurd), our own storage references as a plain word."""
+    if ref.startswith(BLOB_REF_PREFIX):
+        return "(uploaded image)" if "/input_reference" in ref else "(image of the remixed video)"
     if ref[:5].lower() == "data:":
         head = ref.split(",", 1)[0]
         return f"{head},…({len(ref)} chars)"

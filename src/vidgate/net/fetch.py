@@ -38,6 +38,7 @@ import anyio
 import httpcore
 import httpx
 
+from vidgate.media.sniff import sniff_image, sniff_mp4
 from vidgate.net.datauri import DataUriTooLarge, decode_data_uri, is_data_uri
 from vidgate.net.policy import (
     FetchPolicy,
@@ -114,69 +115,6 @@ class ContentTooLarge(ContentRejected):
 
 
 # --------------------------------------------------------------------------- media kinds
-
-_AVIF_BRANDS = frozenset({"avif", "avis"})
-_HEIC_BRANDS = frozenset({"heic", "heix", "heim", "heis", "hevc", "hevx", "hevm", "hevs"})
-_HEIF_BRANDS = frozenset({"mif1", "msf1"})
-_IMAGE_BRANDS = _AVIF_BRANDS | _HEIC_BRANDS | _HEIF_BRANDS
-_MP4_BRANDS = frozenset(
-    {"isom", "iso2", "iso3", "iso4", "iso5", "iso6", "iso7", "iso8", "iso9"}
-    | {"mp41", "mp42", "mp71", "avc1", "dash", "mmp4", "msnv", "M4V ", "M4VP", "f4v "}
-)
-
-
-def _ftyp_brands(head: bytes) -> tuple[str, frozenset[str]] | None:
-    """``(major brand, all brands)`` of an ISO-BMFF ``ftyp`` box at offset 0, or None."""
-    if len(head) < 12 or head[4:8] != b"ftyp":
-        return None
-    size = int.from_bytes(head[:4], "big")
-    if size < 16 and size != 0:
-        return None
-    end = len(head) if size == 0 else min(size, len(head))
-    major = head[8:12].decode("latin-1")
-    compatible = {head[i : i + 4].decode("latin-1") for i in range(16, end - 3, 4)}
-    return major, frozenset({major} | compatible)
-
-
-def sniff_image(head: bytes) -> str | None:
-    """The image type the leading bytes prove (PNG, JPEG, GIF, WebP, AVIF/HEIF, BMP, TIFF), or None.
-
-    SVG is deliberately not recognised: it is XML that can script and fetch.
-    """
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "image/tiff"
-    # "BM" alone would match text; the 4 reserved header bytes are zero in practice.
-    if head[:2] == b"BM" and len(head) >= 14 and head[6:10] == b"\x00\x00\x00\x00":
-        return "image/bmp"
-    brands = _ftyp_brands(head)
-    if brands is not None:
-        _major, every = brands
-        if every & _AVIF_BRANDS:
-            return "image/avif"
-        if every & _HEIC_BRANDS:
-            return "image/heic"
-        if every & _HEIF_BRANDS:
-            return "image/heif"
-    return None
-
-
-def sniff_mp4(head: bytes) -> str | None:
-    """``"video/mp4"`` if the bytes start with an MP4 ``ftyp`` box (not an AVIF/HEIF image), else None."""
-    brands = _ftyp_brands(head)
-    if brands is None:
-        return None
-    major, every = brands
-    if major in _IMAGE_BRANDS or not every & _MP4_BRANDS:
-        return None
-    return "video/mp4"
 
 
 @dataclass(frozen=True)

@@ -47,13 +47,14 @@ async def delete_expired_media(runtime: Runtime) -> int:
         return 0
     now = runtime.clock.now_ms()
     deleted = 0
-    for task in await runtime.tasks.media_older_than(now - round(days * 86_400_000)):
-        await runtime.blobs.delete_prefix(f"videos/{task.id}")
-        await runtime.blobs.delete_prefix(f"inputs/{task.id}")
-        await runtime.tasks.mark_media_deleted(
-            task.id, now=now, reason=f"retention period of {days:g} days ended"
-        )
-        deleted += 1
+    while batch := await runtime.tasks.media_older_than(now - round(days * 86_400_000)):
+        for task in batch:
+            for prefix in ("videos", "inputs", "uploads"):
+                await runtime.blobs.delete_prefix(f"{prefix}/{task.id}")
+            await runtime.tasks.mark_media_deleted(
+                task.id, now=now, reason=f"the retention period of {days:g} days ended"
+            )
+            deleted += 1
     return deleted
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vidgate.net.fetch import IMAGE, VIDEO_MP4, sniff_image, sniff_mp4
+from vidgate.media.sniff import sniff_image, sniff_mp4
+from vidgate.net.fetch import IMAGE, VIDEO_MP4
 
 
 def ftyp(major: bytes, *compatible: bytes) -> bytes:
@@ -22,8 +23,8 @@ def ftyp(major: bytes, *compatible: bytes) -> bytes:
         (b"RIFF\x24\x00\x00\x00WEBPVP8 ", "image/webp"),
         (ftyp(b"avif", b"avif", b"mif1", b"miaf"), "image/avif"),
         (ftyp(b"mif1", b"avif", b"miaf"), "image/avif"),
-        (ftyp(b"heic", b"mif1", b"heic"), "image/heic"),
-        (ftyp(b"mif1", b"mif1"), "image/heif"),
+        (ftyp(b"heic", b"mif1", b"heic"), None),  # HEIC: recognised, refused (no decoder here)
+        (ftyp(b"mif1", b"mif1"), None),
         (b"BM\x3a\x00\x00\x00\x00\x00\x00\x00\x36\x00\x00\x00", "image/bmp"),
         (b"II*\x00\x08\x00\x00\x00", "image/tiff"),
         (b"MM\x00*\x00\x00\x00\x08", "image/tiff"),

@@ -1,0 +1,138 @@
+"""Thumbnails and spritesheets, from frames during a render and from an existing MP4."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from PIL import Image
+
+from vidgate.media.encode import Mp4Writer
+from vidgate.media.previews import PreviewCollector, previews_from_mp4
+from vidgate.media.probe import NotAVideo
+
+# One distinct colour per second, far apart so JPEG and H.264 cannot blur them into each other.
+PALETTE = [
+    (230, 25, 25),
+    (25, 230, 25),
+    (25, 25, 230),
+    (230, 230, 25),
+    (25, 230, 230),
+    (230, 25, 230),
+    (240, 240, 240),
+    (20, 20, 20),
+    (240, 130, 20),
+    (130, 20, 240),
+    (20, 130, 60),
+    (120, 120, 120),
+]
+
+
+def solid(colour: tuple[int, int, int], width: int, height: int) -> npt.NDArray[np.uint8]:
+    return np.full((height, width, 3), colour, dtype=np.uint8)
+
+
+def tile_colours(
+    sheet: Image.Image, tile: tuple[int, int], count: int, columns: int
+) -> list[tuple[int, ...]]:
+    tw, th = tile
+    centres = [((k % columns) * tw + tw // 2, (k // columns) * th + th // 2) for k in range(count)]
+    return [tuple(int(c) for c in np.asarray(sheet)[y, x]) for x, y in centres]
+
+
+def close_to(got: tuple[int, ...], want: tuple[int, int, int], tolerance: int = 24) -> bool:
+    return max(abs(a - b) for a, b in zip(got, want, strict=True)) <= tolerance
+
+
+def test_collector_picks_frame_zero_and_one_tile_per_second() -> None:
+    collector = PreviewCollector(720, 1280, total_frames=240, fps=24)
+    wanted = [i for i in range(240) if collector.wants(i)]
+    assert wanted[0] == 0
+    tiles = wanted[1:]
+    assert len(tiles) == 10
+    assert [i // 24 for i in tiles] == list(range(10))  # one inside each second
+    assert collector.thumb_size == (360, 640)  # half size at 720p
+    assert collector.tile_size == (144, 256)
+
+
+def test_collector_caps_tiles_for_long_clips_and_copes_with_short_ones() -> None:
+    long = PreviewCollector(1920, 1080, total_frames=25 * 24, fps=24)
+    assert sum(long.wants(i) for i in range(25 * 24)) == 1 + 10
+    short = PreviewCollector(64, 64, total_frames=3, fps=24)
+    assert [i for i in range(3) if short.wants(i)] == [0, 1]  # thumbnail + a single tile
+
+
+def test_collector_builds_a_time_ordered_sheet_and_a_webp_thumbnail() -> None:
+    width, height, fps, seconds = 256, 144, 24, 10
+    collector = PreviewCollector(width, height, seconds * fps, fps)
+    for index in range(seconds * fps):
+        if collector.wants(index):
+            collector.add(index, solid(PALETTE[index // fps], width, height))
+    assert collector.done
+
+    thumbnail = Image.open(io.BytesIO(collector.thumbnail_webp()))
+    assert thumbnail.format == "WEBP"
+    assert thumbnail.size == (256, 144)  # already small: never upscaled
+    pixel = thumbnail.convert("RGB").getpixel((128, 72))
+    assert isinstance(pixel, tuple) and close_to(pixel, PALETTE[0])
+
+    sheet = Image.open(io.BytesIO(collector.spritesheet_jpeg()))
+    assert sheet.format == "JPEG"
+    assert sheet.size == (5 * 256, 2 * 144)
+    colours = tile_colours(sheet.convert("RGB"), (256, 144), 10, 5)
+    assert all(close_to(got, want) for got, want in zip(colours, PALETTE[:10], strict=True)), colours
+
+
+def test_collector_accepts_pil_images_of_any_size_and_ignores_unwanted_frames() -> None:
+    collector = PreviewCollector(720, 1280, total_frames=48, fps=24)
+    collector.add(5, Image.new("RGB", (10, 10)))  # not wanted: ignored
+    assert not collector.has_thumbnail
+    collector.add(0, Image.new("RGB", (72, 128), (255, 0, 0)))
+    assert Image.open(io.BytesIO(collector.thumbnail_webp())).size == (360, 640)
+    with pytest.raises(ValueError):
+        collector.spritesheet_jpeg()  # no tile yet
+
+
+def test_collector_refuses_nonsense() -> None:
+    with pytest.raises(ValueError):
+        PreviewCollector(0, 10, 10, 24)
+    with pytest.raises(ValueError):
+        PreviewCollector(10, 10, 0, 24)
+
+
+def write_colour_clip(path: Path, seconds: int, width: int = 256, height: int = 144, fps: int = 24) -> None:
+    with Mp4Writer(path, width, height, fps) as writer:
+        for index in range(seconds * fps):
+            writer.write(solid(PALETTE[index // fps], width, height))
+
+
+def test_previews_from_mp4_decode_to_sensible_images(tmp_path: Path) -> None:
+    clip = tmp_path / "upstream.mp4"
+    write_colour_clip(clip, seconds=3)
+    thumb_bytes, sheet_bytes = previews_from_mp4(clip)
+    thumbnail = Image.open(io.BytesIO(thumb_bytes))
+    assert thumbnail.format == "WEBP" and thumbnail.size == (256, 144)
+    pixel = thumbnail.convert("RGB").getpixel((128, 72))
+    assert isinstance(pixel, tuple) and close_to(pixel, PALETTE[0])
+    sheet = Image.open(io.BytesIO(sheet_bytes))
+    assert sheet.format == "JPEG" and sheet.size == (3 * 256, 144)
+    colours = tile_colours(sheet.convert("RGB"), (256, 144), 3, 3)
+    assert all(close_to(got, want) for got, want in zip(colours, PALETTE[:3], strict=True)), colours
+
+
+def test_previews_from_a_portrait_720p_mp4_have_the_standard_sizes(tmp_path: Path) -> None:
+    clip = tmp_path / "portrait.mp4"
+    write_colour_clip(clip, seconds=2, width=720, height=1280, fps=12)
+    thumb_bytes, sheet_bytes = previews_from_mp4(clip)
+    assert Image.open(io.BytesIO(thumb_bytes)).size == (360, 640)
+    assert Image.open(io.BytesIO(sheet_bytes)).size == (2 * 144, 256)
+
+
+def test_previews_from_junk_raise_not_a_video(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00" * 1000)
+    with pytest.raises(NotAVideo):
+        previews_from_mp4(junk)
