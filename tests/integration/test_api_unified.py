@@ -253,3 +253,14 @@ async def test_signed_media_links_serve_ranges_and_refuse_tampering_and_expiry(s
 
             clock.advance(gw.settings.signed_url_ttl_seconds + 3600)
             assert_envelope(await anon.get(url), 403)
+
+
+async def test_access_log_names_the_key_id_but_never_the_key_or_a_signature(gateway, client, api_key) -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        await client.get("/v1/video/query", params={"id": "task_x", "sig": "SECRET-SIG"})
+    [line] = [entry for entry in logs if entry["event"] == "request"]
+    [record] = [k for k in await gateway.runtime.keys.list()]
+    assert line["path"] == "/v1/video/query" and line["status"] == 404 and line["key_id"] == record.id
+    assert "SECRET-SIG" not in str(logs) and api_key not in str(logs)

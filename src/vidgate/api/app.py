@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from vidgate import __version__
 from vidgate.api import health, media, openai, unified
+from vidgate.api.access_log import AccessLog
 from vidgate.api.errors import install_error_handlers
 from vidgate.api.limits import BodySizeLimit
 from vidgate.clock import Clock
@@ -50,9 +51,11 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Added last = outermost: the access log also sees the 413s the size limit answers itself.
     app.add_middleware(
         BodySizeLimit, limit=settings.max_body_bytes, upload_limit=settings.max_upload_bytes + 64 * 1024
     )
+    app.add_middleware(AccessLog)
     app.include_router(health.router)
     app.include_router(unified.router)
     app.include_router(openai.router)
