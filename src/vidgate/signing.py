@@ -25,3 +25,30 @@ def verify(key: bytes, task_id: str, variant: str, expires: int, signature: str,
     """True only for an untampered signature whose expiry has not passed (compared in constant time)."""
     expected = _mac(key, task_id, variant, expires)
     return hmac.compare_digest(expected.encode(), signature.encode()) and now_s < expires
+
+
+# Webhooks ------------------------------------------------------------------------------------------
+# `X-Vidgate-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + body>`, keyed with a key
+# derived from the secret (so a media-link signature can never pass as a webhook signature). The
+# timestamp inside the MAC lets receivers refuse replays older than a few minutes.
+
+SIGNATURE_HEADER = "X-Vidgate-Signature"
+
+
+def webhook_key(secret: bytes) -> bytes:
+    return hmac.new(secret, b"vidgate-webhook-v1", hashlib.sha256).digest()
+
+
+def webhook_signature(secret: bytes, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(webhook_key(secret), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify_webhook(secret: bytes, header: str, body: bytes, *, now_s: int, tolerance_s: int = 300) -> bool:
+    """For receivers: True when `header` signs `body` with `secret` and is at most `tolerance_s` old."""
+    parts = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
+    timestamp = parts.get("t", "")
+    if not timestamp.isdigit() or abs(now_s - int(timestamp)) > tolerance_s:
+        return False
+    expected = webhook_signature(secret, int(timestamp), body)
+    return hmac.compare_digest(expected.encode(), header.strip().encode())

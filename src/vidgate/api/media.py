@@ -8,11 +8,11 @@ from fastapi.responses import Response
 from vidgate import signing
 from vidgate.api.deps import get_runtime
 from vidgate.api.errors import error_response
-from vidgate.api.presenters import VARIANT_FILES, VARIANT_TYPES, variant_key
 from vidgate.api.ranges import blob_response
 from vidgate.domain.tasks import Task
 from vidgate.errors import NotFound
 from vidgate.runtime import Runtime
+from vidgate.views import VARIANT_FILES, VARIANT_TYPES, variant_key
 
 router = APIRouter(tags=["media"])
 _FILE_VARIANTS = {name: variant for variant, name in VARIANT_FILES.items()}

@@ -15,7 +15,6 @@ from starlette.datastructures import UploadFile
 from vidgate.api.actions import cancel_task, check_urls_fetchable, create_task, delete_task
 from vidgate.api.deps import authenticate, get_runtime
 from vidgate.api.media import stream_variant
-from vidgate.api.presenters import openai_view
 from vidgate.api.schemas import ERROR_RESPONSES, OpenAIDeleted, OpenAIVideo, OpenAIVideoList
 from vidgate.api.unified import read_json_object
 from vidgate.domain.requests import BLOB_REF_PREFIX, check_image_ref, parse_openai
@@ -25,6 +24,7 @@ from vidgate.ids import new_ulid, openai_id, parse_task_id
 from vidgate.media.sniff import sniff_image
 from vidgate.runtime import Runtime
 from vidgate.store.keys import ApiKey
+from vidgate.views import openai_view
 
 router = APIRouter(tags=["openai"])
 

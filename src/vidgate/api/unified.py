@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from vidgate.api.actions import check_urls_fetchable, create_task
 from vidgate.api.deps import authenticate, get_runtime
-from vidgate.api.presenters import unified_view
 from vidgate.api.schemas import (
     ERROR_RESPONSES,
     UnifiedCreateBody,
@@ -22,6 +21,7 @@ from vidgate.errors import InvalidRequest, NotFound, UnsupportedMediaType
 from vidgate.ids import parse_task_id, unified_id
 from vidgate.runtime import Runtime
 from vidgate.store.keys import ApiKey
+from vidgate.views import unified_view
 
 router = APIRouter(tags=["unified"])
 

@@ -29,13 +29,14 @@ ACTIVE_STATUSES = frozenset({TaskStatus.PENDING, TaskStatus.PROCESSING})
 
 
 class Step(enum.StrEnum):
-    """What the worker does next with an active task; one step per claim."""
+    """What the worker does next with a task; one step per claim."""
 
     INGEST = "ingest"  # fetch and normalise input images into our storage
     SUBMIT = "submit"  # choose a channel and hand the task over (built-in engines render here)
     POLL = "poll"  # ask the channel how it is going
     FETCH = "fetch"  # copy the result into our storage, make previews
-    DONE = "done"  # nothing left to do (terminal tasks)
+    NOTIFY = "notify"  # the task has ended: POST the signed webhook to its callback_url
+    DONE = "done"  # nothing left to do
 
 
 class WatermarkMode(enum.StrEnum):
@@ -94,5 +95,7 @@ class Task:
     media_deleted_at: int | None
     media_deleted_reason: str | None
     remixed_from: str | None
+    callback_url: str | None
+    callback_attempts: int
     idempotency_key: str | None
     request_hash: str | None

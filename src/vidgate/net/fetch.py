@@ -514,6 +514,30 @@ class SafeFetcher:
             raise
         return content_type
 
+    async def post_json(
+        self, url: str, body: bytes, *, headers: dict[str, str], timeout: float | None = None
+    ) -> int:
+        """POST a JSON ``body`` to ``url`` (a webhook) under the same policy; return the HTTP status.
+
+        Redirects are not followed (a webhook receiver answers itself; a 3xx is returned as is),
+        and the response body is discarded unread. Raises FetchRefused / FetchTimedOut / FetchFailed.
+        """
+        target = check_url(url, self._policy)
+        deadline = self._timeout if timeout is None else timeout
+        request = self._client.build_request(
+            "POST", target, content=body, headers={"Content-Type": "application/json", **headers}
+        )
+        try:
+            with anyio.fail_after(deadline), _translate_errors():
+                response = await self._client.send(request, stream=True)
+                try:
+                    _assert_guarded(response)
+                    return response.status_code
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            raise FetchTimedOut(f"the receiver did not answer within {deadline:g} seconds") from None
+
     # ------------------------------------------------------------------ internals
 
     async def _stream_into(

@@ -30,6 +30,8 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 metadata = MetaData(naming_convention=NAMING)
+# The rows the claim query looks at: active tasks, and ended ones with a webhook still to send.
+DUE_WHERE = "status IN ('pending', 'processing') OR step = 'notify'"
 
 api_keys = Table(
     "api_keys",
@@ -62,6 +64,7 @@ tasks = Table(
     Column("private", Boolean, nullable=False),
     Column("input", JSON, nullable=False),  # echo of the accepted request (detail.input)
     Column("callback_url", Text, nullable=True),
+    Column("callback_attempts", Integer, nullable=False, server_default=text("0")),
     Column("remixed_from", String(26), nullable=True),
     Column("idempotency_key", String(255), nullable=True),
     Column("request_hash", String(64), nullable=True),
@@ -103,8 +106,8 @@ tasks = Table(
     Index(
         "ix_tasks_due",
         "next_run_at",
-        postgresql_where=text("status IN ('pending', 'processing')"),
-        sqlite_where=text("status IN ('pending', 'processing')"),
+        postgresql_where=text(DUE_WHERE),
+        sqlite_where=text(DUE_WHERE),
     ),
 )
 

@@ -112,6 +112,8 @@ def row_to_task(row: RowMapping) -> Task:
         media_deleted_at=row["media_deleted_at"],
         media_deleted_reason=row["media_deleted_reason"],
         remixed_from=row["remixed_from"],
+        callback_url=row["callback_url"],
+        callback_attempts=row["callback_attempts"],
         idempotency_key=row["idempotency_key"],
         request_hash=row["request_hash"],
     )
@@ -260,7 +262,8 @@ class TaskStore:
     async def claim_due(self, *, worker: str, limit: int, now: int, lease_ms: int) -> list[Claim]:
         """Lease up to `limit` due tasks to `worker`.
 
-        A task is due when it is active, its `next_run_at` has come, and nobody holds a live lease
+        A task is due when it is active (or has a webhook to send), its `next_run_at` has come, and
+        nobody holds a live lease
         (an expired lease means its worker died or stalled). On PostgreSQL, FOR UPDATE SKIP LOCKED
         lets concurrent workers pick disjoint rows without waiting; SQLite drops the clause and its
         single writer (BEGIN IMMEDIATE) makes the same statement safe.
@@ -268,7 +271,7 @@ class TaskStore:
         due = (
             select(tasks.c.id)
             .where(
-                tasks.c.status.in_(_ACTIVE),
+                or_(tasks.c.status.in_(_ACTIVE), tasks.c.step == Step.NOTIFY.value),
                 tasks.c.next_run_at <= now,
                 or_(tasks.c.lease_expires_at.is_(None), tasks.c.lease_expires_at < now),
             )
@@ -425,7 +428,8 @@ class TaskStore:
                 .where(tasks.c.id == ulid, tasks.c.version == task.version)
                 .values(
                     status=TaskStatus.CANCELLED.value,
-                    step=Step.DONE.value,
+                    step=(Step.NOTIFY if task.callback_url else Step.DONE).value,
+                    next_run_at=now,
                     status_update_time=max(now, task.status_update_time + 1),
                     completed_at=now,
                     error_code="cancelled",

@@ -174,11 +174,11 @@ class Worker:
         claim = running.claim
         task = claim.task
         now = self.deps.clock.now_ms()
-        if now >= task.deadline_at:
+        if task.step is Step.DONE:
+            return None
+        if now >= task.deadline_at and not task.status.is_terminal:
             await cancel_upstream(self.deps.providers, task)
             return deadline_reached(task)
-        if task.step is Step.DONE or task.status.is_terminal:
-            return None
         work_dir = self.scratch_root / f"{task.id}-{claim.version}"
         work_dir.mkdir(parents=True, exist_ok=True)
 
@@ -235,6 +235,9 @@ class Worker:
         self, running: _Running, outcome: Outcome, log_: structlog.typing.FilteringBoundLogger
     ) -> None:
         now = self.deps.clock.now_ms()
+        next_step = outcome.next_step
+        if outcome.status is not None and outcome.status.is_terminal and running.claim.task.callback_url:
+            next_step = Step.NOTIFY  # the task ended: its webhook goes out as the next step
         changes = dict(outcome.changes)
         if running.progress is not None and "progress" not in changes:
             changes["progress"] = running.progress
@@ -242,7 +245,7 @@ class Worker:
             task = await self.deps.store.finish_step(
                 running.claim,
                 now=now,
-                next_step=outcome.next_step,
+                next_step=next_step,
                 next_run_at=now + round(outcome.delay_seconds * 1000),
                 status=outcome.status,
                 changes=changes,
@@ -255,5 +258,5 @@ class Worker:
             return
         if outcome.status is not None:
             log_.info("task status", status=task.status.value, error=task.error.code if task.error else None)
-        if outcome.delay_seconds == 0 and not task.status.is_terminal:
+        if outcome.delay_seconds == 0 and task.step is not Step.DONE:
             self.wake()  # the next step is due now: no reason to wait for the next tick

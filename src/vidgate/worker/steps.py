@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import anyio
 import structlog
 from PIL import Image
 
+from vidgate import signing
 from vidgate.clock import Clock
 from vidgate.config import Settings
 from vidgate.domain.requests import BLOB_REF_PREFIX, RELAY_EXTRAS
@@ -42,8 +44,11 @@ from vidgate.providers.base import (
 )
 from vidgate.store.blobs import BlobNotFound, BlobStore
 from vidgate.store.tasks import Claim, TaskStore
+from vidgate.views import webhook_event
 
 log = structlog.get_logger("vidgate.worker")
+# Webhook deliveries per task before giving up (spread over a few minutes by the backoff).
+CALLBACK_ATTEMPTS = 6
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,8 @@ class Steps:
                 return await self.poll(task, ctx)
             if task.step is Step.FETCH:
                 return await self.fetch(task, ctx)
+            if task.step is Step.NOTIFY:
+                return await self.notify(task)
             return failed(
                 "internal_error", f"A {task.status.value} task has nothing to do at step {task.step}."
             )
@@ -344,6 +351,38 @@ class Steps:
         await self.deps.blobs.put_bytes(spritesheet, f"{prefix}/spritesheet.jpg")
         return StoredMedia(
             video.key, f"{prefix}/thumbnail.webp", f"{prefix}/spritesheet.jpg", video.size, video.sha256
+        )
+
+    # notify -----------------------------------------------------------------------------------
+
+    async def notify(self, task: Task) -> Outcome:
+        """POST the signed end-of-task event to the callback_url; retried with backoff, then given up."""
+        assert task.callback_url is not None
+        settings = self.deps.settings
+        body = json.dumps(webhook_event(self.deps, task), separators=(",", ":")).encode()
+        now_s = self.deps.clock.now_ms() // 1000
+        headers = {signing.SIGNATURE_HEADER: signing.webhook_signature(settings.signing_key(), now_s, body)}
+        try:
+            status = await self.deps.fetcher.post_json(task.callback_url, body, headers=headers, timeout=10)
+            problem = None if 200 <= status < 300 else f"the receiver answered HTTP {status}"
+        except FetchFailed as exc:
+            problem = exc.reason
+        if problem is None:
+            return Outcome(Step.DONE, message="callback delivered")
+        attempts = task.callback_attempts + 1
+        if attempts >= CALLBACK_ATTEMPTS:
+            return Outcome(
+                Step.DONE, changes={"callback_attempts": attempts}, message=f"callback given up: {problem}"
+            )
+        delay = backoff_seconds(
+            attempts, base=settings.worker.retry_base_seconds, cap=settings.worker.retry_max_seconds,
+            retry_after=None, rng=self.deps.rng,
+        )  # fmt: skip
+        return Outcome(
+            Step.NOTIFY,
+            delay_seconds=delay,
+            changes={"callback_attempts": attempts},
+            message=f"callback attempt {attempts} failed: {problem}",
         )
 
 

@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column("private", sa.Boolean(), nullable=False),
         sa.Column("input", sa.JSON(), nullable=False),
         sa.Column("callback_url", sa.Text(), nullable=True),
+        sa.Column("callback_attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("remixed_from", sa.String(length=26), nullable=True),
         sa.Column("idempotency_key", sa.String(length=255), nullable=True),
         sa.Column("request_hash", sa.String(length=64), nullable=True),
@@ -85,8 +86,8 @@ def upgrade() -> None:
             "ix_tasks_due",
             ["next_run_at"],
             unique=False,
-            postgresql_where=sa.text("status IN ('pending', 'processing')"),
-            sqlite_where=sa.text("status IN ('pending', 'processing')"),
+            postgresql_where=sa.text("status IN ('pending', 'processing') OR step = 'notify'"),
+            sqlite_where=sa.text("status IN ('pending', 'processing') OR step = 'notify'"),
         )
         batch_op.create_index("ix_tasks_owner_id", ["owner", "id"], unique=False)
 
@@ -119,8 +120,8 @@ def downgrade() -> None:
         batch_op.drop_index("ix_tasks_owner_id")
         batch_op.drop_index(
             "ix_tasks_due",
-            postgresql_where=sa.text("status IN ('pending', 'processing')"),
-            sqlite_where=sa.text("status IN ('pending', 'processing')"),
+            postgresql_where=sa.text("status IN ('pending', 'processing') OR step = 'notify'"),
+            sqlite_where=sa.text("status IN ('pending', 'processing') OR step = 'notify'"),
         )
 
     op.drop_table("tasks")

@@ -1,14 +1,25 @@
-"""How a task looks on the wire in each dialect."""
+"""How a task looks on the wire in each dialect (API responses and webhook payloads)."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Protocol
 
 from vidgate import signing
+from vidgate.clock import Clock
+from vidgate.config import Settings
+from vidgate.domain.routing import Catalog
 from vidgate.domain.tasks import Task, TaskStatus
 from vidgate.ids import openai_id, unified_id
-from vidgate.runtime import Runtime
+
+
+class ViewContext(Protocol):
+    """What rendering a view needs (a Runtime in the API, the step dependencies in the worker)."""
+
+    settings: Settings
+    clock: Clock
+    catalog: Catalog
+
 
 VARIANT_FILES = {"video": "video.mp4", "thumbnail": "thumbnail.webp", "spritesheet": "spritesheet.jpg"}
 VARIANT_TYPES = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
@@ -23,11 +34,11 @@ def variant_key(task: Task, variant: str) -> str | None:
     ]
 
 
-def signed_url(runtime: Runtime, task: Task, variant: str) -> str | None:
+def signed_url(ctx: ViewContext, task: Task, variant: str) -> str | None:
     if variant_key(task, variant) is None:
         return None
-    settings = runtime.settings
-    now_s = runtime.clock.now_ms() // 1000
+    settings = ctx.settings
+    now_s = ctx.clock.now_ms() // 1000
     expires = math.ceil((now_s + settings.signed_url_ttl_seconds) / _EXPIRY_BUCKET_S) * _EXPIRY_BUCKET_S
     sig = signing.sign(settings.signing_key(), task.id, variant, expires)
     return f"{settings.base_url}/files/{task.id}/{VARIANT_FILES[variant]}?exp={expires}&sig={sig}"
@@ -37,17 +48,17 @@ def _seconds(ms: int | None) -> int | None:
     return None if ms is None else ms // 1000
 
 
-def media_expires_at(runtime: Runtime, task: Task) -> int | None:
-    days = runtime.settings.media_retention_days
+def media_expires_at(ctx: ViewContext, task: Task) -> int | None:
+    days = ctx.settings.media_retention_days
     if days is None or task.completed_at is None or task.status is not TaskStatus.COMPLETED:
         return None
     return _seconds(task.completed_at + round(days * 86_400_000))
 
 
-def unified_view(runtime: Runtime, task: Task) -> dict[str, Any]:
+def unified_view(ctx: ViewContext, task: Task) -> dict[str, Any]:
     """`GET /v1/video/query`: the superset shape; fields that do not apply are null, never missing."""
     detail: dict[str, Any] = {"input": task.input, "channel": task.channel, "attempts": task.attempts}
-    kind = _channel_kind(runtime, task)
+    kind = _channel_kind(ctx, task)
     if kind in BUILT_IN_ENGINES:
         detail["engine"] = kind
     if task.media_deleted_at is not None:
@@ -69,8 +80,8 @@ def unified_view(runtime: Runtime, task: Task) -> dict[str, Any]:
         "duration": task.seconds,
         "width": task.width,
         "height": task.height,
-        "video_url": signed_url(runtime, task, "video"),
-        "thumbnail_url": signed_url(runtime, task, "thumbnail"),
+        "video_url": signed_url(ctx, task, "video"),
+        "thumbnail_url": signed_url(ctx, task, "thumbnail"),
         "enhanced_prompt": "",
         "watermarked": task.watermarked,
         "error": {"code": task.error.code, "message": task.error.message} if task.error else None,
@@ -79,8 +90,8 @@ def unified_view(runtime: Runtime, task: Task) -> dict[str, Any]:
     }
 
 
-def _channel_kind(runtime: Runtime, task: Task) -> str | None:
-    channel = runtime.catalog.by_name(task.channel) if task.channel else None
+def _channel_kind(ctx: ViewContext, task: Task) -> str | None:
+    channel = ctx.catalog.by_name(task.channel) if task.channel else None
     return channel.kind if channel else None
 
 
@@ -93,7 +104,7 @@ _OPENAI_STATUS = {
 }
 
 
-def openai_view(runtime: Runtime, task: Task) -> dict[str, Any]:
+def openai_view(ctx: ViewContext, task: Task) -> dict[str, Any]:
     """The `Video` object of OpenAI's API (what `client.videos.*` parses)."""
     error = {"code": task.error.code, "message": task.error.message} if task.error else None
     return {
@@ -104,10 +115,22 @@ def openai_view(runtime: Runtime, task: Task) -> dict[str, Any]:
         "progress": task.progress,
         "created_at": _seconds(task.created_at),
         "completed_at": _seconds(task.completed_at),
-        "expires_at": media_expires_at(runtime, task),
+        "expires_at": media_expires_at(ctx, task),
         "prompt": task.prompt,
         "seconds": str(task.seconds),
         "size": f"{task.width}x{task.height}",
         "remixed_from_video_id": openai_id(task.remixed_from) if task.remixed_from else None,
         "error": error,
+    }
+
+
+def webhook_event(ctx: ViewContext, task: Task) -> dict[str, Any]:
+    """The body POSTed to a task's callback_url when it ends, in the dialect it was created with."""
+    data = openai_view(ctx, task) if task.dialect == "openai" else unified_view(ctx, task)
+    return {
+        "id": f"evt_{task.id}",
+        "object": "event",
+        "type": f"video.{data['status']}",
+        "created_at": ctx.clock.now_ms() // 1000,
+        "data": data,
     }
