@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import colorsys
 import contextlib
+import functools
 import hashlib
 import importlib
 import math
@@ -470,7 +471,7 @@ def _draw_text(card: Image.Image, text: str, width: int, height: int) -> None:
     max_w = 0.72 * width
     max_h = 0.6 * height
     for fraction in (0.075, 0.06, 0.05, 0.042):
-        font = ImageFont.load_default(size=max(10, round(short_side * fraction)))
+        font = card_font(max(10, round(short_side * fraction)))
         line_h = round(font.size * 1.3) if isinstance(font, ImageFont.FreeTypeFont) else 14
         max_lines = max(1, int(max_h // line_h))
         lines = _wrap(text, font, max_w)
@@ -496,6 +497,27 @@ def _draw_text(card: Image.Image, text: str, width: int, height: int) -> None:
 
 
 _Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+
+# System fonts tried for the title card, widest script coverage first. Pillow's own default font draws
+# ASCII only, so a Chinese prompt (most relay clients) needs e.g. Debian's fonts-noto-cjk.
+CARD_FONTS: Final = (
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+)
+
+
+@functools.cache
+def _card_font_path() -> str | None:
+    return next((path for path in CARD_FONTS if os.path.exists(path)), None)
+
+
+def card_font(size: int) -> _Font:
+    """The first installed font of `CARD_FONTS` at `size`, else Pillow's bundled (ASCII-only) one."""
+    path = _card_font_path()
+    return ImageFont.truetype(path, size) if path else ImageFont.load_default(size=size)
 
 
 def _wrap(text: str, font: _Font, max_w: float) -> list[str]:

@@ -209,7 +209,7 @@ class Worker:
         return box[0] if box and not running.lease_lost else None
 
     async def _heartbeat(self, running: _Running) -> None:
-        interval = min(self.settings.lease_seconds / 3, 5.0)
+        interval = min(self.settings.lease_seconds / 3, 1.0)  # also how often progress is saved
         last_progress = running.claim.task.progress
         while True:
             await anyio.sleep(interval)
