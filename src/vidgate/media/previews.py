@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from vidgate.media.probe import NotAVideo
+from vidgate.media.probe import NotAVideo, open_video
 
 __all__ = ["PreviewCollector", "previews_from_mp4"]
 
@@ -128,16 +128,7 @@ def previews_from_mp4(
     Frames are decoded front to back and dropped unless they are the thumbnail or a tile, so memory
     does not depend on the video's length. Raises `NotAVideo` when the file has no decodable video.
     """
-    try:
-        container = av.open(os.fspath(path), mode="r")
-    except FileNotFoundError:
-        raise
-    except (av.FFmpegError, ValueError, OSError) as exc:
-        raise NotAVideo(f"cannot open the video: {exc}") from exc
-    with container:
-        if not container.streams.video:
-            raise NotAVideo("the file has no video stream")
-        stream = container.streams.video[0]
+    with open_video(path, demuxer=None) as (container, stream):
         stream.thread_type = "AUTO"
         fps = float(stream.average_rate or stream.base_rate or 24)
         total = stream.frames or _estimate_frames(container.duration, fps)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -10,7 +12,7 @@ import av
 from av.container import InputContainer
 from av.video.stream import VideoStream
 
-__all__ = ["NotAVideo", "VideoInfo", "probe_mp4"]
+__all__ = ["NotAVideo", "VideoInfo", "open_video", "probe_mp4"]
 
 # Force FFmpeg's MP4/MOV demuxer. Left to probe, FFmpeg happily opens a PNG as a one-frame "video"
 # (or a WebM, or an MPEG-TS); forced, anything that is not ISO-BMFF fails with InvalidDataError.
@@ -37,6 +39,27 @@ class VideoInfo:
     comment: str | None
 
 
+@contextmanager
+def open_video(
+    path: str | os.PathLike[str], *, demuxer: str | None = _MP4_DEMUXER
+) -> Iterator[tuple[InputContainer, VideoStream]]:
+    """The open container and its first video stream; `NotAVideo` for junk or a file without video.
+
+    `demuxer=None` lets FFmpeg probe the format (for previews of whatever an upstream sent).
+    A missing file raises `FileNotFoundError` as usual.
+    """
+    try:
+        container = av.open(os.fspath(path), mode="r", format=demuxer)
+    except FileNotFoundError:
+        raise
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        raise NotAVideo(f"not {'an MP4' if demuxer else 'a video'} file: {exc}") from exc
+    with container:
+        if not container.streams.video:
+            raise NotAVideo("the file has no video stream")
+        yield container, container.streams.video[0]
+
+
 def probe_mp4(path: str | os.PathLike[str], *, count_frames: bool = False) -> VideoInfo:
     """Read stream parameters from an MP4 without decoding it (unless `count_frames`, which decodes
     every frame to count them: slower, but it proves the whole stream decodes and is not truncated).
@@ -44,16 +67,7 @@ def probe_mp4(path: str | os.PathLike[str], *, count_frames: bool = False) -> Vi
     Raises `NotAVideo` when the file is not an MP4 with a video stream, or cannot be decoded.
     A missing file raises `FileNotFoundError` as usual.
     """
-    try:
-        container = av.open(os.fspath(path), mode="r", format=_MP4_DEMUXER)
-    except FileNotFoundError:
-        raise
-    except (av.FFmpegError, ValueError, OSError) as exc:
-        raise NotAVideo(f"not an MP4 file: {exc}") from exc
-    with container:
-        if not container.streams.video:
-            raise NotAVideo("the file has no video stream")
-        stream = container.streams.video[0]
+    with open_video(path) as (container, stream):
         frames = stream.frames
         if count_frames:
             decoded = _count_frames(container, stream)
