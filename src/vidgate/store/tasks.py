@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -251,11 +251,6 @@ class TaskStore:
             )
             for r in rows
         ]
-
-    async def count_by_status(self) -> dict[str, int]:
-        query = select(tasks.c.status, func.count()).group_by(tasks.c.status)
-        async with self.engine.connect() as conn:
-            return {status: n for status, n in (await conn.execute(query)).all()}
 
     # The queue --------------------------------------------------------------------------------
 
@@ -514,9 +509,3 @@ class TaskStore:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [row_to_task(r) for r in rows]
-
-    async def purge(self, ulid: str) -> None:
-        """Remove a task and its events for good (tests and admin tooling)."""
-        async with self._write() as conn:
-            await conn.execute(delete(task_events).where(task_events.c.task_id == ulid))
-            await conn.execute(delete(tasks).where(tasks.c.id == ulid))

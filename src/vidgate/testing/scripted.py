@@ -70,12 +70,6 @@ class ScriptedProvider:
         finally:
             os.close(fd)
 
-    def read_journal(self) -> list[dict[str, Any]]:
-        path = self.state_dir / "journal.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line]
-
     def _job_path(self, upstream_id: str) -> Path:
         return self.state_dir / "jobs" / f"{upstream_id}.json"
 
