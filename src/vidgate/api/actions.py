@@ -12,6 +12,7 @@ from vidgate.errors import InvalidRequest
 from vidgate.net.policy import FetchPolicy, UrlRejected, check_url_resolves_public
 from vidgate.providers.registry import cancel_upstream
 from vidgate.runtime import Runtime
+from vidgate.store.blobs import delete_task_files
 from vidgate.store.tasks import request_fingerprint
 
 MAX_IDEMPOTENCY_KEY_CHARS = 255
@@ -87,5 +88,4 @@ async def cancel_task(runtime: Runtime, ulid: str, *, owner: str) -> Task | None
 async def delete_task(runtime: Runtime, task: Task) -> None:
     """Hide the task from every read and remove everything stored for it."""
     await runtime.tasks.soft_delete(task.id, owner=task.owner, now=runtime.clock.now_ms())
-    for prefix in ("videos", "inputs", "uploads"):
-        await runtime.blobs.delete_prefix(f"{prefix}/{task.id}")
+    await delete_task_files(runtime.blobs, task.id)

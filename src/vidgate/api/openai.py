@@ -23,6 +23,7 @@ from vidgate.errors import Conflict, InvalidRequest, NotFound
 from vidgate.ids import new_ulid, openai_id, parse_task_id
 from vidgate.media.sniff import sniff_image
 from vidgate.runtime import Runtime
+from vidgate.store.blobs import upload_key
 from vidgate.store.keys import ApiKey
 from vidgate.views import openai_view
 
@@ -110,7 +111,7 @@ async def create_video(
         fields = await read_json_object(request)
     task_id = new_ulid()
     if upload_data is not None:
-        images: tuple[str, ...] = (f"{BLOB_REF_PREFIX}uploads/{task_id}/input_reference",)
+        images: tuple[str, ...] = (f"{BLOB_REF_PREFIX}{upload_key(task_id)}",)
     else:
         url = _reference_url(fields)
         images = (url,) if url else ()
@@ -121,12 +122,12 @@ async def create_video(
     fingerprint_body = {k: v for k, v in fields.items() if isinstance(v, (str, int, float, bool, dict))}
     if upload_data is not None:
         fingerprint_body["input_reference"] = hashlib.sha256(upload_data).hexdigest()
-        await runtime.blobs.put_bytes(upload_data, f"uploads/{task_id}/input_reference")
+        await runtime.blobs.put_bytes(upload_data, upload_key(task_id))
     task = await create_task(
         runtime, request, spec, body=fingerprint_body, owner=key.id, dialect="openai", task_id=task_id
     )
     if task.id != task_id and upload_data is not None:  # an idempotent replay: the first task has its copy
-        await runtime.blobs.delete_prefix(f"uploads/{task_id}")
+        await runtime.blobs.delete(upload_key(task_id))
     return openai_view(runtime, task)
 
 

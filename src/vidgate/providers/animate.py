@@ -32,6 +32,7 @@ from vidgate.providers.base import (
     UpstreamStatus,
 )
 from vidgate.providers.registry import ProviderDeps
+from vidgate.store.blobs import media_key
 
 _PROGRESS_READ_SECONDS = 0.5
 
@@ -60,13 +61,13 @@ class AnimateProvider:
             self._slots = anyio.Semaphore(self.processes)
         async with self._slots:
             result = await _render_in_subprocess(job, ctx)
-        prefix = f"videos/{request.task_id}"
-        video = await self.blobs.put_file(Path(result.video), f"{prefix}/video.mp4", move=True)
-        await self.blobs.put_file(Path(result.thumbnail), f"{prefix}/thumbnail.webp", move=True)
-        await self.blobs.put_file(Path(result.spritesheet), f"{prefix}/spritesheet.jpg", move=True)
-        stored = StoredMedia(
-            video.key, f"{prefix}/thumbnail.webp", f"{prefix}/spritesheet.jpg", video.size, video.sha256
+        video = await self.blobs.put_file(
+            Path(result.video), media_key(request.task_id, "video.mp4"), move=True
         )
+        stored = StoredMedia.of(request.task_id, video)
+        assert stored.thumbnail_key and stored.spritesheet_key
+        await self.blobs.put_file(Path(result.thumbnail), stored.thumbnail_key, move=True)
+        await self.blobs.put_file(Path(result.spritesheet), stored.spritesheet_key, move=True)
         return UpstreamJob(f"animate:{request.task_id}", memo={"stored": asdict(stored)})
 
     async def poll(self, job: UpstreamJob, ctx: StepContext) -> UpstreamStatus:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vidgate.domain.tasks import WatermarkMode
+from vidgate.store.blobs import BlobInfo, media_key
 
 
 class ProviderError(Exception):
@@ -91,6 +92,17 @@ class StoredMedia:
     spritesheet_key: str | None
     video_bytes: int
     video_sha256: str
+
+    @classmethod
+    def of(cls, task_id: str, video: BlobInfo) -> StoredMedia:
+        """The stored video of a task, with its previews under their usual keys beside it."""
+        return cls(
+            video.key,
+            media_key(task_id, "thumbnail.webp"),
+            media_key(task_id, "spritesheet.jpg"),
+            video.size,
+            video.sha256,
+        )
 
 
 @dataclass(frozen=True, slots=True)

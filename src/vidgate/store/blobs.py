@@ -23,6 +23,26 @@ CHUNK_BYTES = 256 * 1024
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 
 
+# Where a task's files live. Everything stored for a task is under one of these prefixes, so deleting
+# a task (or its media, at the end of retention) is deleting `<prefix>/<task id>` for each.
+TASK_PREFIXES = ("videos", "inputs", "uploads")
+
+
+def media_key(task_id: str, filename: str) -> str:
+    """The result and its previews: video.mp4, thumbnail.webp, spritesheet.jpg."""
+    return f"videos/{task_id}/{filename}"
+
+
+def input_key(task_id: str, index: int) -> str:
+    """A client image after ingest, normalised to PNG."""
+    return f"inputs/{task_id}/{index}.png"
+
+
+def upload_key(task_id: str) -> str:
+    """An `input_reference` file uploaded with the create request."""
+    return f"uploads/{task_id}/input_reference"
+
+
 @dataclass(frozen=True, slots=True)
 class BlobInfo:
     key: str
@@ -169,3 +189,8 @@ def _fsync_file(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+async def delete_task_files(blobs: BlobStore, task_id: str) -> None:
+    for prefix in TASK_PREFIXES:
+        await blobs.delete_prefix(f"{prefix}/{task_id}")

@@ -7,6 +7,7 @@ import structlog
 from anyio.abc import TaskStatus as StartStatus
 
 from vidgate.runtime import Runtime
+from vidgate.store.blobs import delete_task_files
 from vidgate.worker.runner import Worker
 from vidgate.worker.steps import StepDeps
 
@@ -49,8 +50,7 @@ async def delete_expired_media(runtime: Runtime) -> int:
     deleted = 0
     while batch := await runtime.tasks.media_older_than(now - round(days * 86_400_000)):
         for task in batch:
-            for prefix in ("videos", "inputs", "uploads"):
-                await runtime.blobs.delete_prefix(f"{prefix}/{task.id}")
+            await delete_task_files(runtime.blobs, task.id)
             await runtime.tasks.mark_media_deleted(
                 task.id, now=now, reason=f"the retention period of {days:g} days ended"
             )

@@ -12,8 +12,7 @@ import io
 import json
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import anyio
@@ -42,7 +41,7 @@ from vidgate.providers.base import (
     UpstreamState,
     UpstreamStatus,
 )
-from vidgate.store.blobs import BlobNotFound, BlobStore
+from vidgate.store.blobs import BlobNotFound, BlobStore, input_key, media_key
 from vidgate.store.tasks import Claim, TaskStore
 from vidgate.views import webhook_event
 
@@ -200,7 +199,7 @@ class Steps:
             except ImageRejected as exc:
                 raise StepFailed("invalid_image", f"{param}: {exc}") from exc
             png = await anyio.to_thread.run_sync(_png_bytes, image)
-            key = f"inputs/{task.id}/{index}.png"
+            key = input_key(task.id, index)
             await self.deps.blobs.put_bytes(png, key)
             source = ref if not ref.lower().startswith("data:") else task.input["images"][index]
             inputs.append(
@@ -323,14 +322,7 @@ class Steps:
         return Outcome(
             Step.DONE,
             status=TaskStatus.COMPLETED,
-            changes={
-                "progress": 100,
-                "video_key": stored.video_key,
-                "thumbnail_key": stored.thumbnail_key,
-                "spritesheet_key": stored.spritesheet_key,
-                "video_bytes": stored.video_bytes,
-                "video_sha256": stored.video_sha256,
-            },
+            changes={"progress": 100, **asdict(stored)},  # StoredMedia's fields are the task's columns
         )
 
     async def _copy_result(self, task: Task, status: UpstreamStatus, ctx: StepContext) -> StoredMedia:
@@ -345,13 +337,12 @@ class Steps:
                 "invalid_upstream_video", f"The channel's result is not a playable MP4: {exc}", retryable=True
             ) from exc
         thumbnail, spritesheet = await anyio.to_thread.run_sync(previews_from_mp4, dest)
-        prefix = f"videos/{task.id}"
-        video = await self.deps.blobs.put_file(dest, f"{prefix}/video.mp4", move=True)
-        await self.deps.blobs.put_bytes(thumbnail, f"{prefix}/thumbnail.webp")
-        await self.deps.blobs.put_bytes(spritesheet, f"{prefix}/spritesheet.jpg")
-        return StoredMedia(
-            video.key, f"{prefix}/thumbnail.webp", f"{prefix}/spritesheet.jpg", video.size, video.sha256
-        )
+        video = await self.deps.blobs.put_file(dest, media_key(task.id, "video.mp4"), move=True)
+        stored = StoredMedia.of(task.id, video)
+        assert stored.thumbnail_key and stored.spritesheet_key
+        await self.deps.blobs.put_bytes(thumbnail, stored.thumbnail_key)
+        await self.deps.blobs.put_bytes(spritesheet, stored.spritesheet_key)
+        return stored
 
     # notify -----------------------------------------------------------------------------------
 
@@ -399,14 +390,7 @@ def _png_bytes(image: Image.Image) -> bytes:
 def _status_memo(status: UpstreamStatus) -> dict[str, Any]:
     memo: dict[str, Any] = {"result_url": status.result_url, "watermarked": status.watermarked}
     if status.stored is not None:
-        s = status.stored
-        memo["stored"] = {
-            "video_key": s.video_key,
-            "thumbnail_key": s.thumbnail_key,
-            "spritesheet_key": s.spritesheet_key,
-            "video_bytes": s.video_bytes,
-            "video_sha256": s.video_sha256,
-        }
+        memo["stored"] = asdict(status.stored)
     return memo
 
 
@@ -418,7 +402,3 @@ def _status_from_memo(memo: Mapping[str, Any]) -> UpstreamStatus:
         watermarked=memo.get("watermarked"),
         stored=StoredMedia(**stored) if stored else None,
     )
-
-
-def scratch_dir(root: Path, task_id: str, version: int) -> Path:
-    return root / f"{task_id}-{version}"
