@@ -11,6 +11,7 @@ from vidgate.config import Settings
 from vidgate.domain.routing import Catalog
 from vidgate.domain.tasks import Task, TaskStatus
 from vidgate.ids import openai_id, unified_id
+from vidgate.store.blobs import MEDIA_FILES
 
 
 class ViewContext(Protocol):
@@ -21,7 +22,6 @@ class ViewContext(Protocol):
     catalog: Catalog
 
 
-VARIANT_FILES = {"video": "video.mp4", "thumbnail": "thumbnail.webp", "spritesheet": "spritesheet.jpg"}
 VARIANT_TYPES = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
 BUILT_IN_ENGINES = frozenset({"animate"})
 # Signed links expire on hour boundaries, so repeated polls return the same URL (caches stay warm).
@@ -41,7 +41,7 @@ def signed_url(ctx: ViewContext, task: Task, variant: str) -> str | None:
     now_s = ctx.clock.now_ms() // 1000
     expires = math.ceil((now_s + settings.signed_url_ttl_seconds) / _EXPIRY_BUCKET_S) * _EXPIRY_BUCKET_S
     sig = signing.sign(settings.signing_key(), task.id, variant, expires)
-    return f"{settings.base_url}/files/{task.id}/{VARIANT_FILES[variant]}?exp={expires}&sig={sig}"
+    return f"{settings.base_url}/files/{task.id}/{MEDIA_FILES[variant]}?exp={expires}&sig={sig}"
 
 
 def _seconds(ms: int | None) -> int | None:

@@ -12,10 +12,11 @@ from vidgate.api.ranges import blob_response
 from vidgate.domain.tasks import Task
 from vidgate.errors import NotFound
 from vidgate.runtime import Runtime
-from vidgate.views import VARIANT_FILES, VARIANT_TYPES, variant_key
+from vidgate.store.blobs import MEDIA_FILES
+from vidgate.views import VARIANT_TYPES, variant_key
 
 router = APIRouter(tags=["media"])
-_FILE_VARIANTS = {name: variant for variant, name in VARIANT_FILES.items()}
+_FILE_VARIANTS = {name: variant for variant, name in MEDIA_FILES.items()}
 
 
 def _forbidden(message: str) -> Response:
@@ -39,7 +40,7 @@ async def stream_variant(runtime: Runtime, task: Task, variant: str, request: Re
         media_type=VARIANT_TYPES[variant],
         range_header=request.headers.get("range"),
         head=request.method == "HEAD",
-        filename=f"{task.id}-{VARIANT_FILES[variant]}",
+        filename=f"{task.id}-{MEDIA_FILES[variant]}",
     )
 
 

@@ -61,9 +61,7 @@ class AnimateProvider:
             self._slots = anyio.Semaphore(self.processes)
         async with self._slots:
             result = await _render_in_subprocess(job, ctx)
-        video = await self.blobs.put_file(
-            Path(result.video), media_key(request.task_id, "video.mp4"), move=True
-        )
+        video = await self.blobs.put_file(Path(result.video), media_key(request.task_id, "video"), move=True)
         stored = StoredMedia.of(request.task_id, video)
         assert stored.thumbnail_key and stored.spritesheet_key
         await self.blobs.put_file(Path(result.thumbnail), stored.thumbnail_key, move=True)

@@ -98,8 +98,8 @@ class StoredMedia:
         """The stored video of a task, with its previews under their usual keys beside it."""
         return cls(
             video.key,
-            media_key(task_id, "thumbnail.webp"),
-            media_key(task_id, "spritesheet.jpg"),
+            media_key(task_id, "thumbnail"),
+            media_key(task_id, "spritesheet"),
             video.size,
             video.sha256,
         )

@@ -28,9 +28,12 @@ _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*
 TASK_PREFIXES = ("videos", "inputs", "uploads")
 
 
-def media_key(task_id: str, filename: str) -> str:
-    """The result and its previews: video.mp4, thumbnail.webp, spritesheet.jpg."""
-    return f"videos/{task_id}/{filename}"
+# A task's result and its previews, by variant (the names the OpenAI dialect's `variant` uses).
+MEDIA_FILES = {"video": "video.mp4", "thumbnail": "thumbnail.webp", "spritesheet": "spritesheet.jpg"}
+
+
+def media_key(task_id: str, variant: str) -> str:
+    return f"videos/{task_id}/{MEDIA_FILES[variant]}"
 
 
 def input_key(task_id: str, index: int) -> str:

@@ -337,7 +337,7 @@ class Steps:
                 "invalid_upstream_video", f"The channel's result is not a playable MP4: {exc}", retryable=True
             ) from exc
         thumbnail, spritesheet = await anyio.to_thread.run_sync(previews_from_mp4, dest)
-        video = await self.deps.blobs.put_file(dest, media_key(task.id, "video.mp4"), move=True)
+        video = await self.deps.blobs.put_file(dest, media_key(task.id, "video"), move=True)
         stored = StoredMedia.of(task.id, video)
         assert stored.thumbnail_key and stored.spritesheet_key
         await self.deps.blobs.put_bytes(thumbnail, stored.thumbnail_key)
