@@ -1,0 +1,43 @@
+"""A faithful fake upstream video-generation server, for tests and sandboxes.
+
+It serves both upstream dialects the gateway's adapters speak, over real HTTP:
+
+- the OpenAI Videos API (`POST/GET /v1/videos`, `GET/DELETE /v1/videos/{id}`, `.../content`,
+  `.../remix`), as the `openai` SDK calls it and vLLM-Omni serves it;
+- the relay "unified video format" (`POST /v1/video/create`, `GET /v1/video/query?id=`), whose results
+  are signed, expiring links to `/_fake/files/...` (on `cdn_base_url` when given).
+
+`GET /_fake/journal` lists what it saw (also `FakeUpstream.journal`); `POST /_fake/reset` forgets it all.
+Idempotency-Key is honoured on creates: a replay gets the same job and is journalled `duplicate_create`.
+
+Behaviour directives, as prompt tokens (`"a red fox #ready=0.5 #429=2"`) or an `X-Fake: name=value; name2`
+header (the prompt wins a name both set). "First N" counts are per exact prompt string, and a fault
+counts only the times it fired, so faults of one kind chain in the order listed.
+
+- timing: `ready=S`, `queue=S`, `latency=S` (every response about the prompt), `poll_after_ms=N`,
+  `retry_after=S` (for 429/503; default 1).
+- create faults: `429=N`, `5xx=N` (503), `http200_error=N` (unified: HTTP 200 with an error body),
+  `accept_then_drop=N` (job made, connection cut mid-body), `accept_then_hang=N` (job made, answer held
+  hang_seconds), `moderation` (400 moderation_blocked; `moderation=job`: the job fails so later),
+  `no_idempotency` (every create is a new job).
+- poll faults: `poll5xx=N` (500), `poll_hang=N`, `malformed=N` (200 with truncated JSON).
+- outcomes: `fail=CODE` (+ `fail_jobs=N`: only the first N jobs of the prompt), `watermark_fail=N`
+  (unified: `watermark: false` fails with watermark_removal_failed, `true` completes watermarked),
+  `expired_link=N` (first N downloads: 403 from the CDN link / 404 video_expired from /content).
+- shapes: `synonyms`, `unknown_status=N`, `progress_str` (both dialects); `envelope`,
+  `ts=s|ms|iso|datetime`, `bare_id`, `error_string`, `url_list` (unified).
+"""
+
+from vidgate.testing.fake_upstream.app import FakeUpstream, create_fake_upstream_app, serve_fake_upstream
+from vidgate.testing.fake_upstream.directives import Directives, parse_directives
+from vidgate.testing.fake_upstream.journal import Journal, JournalEntry
+
+__all__ = [
+    "Directives",
+    "FakeUpstream",
+    "Journal",
+    "JournalEntry",
+    "create_fake_upstream_app",
+    "parse_directives",
+    "serve_fake_upstream",
+]

@@ -1,0 +1,136 @@
+"""The create pipeline both dialects share: faults before and after acceptance, and making the job."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from starlette.responses import JSONResponse, Response
+
+from vidgate.testing.fake_upstream.directives import Directives
+from vidgate.testing.fake_upstream.jobs import Job, JobDialect, decide_outcome, new_ids
+from vidgate.testing.fake_upstream.responses import DroppedResponse, openai_error, retry_headers
+from vidgate.testing.fake_upstream.state import FakeState
+
+__all__ = [
+    "AcceptFault",
+    "accept_fault",
+    "make_job",
+    "moderation_response",
+    "reject_fault",
+    "replayed_job",
+    "respond_accepted",
+]
+
+AcceptFault = Literal["accept_then_drop", "accept_then_hang"]
+
+BUSY_BODY = {"code": 500, "msg": "upstream busy, retry later", "data": None}
+
+
+def reject_fault(
+    state: FakeState, d: Directives, prompt: str | None, dialect: JobDialect
+) -> tuple[str, Response] | None:
+    """A fault that answers a create with an error and makes no job: (fault name, response), or None.
+
+    Checked in this order (each counts only when it fires, so `#429=1 #5xx=1` gives 429 then 503):
+    429, 5xx, and for the unified dialect http200_error (an error carried in an HTTP 200 body).
+    """
+    retry = retry_headers(d.number("retry_after", 1.0))
+    if state.counters.fire("429", prompt, d.count("429")):
+        return "429", openai_error(
+            429,
+            "Rate limit reached for requests.",
+            type="requests",
+            code="rate_limit_exceeded",
+            headers=retry,
+        )
+    if state.counters.fire("5xx", prompt, d.count("5xx")):
+        return "5xx", openai_error(
+            503,
+            "The server is overloaded or not ready yet.",
+            type="server_error",
+            code="service_unavailable",
+            headers=retry,
+        )
+    if dialect == "unified" and state.counters.fire("http200_error", prompt, d.count("http200_error")):
+        return "http200_error", JSONResponse(BUSY_BODY)
+    return None
+
+
+def moderation_response(d: Directives) -> Response | None:
+    """`#moderation` refuses the prompt at submit time; `#moderation=job` fails the job later instead."""
+    if d.has("moderation") and d.text("moderation") != "job":
+        return openai_error(
+            400,
+            "Your request was blocked by our moderation system.",
+            code="moderation_blocked",
+        )
+    return None
+
+
+def replayed_job(state: FakeState, d: Directives, dialect: JobDialect, key: str | None) -> Job | None:
+    """The job an Idempotency-Key already made (the fake honours keys unless `#no_idempotency`)."""
+    if key is None or d.has("no_idempotency"):
+        return None
+    return state.jobs.by_key(dialect, key)
+
+
+def make_job(
+    state: FakeState,
+    d: Directives,
+    *,
+    dialect: JobDialect,
+    key: str | None,
+    header: str | None,
+    model: str,
+    prompt: str,
+    width: int,
+    height: int,
+    seconds: int,
+    size: str,
+    received: dict[str, Any],
+    watermark: bool | None = None,
+    remixed_from: str | None = None,
+) -> Job:
+    """Make and store a job; its timing and ending are fixed now, from the directives."""
+    now = state.now()
+    job_id, short_id = new_ids(dialect, model, state.unix(now))
+    ordinal = state.counters.bump("job", prompt)
+    job = Job(
+        id=job_id,
+        short_id=short_id,
+        dialect=dialect,
+        seq=state.jobs.next_seq(),
+        model=model,
+        prompt=prompt,
+        header=header,
+        created=now,
+        queue_s=d.number("queue", state.settings.queue_seconds),
+        ready_s=d.number("ready", state.settings.ready_seconds),
+        width=width,
+        height=height,
+        seconds=seconds,
+        size=size,
+        input=received,
+        outcome=decide_outcome(d, ordinal, watermark),
+        remixed_from=remixed_from,
+    )
+    state.jobs.add(job, None if d.has("no_idempotency") else key)
+    return job
+
+
+def accept_fault(state: FakeState, d: Directives, prompt: str | None) -> AcceptFault | None:
+    """A fault that strikes after the job exists (also on a replay: the answer is what gets lost)."""
+    if state.counters.fire("accept_then_drop", prompt, d.count("accept_then_drop")):
+        return "accept_then_drop"
+    if state.counters.fire("accept_then_hang", prompt, d.count("accept_then_hang")):
+        return "accept_then_hang"
+    return None
+
+
+async def respond_accepted(state: FakeState, fault: AcceptFault | None, body: Any) -> Response:
+    """The 200 for an accepted create, cut mid-body or held back past a client's timeout if told to."""
+    if fault == "accept_then_drop":
+        return DroppedResponse(body)
+    if fault == "accept_then_hang":
+        await state.hang()
+    return JSONResponse(body)
