@@ -12,9 +12,9 @@ import os
 import secrets
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,39 +22,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-WatermarkFree = Literal["always", "optional", "never"]
+from vidgate.channel_config import ALL_DURATIONS, ALL_SIZES, DEFAULT_MODELS, ChannelSettings, default_channels
 
-ALL_SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024", "1080x1920", "1920x1080")
-ALL_DURATIONS = (4, 8, 10, 12, 15, 16, 20, 25)
-DEFAULT_MODELS = ("sora-2", "sora-2-pro", "sora-2-all")
-
-
-class ChannelSettings(BaseModel):
-    """One channel: a place that can turn a task into a video (an upstream, or a built-in engine)."""
-
-    name: str = Field(pattern=r"^[a-zA-Z0-9_.-]{1,64}$")
-    kind: str = Field(description="Provider kind: 'animate', 'scripted' (vidgate.testing), ...")
-    models: list[str] = Field(min_length=1, description="Model names this channel serves.")
-    durations: list[int] = Field(default_factory=lambda: list(ALL_DURATIONS))
-    sizes: list[str] = Field(default_factory=lambda: list(ALL_SIZES))
-    max_images: int = Field(default=4, ge=0, le=16)
-    watermark_free: WatermarkFree = "always"
-    priority: int = Field(default=0, description="Lower goes first among equally suitable channels.")
-    enabled: bool = True
-    options: dict[str, Any] = Field(default_factory=dict, description="Provider-specific options.")
-
-    @field_validator("sizes")
-    @classmethod
-    def _sizes_known(cls, sizes: list[str]) -> list[str]:
-        unknown = sorted(set(sizes) - set(ALL_SIZES))
-        if unknown:
-            raise ValueError(f"unknown sizes {unknown}; allowed: {list(ALL_SIZES)}")
-        return sizes
-
-
-def default_channels() -> list[ChannelSettings]:
-    """The embedded default: every model goes to the built-in animate engine."""
-    return [ChannelSettings(name="animate", kind="animate", models=list(DEFAULT_MODELS))]
+__all__ = ["ALL_DURATIONS", "ALL_SIZES", "DEFAULT_MODELS", "ChannelSettings", "Settings", "WorkerSettings"]
 
 
 class WorkerSettings(BaseModel):
@@ -72,6 +42,15 @@ class WorkerSettings(BaseModel):
     )
     shutdown_grace_seconds: float = Field(default=30.0, ge=0, description="SIGTERM: wait for running steps.")
     render_processes: int = Field(default=1, ge=1, le=64, description="Process pool for built-in engines.")
+    circuit_failures: int = Field(
+        default=5, ge=1, description="Consecutive upstream failures that open a channel's circuit."
+    )
+    circuit_cooldown_seconds: float = Field(
+        default=30.0, gt=0, description="How long an open circuit refuses new jobs before one probe."
+    )
+    busy_retry_seconds: float = Field(
+        default=2.0, gt=0, description="Re-check pace of a task whose channels are all full or down."
+    )
 
 
 class Settings(BaseSettings):
@@ -82,6 +61,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         validate_default=True,
+        hide_input_in_errors=True,  # an error about the channels must not print their api_keys
     )
 
     data_dir: Path = Path("./data")
@@ -101,6 +81,7 @@ class Settings(BaseSettings):
     fetch_max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     fetch_timeout_seconds: float = Field(default=30.0, gt=0)
     max_image_pixels: int = Field(default=40_000_000, ge=1)
+    max_video_bytes: int = Field(default=2 * 1024**3, ge=1024)
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     worker: WorkerSettings = Field(default_factory=WorkerSettings)

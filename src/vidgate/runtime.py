@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vidgate.clock import Clock, SystemClock
 from vidgate.config import Settings
-from vidgate.domain.routing import Catalog, ChannelProfile
+from vidgate.domain.routing import Catalog
 from vidgate.net.fetch import SafeFetcher
 from vidgate.net.policy import FetchPolicy, Resolver, system_resolver
-from vidgate.providers.registry import ProviderDeps, ProviderRegistry
+from vidgate.providers.registry import ProviderDeps, ProviderRegistry, catalog_from_settings, check_channels
+from vidgate.providers.upstream_http import UpstreamHttp
 from vidgate.store import db
 from vidgate.store.blobs import BlobStore, LocalBlobStore
+from vidgate.store.channels import ChannelHealthStore
 from vidgate.store.keys import KeyStore
 from vidgate.store.tasks import TaskStore
 
@@ -24,28 +27,12 @@ class SchemaOutOfDate(RuntimeError):
     pass
 
 
-def catalog_from_settings(settings: Settings) -> Catalog:
-    return Catalog(
-        ChannelProfile(
-            name=c.name,
-            kind=c.kind,
-            models=frozenset(c.models),
-            durations=frozenset(c.durations),
-            sizes=frozenset(c.sizes),
-            max_images=c.max_images,
-            watermark_free=c.watermark_free,
-            priority=c.priority,
-            enabled=c.enabled,
-        )
-        for c in settings.channels
-    )
-
-
 @dataclass
 class Runtime:
     settings: Settings
     engine: AsyncEngine
     tasks: TaskStore
+    health: ChannelHealthStore
     keys: KeyStore
     blobs: BlobStore
     catalog: Catalog
@@ -53,6 +40,8 @@ class Runtime:
     providers: ProviderRegistry
     clock: Clock
     resolver: Resolver  # DNS for user URLs (request-time checks and the fetcher's connect-time check)
+    # Tells this process's worker (when it runs one) that something is due now; a no-op otherwise.
+    wake_worker: Callable[[], None] = field(default=lambda: None)
 
 
 async def prepare_database(settings: Settings) -> None:
@@ -75,21 +64,36 @@ async def prepare_database(settings: Settings) -> None:
 
 @asynccontextmanager
 async def open_runtime(
-    settings: Settings, *, clock: Clock | None = None, resolver: Resolver | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    resolver: Resolver | None = None,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncIterator[Runtime]:
+    """Everything a process needs. `clock` (tests) also drives lease decisions, which otherwise use
+    the database's clock; `upstream_transport` (tests) replaces the network for every upstream channel."""
+    check_channels(settings)
     await prepare_database(settings)
     engine = db.create_engine(settings.resolved_database_url)
     blobs = LocalBlobStore(settings.media_dir)
     policy = FetchPolicy(allow_private=settings.fetch_allow_private)
     resolver = resolver or system_resolver
     fetcher = SafeFetcher(policy, resolver=resolver, timeout=settings.fetch_timeout_seconds)
-    providers = ProviderRegistry(ProviderDeps(settings=settings, blobs=blobs, fetcher=fetcher))
-    providers.check_kinds()
+    http = UpstreamHttp(upstream_transport)
+    providers = ProviderRegistry(ProviderDeps(settings=settings, blobs=blobs, fetcher=fetcher, http=http))
+    tasks = TaskStore(engine, clock=clock)
+    health = ChannelHealthStore(
+        engine,
+        tasks.queue_clock,
+        failure_threshold=settings.worker.circuit_failures,
+        cooldown_ms=round(settings.worker.circuit_cooldown_seconds * 1000),
+    )
     try:
         yield Runtime(
             settings=settings,
             engine=engine,
-            tasks=TaskStore(engine),
+            tasks=tasks,
+            health=health,
             keys=KeyStore(engine),
             blobs=blobs,
             catalog=catalog_from_settings(settings),

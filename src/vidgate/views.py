@@ -23,7 +23,6 @@ class ViewContext(Protocol):
 
 
 VARIANT_TYPES = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
-BUILT_IN_ENGINES = frozenset({"animate"})
 # Signed links expire on hour boundaries, so repeated polls return the same URL (caches stay warm).
 _EXPIRY_BUCKET_S = 3600
 
@@ -58,9 +57,9 @@ def media_expires_at(ctx: ViewContext, task: Task) -> int | None:
 def unified_view(ctx: ViewContext, task: Task) -> dict[str, Any]:
     """`GET /v1/video/query`: the superset shape; fields that do not apply are null, never missing."""
     detail: dict[str, Any] = {"input": task.input, "channel": task.channel, "attempts": task.attempts}
-    kind = _channel_kind(ctx, task)
-    if kind in BUILT_IN_ENGINES:
-        detail["engine"] = kind
+    channel = ctx.catalog.by_name(task.channel) if task.channel else None
+    if channel is not None and channel.traits.builtin_engine:
+        detail["engine"] = channel.kind
     if task.media_deleted_at is not None:
         detail["media_deleted_at"] = _seconds(task.media_deleted_at)
         detail["media_deleted_reason"] = task.media_deleted_reason
@@ -88,11 +87,6 @@ def unified_view(ctx: ViewContext, task: Task) -> dict[str, Any]:
         "fail_reason": task.error.message if task.error else None,
         "detail": detail,
     }
-
-
-def _channel_kind(ctx: ViewContext, task: Task) -> str | None:
-    channel = ctx.catalog.by_name(task.channel) if task.channel else None
-    return channel.kind if channel else None
 
 
 _OPENAI_STATUS = {

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 
+from vidgate.clock import ManualClock
 from vidgate.domain.requests import VideoSpec
 from vidgate.domain.tasks import Step, TaskStatus, WatermarkMode
 from vidgate.errors import Conflict
@@ -20,6 +21,18 @@ LEASE = 10_000
 SPEC = VideoSpec("sora-2", "p", (), 720, 1280, 10, WatermarkMode.PREFER_CLEAN)
 
 
+CLOCK = ManualClock(T0)  # the queue's clock in these tests; each test sets it with at()
+
+
+def at(ms: int) -> None:
+    CLOCK.advance((ms - CLOCK.now_ms()) / 1000)
+
+
+async def claim_at(store: TaskStore, ms: int, *, worker: str, limit: int) -> list:
+    at(ms)
+    return await store.claim_due(worker=worker, limit=limit, lease_ms=LEASE)
+
+
 @pytest.fixture
 async def stores(db_url: str) -> AsyncIterator[tuple[TaskStore, str, str]]:
     await db.upgrade(db_url)
@@ -27,7 +40,8 @@ async def stores(db_url: str) -> AsyncIterator[tuple[TaskStore, str, str]]:
     keys = KeyStore(engine)
     owner = (await keys.create(name="a", is_admin=False, now=T0))[0].id
     other = (await keys.create(name="b", is_admin=False, now=T0))[0].id
-    yield TaskStore(engine), owner, other
+    at(T0)
+    yield TaskStore(engine, clock=CLOCK), owner, other
     await engine.dispose()
 
 
@@ -79,47 +93,45 @@ async def test_concurrent_idempotent_creates_make_one_task(stores) -> None:
 async def test_claims_are_exclusive_until_the_lease_expires(stores) -> None:
     store, owner, _ = stores
     task = await store.create(SPEC, owner=owner, dialect="unified", now=T0, deadline_ms=10**9)
-    [a] = await store.claim_due(worker="A", limit=5, now=T0, lease_ms=LEASE)
+    [a] = await claim_at(store, T0, worker="A", limit=5)
     assert a.task.id == task.id and a.task.lease_owner == "A" and a.version == task.version + 1
-    assert await store.claim_due(worker="B", limit=5, now=T0 + LEASE - 1, lease_ms=LEASE) == []
-    # A stalls past its lease: B takes over at a new version, and A's late write is refused.
-    [b] = await store.claim_due(worker="B", limit=5, now=T0 + LEASE + 1, lease_ms=LEASE)
-    assert b.version == a.version + 1
-    assert await store.finish_step(a, now=T0 + LEASE + 2, next_step=Step.SUBMIT, next_run_at=0) is None
-    assert not await store.heartbeat(a, now=T0 + LEASE + 2, lease_ms=LEASE)
-    done = await store.finish_step(b, now=T0 + LEASE + 3, next_step=Step.SUBMIT, next_run_at=T0 + LEASE + 3)
+    assert await claim_at(store, T0 + LEASE - 1, worker="B", limit=5) == []
+    # A stalls past its lease: B takes over at a new version and token, and A's late writes are refused.
+    [b] = await claim_at(store, T0 + LEASE + 1, worker="B", limit=5)
+    assert b.version == a.version + 1 and b.token != a.token
+    assert await store.finish_step(a, now=T0 + LEASE + 2, next_step=Step.SUBMIT) is None
+    assert await store.heartbeat(a, lease_ms=LEASE) is None
+    assert not await store.release(a)
+    done = await store.finish_step(b, now=T0 + LEASE + 3, next_step=Step.SUBMIT)
     assert done is not None and done.step is Step.SUBMIT and done.lease_owner is None
 
 
 async def test_not_due_and_finished_tasks_are_not_claimed(stores) -> None:
     store, owner, _ = stores
     task = await store.create(SPEC, owner=owner, dialect="unified", now=T0, deadline_ms=10**9)
-    [c] = await store.claim_due(worker="A", limit=1, now=T0, lease_ms=LEASE)
-    await store.finish_step(c, now=T0, next_step=Step.SUBMIT, next_run_at=T0 + 5000)
-    assert await store.claim_due(worker="A", limit=1, now=T0 + 4999, lease_ms=LEASE) == []
-    [c] = await store.claim_due(worker="A", limit=1, now=T0 + 5000, lease_ms=LEASE)
+    [c] = await claim_at(store, T0, worker="A", limit=1)
+    await store.finish_step(c, now=T0, next_step=Step.SUBMIT, delay_ms=5000)
+    assert await claim_at(store, T0 + 4999, worker="A", limit=1) == []
+    [c] = await claim_at(store, T0 + 5000, worker="A", limit=1)
     await store.finish_step(
         c,
         now=T0 + 5000,
         next_step=Step.DONE,
-        next_run_at=T0,
         status=TaskStatus.FAILED,
         changes={"error_code": "x"},
     )
-    assert await store.claim_due(worker="A", limit=1, now=T0 + 10**8, lease_ms=LEASE) == []
+    assert await claim_at(store, T0 + 10**8, worker="A", limit=1) == []
     assert (await store.get(task.id)).completed_at == T0 + 5000
 
 
 async def test_status_changes_are_compare_and_set_with_an_event_each(stores) -> None:
     store, owner, _ = stores
     task = await store.create(SPEC, owner=owner, dialect="unified", now=T0, deadline_ms=10**9)
-    [c] = await store.claim_due(worker="A", limit=1, now=T0, lease_ms=LEASE)
+    [c] = await claim_at(store, T0, worker="A", limit=1)
     advanced = await store.advance(c, now=T0 + 1, status=TaskStatus.PROCESSING, changes={"channel": "x"})
     assert advanced is not None and advanced.version == c.version + 1
     assert await store.advance(c, now=T0 + 2, changes={"channel": "y"}) is None  # stale version
-    await store.finish_step(
-        advanced, now=T0 + 3, next_step=Step.DONE, next_run_at=T0, status=TaskStatus.COMPLETED
-    )
+    await store.finish_step(advanced, now=T0 + 3, next_step=Step.DONE, status=TaskStatus.COMPLETED)
     events = [(e.kind, e.from_status, e.to_status) for e in await store.events(task.id)]
     assert events == [
         ("created", None, "pending"),
@@ -133,12 +145,15 @@ async def test_status_changes_are_compare_and_set_with_an_event_each(stores) -> 
 async def test_cancel_fences_the_worker_holding_the_lease(stores) -> None:
     store, owner, other = stores
     task = await store.create(SPEC, owner=owner, dialect="unified", now=T0, deadline_ms=10**9)
-    [c] = await store.claim_due(worker="A", limit=1, now=T0, lease_ms=LEASE)
+    [c] = await claim_at(store, T0, worker="A", limit=1)
     assert await store.cancel(task.id, owner=other, now=T0 + 1) is None
     cancelled = await store.cancel(task.id, owner=owner, now=T0 + 1)
     assert cancelled.status is TaskStatus.CANCELLED and cancelled.error.code == "cancelled"
-    assert not await store.heartbeat(c, now=T0 + 2, lease_ms=LEASE)
-    assert await store.finish_step(c, now=T0 + 2, next_step=Step.SUBMIT, next_run_at=T0) is None
+    # The lease still holds (a submit in flight may finish), and the heartbeat says the client stopped it;
+    # the step's outcome loses to the cancel.
+    check = await store.heartbeat(c, lease_ms=LEASE)
+    assert check is not None and check.stopped_by_client
+    assert await store.finish_step(c, now=T0 + 2, next_step=Step.SUBMIT) is None
     with pytest.raises(Conflict):
         await store.cancel(task.id, owner=owner, now=T0 + 3)
 
@@ -151,7 +166,7 @@ async def test_concurrent_claimers_never_share_a_task(stores) -> None:
 
     async def claimer(name: str) -> None:
         while True:
-            claims = await store.claim_due(worker=name, limit=3, now=T0, lease_ms=LEASE)
+            claims = await store.claim_due(worker=name, limit=3, lease_ms=LEASE)
             if not claims:
                 return
             seen.extend(c.task.id for c in claims)

@@ -1,16 +1,18 @@
-"""What both dialects do to tasks: create (policy checks, idempotency, waking the worker), cancel, delete."""
+"""What both dialects do to tasks: create (policy checks, idempotency, waking the worker), cancel, delete.
+
+No upstream is called from here: the API process records what the client wants, and the worker does
+the rest (a cancelled task's upstream job is stopped by the worker's cancel step), so API processes
+need no upstream credentials.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request
-
 from vidgate.domain.requests import BLOB_REF_PREFIX, VideoSpec
 from vidgate.domain.tasks import Task
 from vidgate.errors import InvalidRequest
 from vidgate.net.policy import FetchPolicy, UrlRejected, check_url_resolves_public
-from vidgate.providers.registry import cancel_upstream
 from vidgate.runtime import Runtime
 from vidgate.store.blobs import delete_task_files
 from vidgate.store.tasks import request_fingerprint
@@ -43,22 +45,27 @@ async def check_urls_fetchable(
             ) from exc
 
 
+def check_idempotency_key(idempotency_key: str | None) -> None:
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS:
+        raise InvalidRequest(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters.", param="Idempotency-Key"
+        )
+
+
 async def create_task(
     runtime: Runtime,
-    request: Request,
     spec: VideoSpec,
     *,
     body: dict[str, Any],
     owner: str,
     dialect: str,
+    idempotency_key: str | None,
     remixed_from: str | None = None,
     task_id: str | None = None,
+    pinned_channel: str | None = None,
+    remix_upstream_id: str | None = None,
 ) -> Task:
-    idempotency_key = request.headers.get("idempotency-key")
-    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS:
-        raise InvalidRequest(
-            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters.", param="Idempotency-Key"
-        )
+    check_idempotency_key(idempotency_key)
     now = runtime.clock.now_ms()
     task = await runtime.tasks.create(
         spec,
@@ -70,22 +77,25 @@ async def create_task(
         request_hash=request_fingerprint({"dialect": dialect, **body}) if idempotency_key else None,
         remixed_from=remixed_from,
         task_id=task_id,
+        pinned_channel=pinned_channel,
+        remix_upstream_id=remix_upstream_id,
     )
-    wake = getattr(request.app.state, "wake_worker", None)
-    if wake is not None:
-        wake()
+    runtime.wake_worker()
     return task
 
 
 async def cancel_task(runtime: Runtime, ulid: str, *, owner: str) -> Task | None:
-    """Cancel an active task and tell its channel to stop (best effort). None: no such task."""
+    """Cancel an active task; the worker then stops its upstream job. None: no such task."""
     task = await runtime.tasks.cancel(ulid, owner=owner, now=runtime.clock.now_ms())
-    if task is not None:
-        await cancel_upstream(runtime.providers, task)
+    runtime.wake_worker()
     return task
 
 
-async def delete_task(runtime: Runtime, task: Task) -> None:
-    """Hide the task from every read and remove everything stored for it."""
-    await runtime.tasks.soft_delete(task.id, owner=task.owner, now=runtime.clock.now_ms())
-    await delete_task_files(runtime.blobs, task.id)
+async def delete_task(runtime: Runtime, ulid: str, *, owner: str) -> Task | None:
+    """Hide the task from every read (cancelling it if unfinished, in the same compare-and-set) and
+    remove everything stored for it. None: no such task."""
+    task = await runtime.tasks.soft_delete(ulid, owner=owner, now=runtime.clock.now_ms())
+    if task is not None:
+        await delete_task_files(runtime.blobs, task.id)
+        runtime.wake_worker()
+    return task

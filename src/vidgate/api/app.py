@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
+import httpx
 from fastapi import FastAPI
 
 from vidgate import __version__
@@ -26,13 +27,17 @@ def create_app(
     run_worker: bool | None = None,
     clock: Clock | None = None,
     resolver: Resolver | None = None,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
-    """The ASGI app. `clock` and `resolver` exist for tests and sandboxes; production uses the system's."""
+    """The ASGI app. `clock`, `resolver` and `upstream_transport` exist for tests and sandboxes;
+    production uses the system's clock, DNS and network."""
     embedded = settings.embedded_worker if run_worker is None else run_worker
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_runtime(settings, clock=clock, resolver=resolver) as runtime:
+        async with open_runtime(
+            settings, clock=clock, resolver=resolver, upstream_transport=upstream_transport
+        ) as runtime:
             app.state.runtime = runtime
             if not embedded:
                 yield
@@ -40,7 +45,7 @@ def create_app(
             stop = anyio.Event()
             async with anyio.create_task_group() as tg:
                 worker = await tg.start(run_worker_services, runtime, stop)
-                app.state.wake_worker = worker.wake
+                runtime.wake_worker = worker.wake
                 yield
                 stop.set()
 

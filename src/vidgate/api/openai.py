@@ -12,12 +12,13 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.datastructures import UploadFile
 
-from vidgate.api.actions import cancel_task, check_urls_fetchable, create_task, delete_task
+from vidgate.api.actions import check_urls_fetchable, create_task, delete_task
 from vidgate.api.deps import authenticate, get_runtime
 from vidgate.api.media import stream_variant
 from vidgate.api.schemas import ERROR_RESPONSES, OpenAIDeleted, OpenAIVideo, OpenAIVideoList
 from vidgate.api.unified import read_json_object
-from vidgate.domain.requests import BLOB_REF_PREFIX, check_image_ref, parse_openai
+from vidgate.domain.requests import BLOB_REF_PREFIX, PASSTHROUGH_FIELDS, check_image_ref, parse_openai
+from vidgate.domain.routing import RemixSupport
 from vidgate.domain.tasks import Task, TaskStatus, WatermarkMode
 from vidgate.errors import Conflict, InvalidRequest, NotFound
 from vidgate.ids import new_ulid, openai_id, parse_task_id
@@ -31,12 +32,10 @@ router = APIRouter(tags=["openai"])
 
 # What create_and_poll waits between retrieves when the caller sets no interval (SDK default: 1 s).
 POLL_AFTER_MS = {TaskStatus.PENDING: 1000, TaskStatus.PROCESSING: 2000}
-# Channel kinds that can remix by re-rendering the source's inputs with the new prompt.
-RERENDER_KINDS = frozenset({"animate"})
 _FORM_FIELDS = frozenset(
     {"prompt", "model", "seconds", "size", "watermark", "private", "style", "storyboard", "character_url",
      "character_timestamps", "callback_url", "input_reference[image_url]", "input_reference[file_id]",
-     "input_reference"}
+     "input_reference", *PASSTHROUGH_FIELDS}
 )  # fmt: skip
 
 
@@ -124,8 +123,9 @@ async def create_video(
         fingerprint_body["input_reference"] = hashlib.sha256(upload_data).hexdigest()
         await runtime.blobs.put_bytes(upload_data, upload_key(task_id))
     task = await create_task(
-        runtime, request, spec, body=fingerprint_body, owner=key.id, dialect="openai", task_id=task_id
-    )
+        runtime, spec, body=fingerprint_body, owner=key.id, dialect="openai", task_id=task_id,
+        idempotency_key=request.headers.get("idempotency-key"),
+    )  # fmt: skip
     if task.id != task_id and upload_data is not None:  # an idempotent replay: the first task has its copy
         await runtime.blobs.delete(upload_key(task_id))
     return openai_view(runtime, task)
@@ -206,11 +206,10 @@ async def download_content(
 async def delete_video(
     video_id: str, key: ApiKey = Depends(authenticate), runtime: Runtime = Depends(get_runtime)
 ) -> dict[str, Any]:
-    """Removes the stored media and the task; an unfinished task is cancelled first."""
+    """Removes the stored media and the task; an unfinished task is cancelled in the same step."""
     task = await resolve_task(runtime, video_id, key.id)
-    if not task.status.is_terminal:
-        await cancel_task(runtime, task.id, owner=key.id)
-    await delete_task(runtime, task)
+    if await delete_task(runtime, task.id, owner=key.id) is None:
+        raise NotFound(f"No video found with id '{video_id}'.", param="video_id")  # deleted meanwhile
     return {"id": openai_id(task.id), "object": "video.deleted", "deleted": True}
 
 
@@ -226,8 +225,8 @@ async def remix_video(
     key: ApiKey = Depends(authenticate),
     runtime: Runtime = Depends(get_runtime),
 ) -> dict[str, Any]:
-    """A new task from a completed one with a new prompt: the built-in engine re-renders the source's
-    images; an upstream channel would use its own remix (none configured here can, so that is a 400)."""
+    """A new task from a completed one with a new prompt: a built-in engine re-renders the source's
+    images; an upstream that remixes its own jobs gets the source's job id; other channels answer 400."""
     body = await read_json_object(request)
     source = await resolve_task(runtime, video_id, key.id)
     if source.status is not TaskStatus.COMPLETED:
@@ -235,13 +234,19 @@ async def remix_video(
             f"Only a completed video can be remixed; this one is {source.status.value}.", code="not_ready"
         )
     channel = runtime.catalog.by_name(source.channel) if source.channel else None
-    if channel is None or channel.kind not in RERENDER_KINDS:
+    remix = channel.traits.remix if channel else RemixSupport.NONE
+    if (
+        channel is None
+        or remix is RemixSupport.NONE
+        or (remix is RemixSupport.UPSTREAM and not source.upstream_id)
+    ):
         raise InvalidRequest(
             f"The channel that made this video ({source.channel}) cannot remix it.",
             param="video_id",
             code="remix_unsupported",
         )
-    images = tuple(f"{BLOB_REF_PREFIX}{item['key']}" for item in source.inputs or [])
+    upstream = remix is RemixSupport.UPSTREAM
+    images = () if upstream else tuple(f"{BLOB_REF_PREFIX}{item['key']}" for item in source.inputs or [])
     fields = {
         "prompt": body.get("prompt"),
         "model": source.model,
@@ -255,11 +260,14 @@ async def remix_video(
     )
     task = await create_task(
         runtime,
-        request,
         spec,
         body={"remix_of": source.id, **body},
         owner=key.id,
         dialect="openai",
+        idempotency_key=request.headers.get("idempotency-key"),
         remixed_from=source.id,
+        # The upstream's remix works on its own job: the new task can only go where the source is.
+        pinned_channel=channel.name if upstream else None,
+        remix_upstream_id=source.upstream_id if upstream else None,
     )
     return openai_view(runtime, task)

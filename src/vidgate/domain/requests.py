@@ -31,6 +31,18 @@ _MAX_STYLE_CHARS = 64
 BLOB_REF_PREFIX = "blob:"
 # Relay fields that are stored and forwarded to relay channels as they came.
 RELAY_EXTRAS = ("style", "storyboard", "character_url", "character_timestamps")
+# Server-specific generation fields (vLLM-Omni and other open-weight servers): checked for type and
+# range, stored, and forwarded by channels whose options list them in `forward_fields`.
+# name -> (type, minimum, maximum); strings are bounded by their maximum length.
+PASSTHROUGH_FIELDS: dict[str, tuple[type, float, float]] = {
+    "seed": (int, 0, 2**63 - 1),
+    "negative_prompt": (str, 0, 2000),
+    "num_inference_steps": (int, 1, 1000),
+    "guidance_scale": (float, 0, 100),
+    "guidance_scale_2": (float, 0, 100),
+    "flow_shift": (float, 0, 100),
+    "boundary_ratio": (float, 0, 1),
+}
 _TIMESTAMPS_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*$")
 
 
@@ -48,6 +60,7 @@ class VideoSpec:
     private: bool = False
     extras: Mapping[str, Any] = field(default_factory=dict)
     callback_url: str | None = None
+    passthrough: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def orientation(self) -> str:
@@ -201,6 +214,38 @@ def read_relay_extras(body: Mapping[str, Any]) -> dict[str, Any]:
     return extras
 
 
+def read_passthrough(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The server-specific fields present in `body`, typed (form fields arrive as strings)."""
+    values: dict[str, Any] = {}
+    for name, (kind, low, high) in PASSTHROUGH_FIELDS.items():
+        raw = body.get(name)
+        if raw is None:
+            continue
+        if kind is str:
+            text = read_str(body, name, max_chars=int(high))
+            if text is not None:
+                values[name] = text
+            continue
+        number = _read_number(raw, name, integer=kind is int)
+        if not low <= number <= high:
+            raise InvalidRequest(f"'{name}' must be between {low:g} and {high:g}.", param=name)
+        values[name] = number
+    return values
+
+
+def _read_number(raw: Any, name: str, *, integer: bool) -> float:
+    what = "a whole number" if integer else "a number"
+    if isinstance(raw, bool):
+        raise InvalidRequest(f"'{name}' must be {what}.", param=name, code="invalid_type")
+    try:
+        number = float(raw.strip()) if isinstance(raw, str) else float(raw)
+    except (TypeError, ValueError):
+        raise InvalidRequest(f"'{name}' must be {what}.", param=name, code="invalid_type") from None
+    if not math.isfinite(number) or (integer and not number.is_integer()):
+        raise InvalidRequest(f"'{name}' must be {what}.", param=name, code="invalid_type")
+    return int(number) if integer else number
+
+
 # Size and duration ----------------------------------------------------------------------------
 
 
@@ -315,6 +360,7 @@ def _spec(
         private=read_bool(body, "private", False),
         extras=read_relay_extras(body),
         callback_url=_read_http_url(body, "callback_url"),
+        passthrough=read_passthrough(body),
     )
     check_against_catalog(spec, catalog, duration_param=duration_param, size_param="size")
     return spec
@@ -365,6 +411,7 @@ def input_echo(spec: VideoSpec) -> dict[str, Any]:
         "private": spec.private,
     }
     echo.update(spec.extras)
+    echo.update(spec.passthrough)
     return echo
 
 

@@ -1,35 +1,80 @@
-"""Which channels can serve a request, in the order to try them (spec section 3: watermark policy)."""
+"""Which channels may serve a request, and in which order to try them. Pure: no IO.
+
+Order (spec section 3 and the channel settings): first what can serve at all (model, duration, size,
+image count, watermark policy, enabled), then cleanliness for `watermark: true` (always, optional,
+never), then the operator's `priority`, then a weighted random order among channels that tie on both,
+so `weight` spreads load. Channels whose circuit is open are held back; saturation (`max_concurrent`)
+is checked atomically when a task is admitted to a channel, not here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import enum
+import math
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
+from vidgate.domain.circuit import ChannelHealth
 from vidgate.domain.tasks import WatermarkMode
 
 # Preference order for `watermark: true` (prefer clean): clean-always first, marked-only last.
 _CLEANLINESS_RANK = {"always": 0, "optional": 1, "never": 2}
 
 
+class RemixSupport(enum.StrEnum):
+    NONE = "none"
+    RERENDER = "rerender"  # a built-in engine renders the source's inputs again with the new prompt
+    UPSTREAM = "upstream"  # the upstream remixes its own job (OpenAI `POST /videos/{id}/remix`)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelTraits:
+    """What a channel kind can do, declared by its provider class (never guessed from the kind name)."""
+
+    builtin_engine: bool = False  # renders on this machine: no upstream, nothing billed
+    remix: RemixSupport = RemixSupport.NONE
+    can_cancel: bool = False  # the dialect has a way to stop (or delete) a job
+    can_find_jobs: bool = False  # it can be asked whether a job was made (after an unknown outcome)
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelProfile:
-    """What a channel declares it can do; built from the channel settings."""
+    """What a channel declares it can do; built from the channel settings and its kind's traits."""
 
     name: str
     kind: str
     models: frozenset[str]
     durations: frozenset[int]
-    sizes: frozenset[str]
+    sizes: frozenset[str]  # "WxH", already limited to the allowed orientations
     max_images: int
     watermark_free: str
     priority: int = 0
+    weight: float = 1.0
+    max_concurrent: int | None = None
     enabled: bool = True
+    honours_idempotency_key: bool = False
+    traits: ChannelTraits = field(default_factory=ChannelTraits)
 
     def serves(self, model: str) -> bool:
         return self.enabled and model in self.models
 
     def allows_watermark_mode(self, mode: WatermarkMode) -> bool:
         return mode is WatermarkMode.PREFER_CLEAN or self.watermark_free in ("always", "optional")
+
+    def fits(self, request: RouteRequest) -> bool:
+        return (
+            self.serves(request.model)
+            and request.seconds in self.durations
+            and request.size in self.sizes
+            and request.image_count <= self.max_images
+            and self.allows_watermark_mode(request.watermark_mode)
+        )
+
+    @property
+    def safe_to_resubmit(self) -> bool:
+        """Whether sending a submit again after an unknown outcome cannot make a second paid job."""
+        return self.traits.builtin_engine or self.honours_idempotency_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +86,20 @@ class RouteRequest:
     watermark_mode: WatermarkMode
 
 
+@dataclass(frozen=True, slots=True)
+class RoutePlan:
+    """Channels to try, best first, and those held back with the reason (circuit open)."""
+
+    channels: tuple[ChannelProfile, ...]
+    held_back: Mapping[str, str]
+
+
 class Catalog:
-    """The configured channels, answering 'what can model X do' for request validation."""
+    """The configured channels, answering 'what can model X do' and 'where may this task go'."""
 
     def __init__(self, channels: Iterable[ChannelProfile]) -> None:
         self.channels: tuple[ChannelProfile, ...] = tuple(channels)
+        self._by_name = {c.name: c for c in self.channels}
 
     def serving(self, model: str) -> list[ChannelProfile]:
         return [c for c in self.channels if c.serves(model)]
@@ -63,23 +117,37 @@ class Catalog:
         return max((c.max_images for c in self.serving(model)), default=0)
 
     def candidates(self, request: RouteRequest, exclude: Sequence[str] = ()) -> list[ChannelProfile]:
-        """Channels that can take this request, best first.
-
-        Order: cleanliness (always, optional, never), then the channel's priority, then its
-        position in the configuration, so the order is stable and an operator controls it.
-        """
-        fitting = [
-            (i, c)
-            for i, c in enumerate(self.channels)
-            if c.serves(request.model)
-            and c.name not in exclude
-            and request.seconds in c.durations
-            and request.size in c.sizes
-            and request.image_count <= c.max_images
-            and c.allows_watermark_mode(request.watermark_mode)
-        ]
+        """Channels that can take this request in a stable order (cleanliness, priority, position)."""
+        fitting = [(i, c) for i, c in enumerate(self.channels) if c.fits(request) and c.name not in exclude]
         fitting.sort(key=lambda ic: (_CLEANLINESS_RANK[ic[1].watermark_free], ic[1].priority, ic[0]))
         return [c for _, c in fitting]
 
+    def plan(
+        self,
+        request: RouteRequest,
+        *,
+        now_ms: int,
+        health: Mapping[str, ChannelHealth],
+        rng: random.Random,
+        exclude: Sequence[str] = (),
+    ) -> RoutePlan:
+        """The channels to try for `request` now, in order (see the module docstring)."""
+        held_back: dict[str, str] = {}
+        ranked: list[tuple[int, int, float, ChannelProfile]] = []
+        for channel in self.candidates(request, exclude):
+            state = health.get(channel.name)
+            if state is not None and not state.admits(now_ms):
+                held_back[channel.name] = state.describe(now_ms)
+                continue
+            rank = _CLEANLINESS_RANK[channel.watermark_free]
+            ranked.append((rank, channel.priority, _weighted_key(rng, channel.weight), channel))
+        ranked.sort(key=lambda r: (r[0], r[1], r[2]))
+        return RoutePlan(tuple(r[3] for r in ranked), held_back)
+
     def by_name(self, name: str) -> ChannelProfile | None:
-        return next((c for c in self.channels if c.name == name), None)
+        return self._by_name.get(name)
+
+
+def _weighted_key(rng: random.Random, weight: float) -> float:
+    """Sorting by this key gives a weighted random order (Efraimidis-Spirakis: -ln(U) / w)."""
+    return -math.log(1.0 - rng.random()) / weight

@@ -35,6 +35,7 @@ class Step(enum.StrEnum):
     SUBMIT = "submit"  # choose a channel and hand the task over (built-in engines render here)
     POLL = "poll"  # ask the channel how it is going
     FETCH = "fetch"  # copy the result into our storage, make previews
+    CANCEL = "cancel"  # the task ended while the channel may still hold its job: tell it to stop
     NOTIFY = "notify"  # the task has ended: POST the signed webhook to its callback_url
     DONE = "done"  # nothing left to do
 
@@ -44,6 +45,14 @@ class WatermarkMode(enum.StrEnum):
 
     PREFER_CLEAN = "prefer_clean"  # watermark: true (default): clean if possible, else a marked video
     REQUIRE_CLEAN = "require_clean"  # watermark: false: only a clean video, retried until the deadline
+
+
+def delivered_watermark(declared: str, reported: bool | None) -> bool | None:
+    """Whether a delivered video carries a watermark: the upstream's explicit word when it gave one,
+    else what the channel's declaration settles (`always` clean, `never` marked), else unknown."""
+    if reported is not None:
+        return reported
+    return {"always": False, "never": True}.get(declared)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +91,15 @@ class Task:
     version: int
     lease_owner: str | None
     lease_expires_at: int | None
+    lease_token: str | None
     channel: str | None
     upstream_id: str | None
+    # Deliberate submissions so far; the idempotency key of the current one is `<id>-<submissions>`.
+    submissions: int
+    # Set (ms) just before a submit is sent, cleared once its outcome is known: while set with no
+    # upstream_id, the channel may hold a job we do not know the id of.
+    submit_intent_at: int | None
+    remix_upstream_id: str | None  # a remix on the upstream: the source task's upstream job
     inputs: list[dict[str, Any]] | None
     upstream_state: dict[str, Any] | None
     watermarked: bool | None
@@ -94,8 +110,19 @@ class Task:
     spritesheet_key: str | None
     media_deleted_at: int | None
     media_deleted_reason: str | None
+    deleted_at: int | None
     remixed_from: str | None
     callback_url: str | None
     callback_attempts: int
     idempotency_key: str | None
     request_hash: str | None
+
+    @property
+    def submit_key(self) -> str:
+        """The idempotency key of the current submission: the same for every retry of it."""
+        return f"{self.id}-{self.submissions}"
+
+    @property
+    def may_hold_upstream_job(self) -> bool:
+        """Whether a channel may be working on this task (a job id known, or a submit of unknown outcome)."""
+        return self.upstream_id is not None or self.submit_intent_at is not None

@@ -19,10 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from pydantic import BaseModel, Field
 
-from vidgate.config import ChannelSettings
+from vidgate.channel_config import ChannelSettings
+from vidgate.domain.routing import ChannelTraits, RemixSupport
 from vidgate.engines.animate import AnimateJob, AnimateResult, render_animate
 from vidgate.providers.base import (
+    FetchedResult,
+    ProbeResult,
     ProviderError,
     StepContext,
     StoredMedia,
@@ -37,10 +41,19 @@ from vidgate.store.blobs import media_key
 _PROGRESS_READ_SECONDS = 0.5
 
 
+class AnimateOptions(BaseModel, extra="forbid"):
+    fps: int = Field(default=24, ge=1, le=60, description="Frames per second of the rendered clip.")
+
+
 class AnimateProvider:
+    traits = ChannelTraits(builtin_engine=True, remix=RemixSupport.RERENDER)
+    Options = AnimateOptions
+    needs_base_url = False
+    default_max_images = 4
+
     def __init__(self, channel: ChannelSettings, deps: ProviderDeps) -> None:
         self.blobs = deps.blobs
-        self.fps = int(channel.options.get("fps", 24))
+        self.fps = AnimateOptions.model_validate(channel.options).fps
         self.processes = deps.settings.worker.render_processes
         self._slots: anyio.Semaphore | None = None
 
@@ -81,11 +94,19 @@ class AnimateProvider:
             UpstreamState.SUCCEEDED, progress=100, watermarked=False, stored=StoredMedia(**stored)
         )
 
-    async def fetch(self, job: UpstreamJob, status: UpstreamStatus, dest: Path, ctx: StepContext) -> None:
+    async def fetch(
+        self, job: UpstreamJob, status: UpstreamStatus, work_dir: Path, ctx: StepContext
+    ) -> FetchedResult:
         raise ProviderError("internal_error", "the animate engine stores its result while rendering")
 
     async def cancel(self, job: UpstreamJob) -> None:
         return None  # a render in progress is killed when its step is cancelled
+
+    async def find_job(self, request: SubmitRequest) -> UpstreamJob | None:
+        return None  # renders leave nothing behind to find: a lost one is simply rendered again
+
+    async def probe(self) -> ProbeResult:
+        return ProbeResult(True, f"built-in engine, renders on this machine at {self.fps} fps")
 
     async def aclose(self) -> None:
         return None

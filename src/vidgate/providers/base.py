@@ -3,11 +3,17 @@
 An upstream relay, an OpenAI-compatible `/v1/videos` server and a built-in engine all look the
 same to the worker: `submit` hands a task over and returns the upstream's id (saved at once, so
 a restart polls instead of submitting twice), `poll` says how it is going, `fetch` copies the
-result into a local file. Built-in engines render during `submit` and write straight into our
-storage; their `poll` then answers SUCCEEDED with `stored` media and `fetch` is never needed.
+result into local files, `cancel` stops (or deletes) a job. Built-in engines render during `submit`
+and write straight into our storage; their `poll` then answers SUCCEEDED with `stored` media and
+`fetch` is never needed.
+
+A provider class declares what its kind can do in `traits` (read into the channel profile: routing and
+the API never test kind names) and validates its channel's `options` with its `Options` model.
 
 Providers raise `ProviderError` for everything that goes wrong, marked retryable or not; they map
-their third-party exceptions at this boundary (`raise ProviderError(...) from exc`).
+their third-party exceptions at this boundary (`providers.upstream_http` does it for HTTP).
+`UpstreamOutcomeUnknown` is special: the submit may have been accepted (a read timeout, a dropped
+connection after the request went out), so the worker must neither fail over nor resubmit blindly.
 """
 
 from __future__ import annotations
@@ -16,8 +22,11 @@ import enum
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
+from pydantic import BaseModel
+
+from vidgate.domain.routing import ChannelTraits
 from vidgate.domain.tasks import WatermarkMode
 from vidgate.store.blobs import BlobInfo, media_key
 
@@ -38,6 +47,21 @@ class ProviderError(Exception):
         self.message = message
         self.retryable = retryable
         self.retry_after = retry_after
+
+
+class UpstreamOutcomeUnknown(ProviderError):
+    """A submit went out and no answer came back: the upstream may or may not have made (and billed)
+    the job. The task stays on its channel; see `Steps.submit` for what happens next."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("upstream_outcome_unknown", message, retryable=True)
+
+
+class ResultExpired(ProviderError):
+    """The result's link no longer works (upstream links expire): poll again for a fresh one."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("result_link_expired", message, retryable=True)
 
 
 class UpstreamState(enum.StrEnum):
@@ -72,8 +96,10 @@ class SubmitRequest:
     watermark_mode: WatermarkMode
     private: bool
     images: tuple[InputImage, ...] = ()
-    extras: Mapping[str, Any] = field(default_factory=dict)
+    extras: Mapping[str, Any] = field(default_factory=dict)  # relay fields: style, storyboard, ...
+    passthrough: Mapping[str, Any] = field(default_factory=dict)  # server-specific: seed, negative_prompt
     remix_of_upstream_id: str | None = None
+    sent_at_ms: int = 0  # when this submission was first attempted (to find its job afterwards)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +144,22 @@ class UpstreamStatus:
     stored: StoredMedia | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class FetchedResult:
+    """Files a provider wrote for a finished job: the video, and the upstream's thumbnail if it has one."""
+
+    video: Path
+    thumbnail: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """`vidgate channels test`: whether the channel answers and accepts our credentials."""
+
+    ok: bool
+    verdict: str
+
+
 ProgressReporter = Callable[[int], Awaitable[None]]
 
 
@@ -130,13 +172,29 @@ class StepContext:
     report_progress: ProgressReporter
 
 
+class NoOptions(BaseModel, extra="forbid"):
+    """For kinds that take no options: any key is a typo."""
+
+
 class Provider(Protocol):
+    traits: ClassVar[ChannelTraits]
+    Options: ClassVar[type[BaseModel]]
+    needs_base_url: ClassVar[bool]
+
     async def submit(self, request: SubmitRequest, ctx: StepContext) -> UpstreamJob: ...
 
     async def poll(self, job: UpstreamJob, ctx: StepContext) -> UpstreamStatus: ...
 
-    async def fetch(self, job: UpstreamJob, status: UpstreamStatus, dest: Path, ctx: StepContext) -> None: ...
+    async def fetch(
+        self, job: UpstreamJob, status: UpstreamStatus, work_dir: Path, ctx: StepContext
+    ) -> FetchedResult: ...
 
-    async def cancel(self, job: UpstreamJob) -> None: ...
+    async def cancel(self, job: UpstreamJob) -> None:
+        """Stop the job, or delete it if it has finished; idempotent (an unknown job is not an error)."""
+
+    async def find_job(self, request: SubmitRequest) -> UpstreamJob | None:
+        """After an unknown outcome: the job `request` made, if the upstream has it (`can_find_jobs`)."""
+
+    async def probe(self) -> ProbeResult: ...
 
     async def aclose(self) -> None: ...

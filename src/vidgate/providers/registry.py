@@ -1,17 +1,26 @@
-"""Channel kind -> provider factory. Providers are built lazily, once per channel per process."""
+"""Channel kind -> provider class; channel settings -> checked options and the routing profile.
+
+Providers are built lazily, once per channel per process. A kind is a provider class that declares
+its `traits` (what routing and the API may rely on), its `Options` model (a typo in a channel's
+`options` is an error at start, naming the key), whether it needs a `base_url`, and its image limits.
+"""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
+from pydantic import BaseModel, ValidationError
 
-from vidgate.config import ChannelSettings, Settings
-from vidgate.domain.tasks import Task
+from vidgate.channel_config import ChannelSettings
+from vidgate.config import Settings
+from vidgate.domain.routing import Catalog, ChannelProfile
 from vidgate.net.fetch import SafeFetcher
-from vidgate.providers.base import Provider, UpstreamJob
+from vidgate.providers.base import Provider
+from vidgate.providers.upstream_http import UpstreamHttp
 from vidgate.store.blobs import BlobStore
 
 
@@ -19,7 +28,8 @@ from vidgate.store.blobs import BlobStore
 class ProviderDeps:
     settings: Settings
     blobs: BlobStore
-    fetcher: SafeFetcher
+    fetcher: SafeFetcher  # for URLs an upstream hands us (a relay's CDN links): SSRF-safe
+    http: UpstreamHttp  # for the channels' own addresses
 
 
 log = structlog.get_logger("vidgate.providers")
@@ -29,17 +39,91 @@ Factory = Callable[[ChannelSettings, ProviderDeps], Provider]
 # "module:attribute" so that a kind's heavy imports (PyAV, numpy) happen only if it is configured.
 KINDS: dict[str, str] = {
     "animate": "vidgate.providers.animate:AnimateProvider",
+    "openai": "vidgate.providers.openai_videos:OpenAIVideosProvider",
+    "unified": "vidgate.providers.unified:UnifiedRelayProvider",
     "scripted": "vidgate.testing.scripted:ScriptedProvider",
 }
 
 
-def factory_for(kind: str) -> Factory:
+class ChannelConfigError(ValueError):
+    """A channel's settings do not suit its kind (said at start, naming the channel and the key)."""
+
+
+def provider_class(kind: str) -> Any:
     target = KINDS.get(kind, kind if ":" in kind else None)
     if target is None:
-        raise ValueError(f"unknown channel kind {kind!r}; known kinds: {sorted(KINDS)}")
+        raise ChannelConfigError(f"unknown channel kind {kind!r}; known kinds: {sorted(KINDS)}")
     module_name, _, attribute = target.partition(":")
-    factory: Factory = getattr(importlib.import_module(module_name), attribute)
-    return factory
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ChannelConfigError(f"channel kind {kind!r} cannot be loaded: {exc}") from exc
+
+
+def channel_options(channel: ChannelSettings, cls: Any | None = None) -> Any:
+    """The channel's `options`, validated by its kind's `Options` model."""
+    model: type[BaseModel] | None = getattr(cls or provider_class(channel.kind), "Options", None)
+    if model is None:
+        return channel.options
+    try:
+        return model.model_validate(channel.options)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"options.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_input=False)
+        )
+        raise ChannelConfigError(f"channel {channel.name!r} (kind {channel.kind}): {problems}") from None
+
+
+def check_channels(settings: Settings) -> None:
+    """Everything about the channels that can be known before the first task, or ChannelConfigError."""
+    for channel in settings.channels:
+        cls = provider_class(channel.kind)
+        channel_options(channel, cls)
+        if getattr(cls, "needs_base_url", False) and not channel.base_url:
+            raise ChannelConfigError(f"channel {channel.name!r} (kind {channel.kind}) needs a base_url")
+        limit = getattr(cls, "max_images_limit", 16)
+        if channel.max_images is not None and channel.max_images > limit:
+            raise ChannelConfigError(
+                f"channel {channel.name!r}: max_images is {channel.max_images}, but kind {channel.kind} "
+                f"takes at most {limit}"
+            )
+        image_inputs = getattr(cls, "image_inputs", None)
+        if (
+            channel.image_input is not None
+            and image_inputs is not None
+            and channel.image_input not in image_inputs
+        ):
+            raise ChannelConfigError(
+                f"channel {channel.name!r}: image_input {channel.image_input!r} is not one of "
+                f"{sorted(image_inputs)} for kind {channel.kind}"
+            )
+
+
+def profile_for(channel: ChannelSettings) -> ChannelProfile:
+    cls = provider_class(channel.kind)
+    max_images = channel.max_images
+    if max_images is None:
+        max_images = getattr(cls, "default_max_images", 4)
+    return ChannelProfile(
+        name=channel.name,
+        kind=channel.kind,
+        models=frozenset(channel.public_models),
+        durations=frozenset(channel.durations),
+        sizes=frozenset(channel.usable_sizes),
+        max_images=max_images,
+        watermark_free=channel.watermark_free,
+        priority=channel.priority,
+        weight=channel.weight,
+        max_concurrent=channel.max_concurrent,
+        enabled=channel.enabled,
+        honours_idempotency_key=channel.honours_idempotency_key,
+        traits=cls.traits_for(channel) if hasattr(cls, "traits_for") else cls.traits,
+    )
+
+
+def catalog_from_settings(settings: Settings) -> Catalog:
+    return Catalog(profile_for(c) for c in settings.channels)
 
 
 class ProviderRegistry:
@@ -56,26 +140,12 @@ class ProviderRegistry:
             settings = self._channels.get(channel)
             if settings is None:
                 raise KeyError(f"channel {channel!r} is not configured")
-            provider = factory_for(settings.kind)(settings, self.deps)
+            factory: Factory = provider_class(settings.kind)
+            provider = factory(settings, self.deps)
             self._built[channel] = provider
         return provider
-
-    def check_kinds(self) -> None:
-        """Fail at start, not at the first task, when a channel names an unknown kind."""
-        for channel in self._channels.values():
-            factory_for(channel.kind)
 
     async def aclose(self) -> None:
         for provider in self._built.values():
             await provider.aclose()
         self._built.clear()
-
-
-async def cancel_upstream(providers: Callable[[str], Provider], task: Task) -> None:
-    """Tell a task's channel to stop its job, best effort: a channel that will not stop is only logged."""
-    if not task.channel or not task.upstream_id:
-        return
-    try:
-        await providers(task.channel).cancel(UpstreamJob(task.upstream_id, memo=task.upstream_state or {}))
-    except Exception:
-        log.warning("upstream cancel failed", task_id=task.id, channel=task.channel, exc_info=True)

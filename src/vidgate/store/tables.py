@@ -31,7 +31,9 @@ NAMING = {
 }
 metadata = MetaData(naming_convention=NAMING)
 # The rows the claim query looks at: active tasks, and ended ones with a webhook still to send.
-DUE_WHERE = "status IN ('pending', 'processing') OR step = 'notify'"
+DUE_WHERE = "status IN ('pending', 'processing') OR step IN ('notify', 'cancel')"
+# The rows that may occupy a slot of their channel (max_concurrent) and are counted at admission.
+ACTIVE_ON_CHANNEL_WHERE = "channel IS NOT NULL AND status IN ('pending', 'processing')"
 
 api_keys = Table(
     "api_keys",
@@ -85,9 +87,13 @@ tasks = Table(
     Column("version", Integer, nullable=False, server_default=text("0")),
     Column("lease_owner", String(128), nullable=True),
     Column("lease_expires_at", BigInteger, nullable=True),
+    Column("lease_token", String(32), nullable=True),  # new on every claim: fences heartbeats and writes
     # The channel's side
     Column("channel", String(64), nullable=True),
     Column("upstream_id", String(255), nullable=True),
+    Column("submissions", Integer, nullable=False, server_default=text("0")),
+    Column("submit_intent_at", BigInteger, nullable=True),
+    Column("remix_upstream_id", String(255), nullable=True),
     Column("inputs", JSON, nullable=True),  # normalised input images in our storage (after ingest)
     Column("upstream_state", JSON, nullable=True),  # small provider memo (poll pace, result URL)
     Column("watermarked", Boolean, nullable=True),
@@ -109,6 +115,27 @@ tasks = Table(
         postgresql_where=text(DUE_WHERE),
         sqlite_where=text(DUE_WHERE),
     ),
+    Index(
+        "ix_tasks_channel_active",
+        "channel",
+        postgresql_where=text(ACTIVE_ON_CHANNEL_WHERE),
+        sqlite_where=text(ACTIVE_ON_CHANNEL_WHERE),
+    ),
+)
+
+# Per-channel circuit breaker state, shared by every worker process (one row per channel name, made on
+# first use). The row is also locked while a task is admitted to its channel, so `max_concurrent`
+# holds across processes.
+channel_health = Table(
+    "channel_health",
+    metadata,
+    Column("channel", String(64), primary_key=True),
+    Column("state", String(16), nullable=False, server_default=text("'closed'")),
+    Column("failures", Integer, nullable=False, server_default=text("0")),
+    Column("open_until", BigInteger, nullable=True),
+    Column("probe_until", BigInteger, nullable=True),
+    Column("last_error", String(300), nullable=True),
+    Column("updated_at", BigInteger, nullable=False),
 )
 
 task_events = Table(

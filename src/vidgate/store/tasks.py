@@ -1,31 +1,40 @@
 """TaskStore: the tasks table as a durable record AND a work queue.
 
-Rules every write here follows (see docs in the architecture note):
+Rules every write here follows:
 - A status change is compare-and-set on `version` and appends a `task_events` row in the same
   transaction. Zero rows updated means someone else changed the task first: the caller stops.
-- A worker's writes are fenced by its lease (`lease_owner`) and the version it claimed at, so a
-  worker whose lease expired (it stalled, or was killed and came back) cannot overwrite the work
-  of the worker that took the task over.
-- Claiming bumps `version`, so two claims of one task never share a version.
+- A claim is a lease with a fresh `lease_token`. A worker's writes are fenced by that token AND the
+  version it last wrote, so a worker whose lease expired (it stalled, or was killed and came back)
+  cannot overwrite the work of the worker that took the task over, and a client's cancel (which bumps
+  the version) makes the running step's outcome lose. Heartbeats are fenced by the token alone: they
+  must never race the step's own writes.
+- Two writes are fenced by the token alone because they record facts about the upstream that must not
+  be lost whatever the client did meanwhile: `save_upstream_job` (an accepted job's id) and `release`.
+- "Now" for leases and due times comes from the database's clock (`QueueClock`), the one clock every
+  worker host shares; times shown to clients (`created_at`, `status_update_time`) come from the caller.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+import secrets
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from vidgate.clock import Clock
+from vidgate.domain.circuit import after_admission
 from vidgate.domain.requests import VideoSpec, input_echo
 from vidgate.domain.tasks import (
     ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
     Step,
     Task,
     TaskError,
@@ -35,15 +44,19 @@ from vidgate.domain.tasks import (
 from vidgate.domain.transitions import check_transition
 from vidgate.errors import Conflict
 from vidgate.ids import new_ulid
-from vidgate.store.db import WRITE_OPTION
+from vidgate.store.channels import lock_health, save_health
+from vidgate.store.db import write_transaction
+from vidgate.store.dbtime import QueueClock
 from vidgate.store.tables import task_events, tasks
 
 _ACTIVE = [s.value for s in ACTIVE_STATUSES]
+_TERMINAL = [s.value for s in TERMINAL_STATUSES]
+_CAS_TRIES = 8
 
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A task this worker may work on until `lease_expires_at`, fenced by `version`."""
+    """A task this worker may work on while its lease lives, fenced by `token` and `version`."""
 
     task: Task
     worker: str
@@ -51,6 +64,23 @@ class Claim:
     @property
     def version(self) -> int:
         return self.task.version
+
+    @property
+    def token(self) -> str:
+        assert self.task.lease_token is not None
+        return self.task.lease_token
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseCheck:
+    """What a heartbeat learnt: the lease is still ours, and whether the client has ended the task."""
+
+    status: TaskStatus
+    deleted: bool
+
+    @property
+    def stopped_by_client(self) -> bool:
+        return self.status is TaskStatus.CANCELLED or self.deleted
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +129,12 @@ def row_to_task(row: RowMapping) -> Task:
         version=row["version"],
         lease_owner=row["lease_owner"],
         lease_expires_at=row["lease_expires_at"],
+        lease_token=row["lease_token"],
         channel=row["channel"],
         upstream_id=row["upstream_id"],
+        submissions=row["submissions"],
+        submit_intent_at=row["submit_intent_at"],
+        remix_upstream_id=row["remix_upstream_id"],
         inputs=row["inputs"],
         upstream_state=row["upstream_state"],
         watermarked=row["watermarked"],
@@ -111,6 +145,7 @@ def row_to_task(row: RowMapping) -> Task:
         spritesheet_key=row["spritesheet_key"],
         media_deleted_at=row["media_deleted_at"],
         media_deleted_reason=row["media_deleted_reason"],
+        deleted_at=row["deleted_at"],
         remixed_from=row["remixed_from"],
         callback_url=row["callback_url"],
         callback_attempts=row["callback_attempts"],
@@ -119,16 +154,29 @@ def row_to_task(row: RowMapping) -> Task:
     )
 
 
-class TaskStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+def after_end_step(task: Task) -> Step:
+    """What follows once a task has ended: stop the channel's job if it may hold one, then the webhook."""
+    if task.may_hold_upstream_job:
+        return Step.CANCEL
+    return after_cancel_step(task)
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
+
+def after_cancel_step(task: Task) -> Step:
+    return Step.NOTIFY if task.callback_url and task.deleted_at is None else Step.DONE
+
+
+class TaskStore:
+    def __init__(self, engine: AsyncEngine, *, clock: Clock | None = None) -> None:
+        self.engine = engine
+        self.queue_clock = QueueClock(clock)
+
+    def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return write_transaction(self.engine)
+
+    async def now_ms(self) -> int:
+        """The queue clock's 'now' as a number (the database's, unless a clock was injected)."""
         async with self.engine.connect() as conn:
-            conn = await conn.execution_options(**{WRITE_OPTION: True})
-            async with conn.begin():
-                yield conn
+            return await self.queue_clock.now_ms(conn)
 
     # Creating and reading ---------------------------------------------------------------------
 
@@ -144,11 +192,14 @@ class TaskStore:
         request_hash: str | None = None,
         remixed_from: str | None = None,
         task_id: str | None = None,
+        pinned_channel: str | None = None,
+        remix_upstream_id: str | None = None,
     ) -> Task:
         """Save a new pending task (and its `created` event) before anything is sent anywhere.
 
         With an `idempotency_key`, a retry of the same request returns the first task; a
-        different request under the same key is a 409.
+        different request under the same key is a 409. `pinned_channel` with `remix_upstream_id`
+        makes an upstream remix: it can only go to the channel that holds the source job.
         """
         if idempotency_key is not None:
             existing = await self._by_idempotency_key(owner, idempotency_key)
@@ -179,10 +230,12 @@ class TaskStore:
             "progress": 0,
             "created_at": now,
             "status_update_time": now,
-            "next_run_at": now,
+            "next_run_at": self.queue_clock.expr(),
             "deadline_at": now + deadline_ms,
             "attempts": 0,
             "version": 0,
+            "channel": pinned_channel,
+            "remix_upstream_id": remix_upstream_id,
         }
         try:
             async with self._write() as conn:
@@ -220,9 +273,11 @@ class TaskStore:
             row = (await conn.execute(query)).mappings().first()
         return row_to_task(row) if row else None
 
-    async def get(self, ulid: str, *, owner: str | None = None) -> Task | None:
+    async def get(self, ulid: str, *, owner: str | None = None, include_deleted: bool = False) -> Task | None:
         """The task, or None when it does not exist, was deleted, or belongs to another owner."""
-        query = select(tasks).where(tasks.c.id == ulid, tasks.c.deleted_at.is_(None))
+        query = select(tasks).where(tasks.c.id == ulid)
+        if not include_deleted:
+            query = query.where(tasks.c.deleted_at.is_(None))
         if owner is not None:
             query = query.where(tasks.c.owner == owner)
         async with self.engine.connect() as conn:
@@ -252,21 +307,27 @@ class TaskStore:
             for r in rows
         ]
 
+    async def active_per_channel(self) -> dict[str, int]:
+        """Tasks that occupy a slot of each channel now (what `max_concurrent` limits)."""
+        query = select(tasks.c.channel, func.count()).where(_occupies_slot()).group_by(tasks.c.channel)
+        async with self.engine.connect() as conn:
+            return {channel: n for channel, n in (await conn.execute(query)).all()}
+
     # The queue --------------------------------------------------------------------------------
 
-    async def claim_due(self, *, worker: str, limit: int, now: int, lease_ms: int) -> list[Claim]:
+    async def claim_due(self, *, worker: str, limit: int, lease_ms: int) -> list[Claim]:
         """Lease up to `limit` due tasks to `worker`.
 
-        A task is due when it is active (or has a webhook to send), its `next_run_at` has come, and
-        nobody holds a live lease
-        (an expired lease means its worker died or stalled). On PostgreSQL, FOR UPDATE SKIP LOCKED
-        lets concurrent workers pick disjoint rows without waiting; SQLite drops the clause and its
-        single writer (BEGIN IMMEDIATE) makes the same statement safe.
+        A task is due when it is active (or has a cancel or a webhook left to do), its `next_run_at`
+        has come, and nobody holds a live lease (an expired lease means its worker died or stalled).
+        On PostgreSQL, FOR UPDATE SKIP LOCKED lets concurrent workers pick disjoint rows without
+        waiting; SQLite drops the clause and its single writer (BEGIN IMMEDIATE) makes it safe.
         """
+        now = self.queue_clock.expr()
         due = (
             select(tasks.c.id)
             .where(
-                or_(tasks.c.status.in_(_ACTIVE), tasks.c.step == Step.NOTIFY.value),
+                or_(tasks.c.status.in_(_ACTIVE), tasks.c.step.in_([Step.NOTIFY.value, Step.CANCEL.value])),
                 tasks.c.next_run_at <= now,
                 or_(tasks.c.lease_expires_at.is_(None), tasks.c.lease_expires_at < now),
             )
@@ -277,28 +338,55 @@ class TaskStore:
         claim = (
             update(tasks)
             .where(tasks.c.id.in_(due.scalar_subquery()))
-            .values(lease_owner=worker, lease_expires_at=now + lease_ms, version=tasks.c.version + 1)
+            .values(
+                lease_owner=worker,
+                lease_token=_new_token(),
+                lease_expires_at=now + lease_ms,
+                version=tasks.c.version + 1,
+            )
             .returning(*tasks.c)
         )
         async with self._write() as conn:
             rows = (await conn.execute(claim)).mappings().all()
+        # The rows of one claim share a token; that is enough, because fences compare (id, token) and
+        # every claim of the same row gets a new one.
         return [Claim(row_to_task(r), worker) for r in rows]
 
-    async def heartbeat(self, claim: Claim, *, now: int, lease_ms: int, progress: int | None = None) -> bool:
-        """Extend a live lease (and optionally record progress). False: the lease is lost."""
-        values: dict[str, Any] = {"lease_expires_at": now + lease_ms}
+    async def heartbeat(
+        self, claim: Claim, *, lease_ms: int, progress: int | None = None
+    ) -> LeaseCheck | None:
+        """Extend the lease (and optionally record progress). None: the lease is lost to another claim.
+
+        Fenced by the claim's token only, never by version: the step's own writes bump the version,
+        and a heartbeat must not lose to them. It reports whether the client cancelled or deleted the
+        task, so the runner can stop work that no longer matters.
+        """
+        values: dict[str, Any] = {"lease_expires_at": self.queue_clock.expr() + lease_ms}
         if progress is not None:
             values["progress"] = progress
-        query = update(tasks).where(*self._fence(claim)).values(**values)
-        async with self._write() as conn:
-            return (await conn.execute(query)).rowcount == 1
-
-    async def release(self, claim: Claim, *, now: int) -> bool:
-        """Give a task back untouched (graceful shutdown), so another worker can take it at once."""
         query = (
             update(tasks)
-            .where(*self._fence(claim))
-            .values(lease_owner=None, lease_expires_at=None, next_run_at=now)
+            .where(tasks.c.id == claim.task.id, tasks.c.lease_token == claim.token)
+            .values(**values)
+            .returning(tasks.c.status, tasks.c.deleted_at)
+        )
+        async with self._write() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else LeaseCheck(TaskStatus(row[0]), row[1] is not None)
+
+    async def release(self, claim: Claim) -> bool:
+        """Give a task back (a graceful stop, or a step whose outcome lost to a client's change), due
+        at once so another worker can take it. Fenced by the token: whatever the version, the lease is
+        still ours to give back."""
+        query = (
+            update(tasks)
+            .where(tasks.c.id == claim.task.id, tasks.c.lease_token == claim.token)
+            .values(
+                lease_owner=None,
+                lease_token=None,
+                lease_expires_at=None,
+                next_run_at=self.queue_clock.expr(),
+            )
         )
         async with self._write() as conn:
             return (await conn.execute(query)).rowcount == 1
@@ -309,7 +397,7 @@ class TaskStore:
         *,
         now: int,
         next_step: Step,
-        next_run_at: int,
+        delay_ms: int = 0,
         status: TaskStatus | None = None,
         changes: Mapping[str, Any] | None = None,
         event_kind: str | None = "step",
@@ -318,11 +406,16 @@ class TaskStore:
         """Record one step's outcome and release the lease, fenced by the claim.
 
         Returns the updated task, or None when the claim was lost (lease expired and another
-        worker took over, or the task was cancelled): the caller must then drop its result.
+        worker took over, or the client cancelled): the caller must then drop its result.
         A status change always writes an event; otherwise `event_kind=None` writes none (a
-        routine re-poll is not worth a row).
+        routine re-poll is not worth a row). The task is due again `delay_ms` from now.
         """
-        release = {"next_run_at": next_run_at, "lease_owner": None, "lease_expires_at": None}
+        release = {
+            "next_run_at": self.queue_clock.expr() + delay_ms,
+            "lease_owner": None,
+            "lease_token": None,
+            "lease_expires_at": None,
+        }
         row = await self._apply(
             claim,
             now=now,
@@ -343,21 +436,125 @@ class TaskStore:
         changes: Mapping[str, Any] | None = None,
         message: str | None = None,
     ) -> Claim | None:
-        """Save progress in the middle of a step and keep the lease (e.g. the channel chosen,
-        written before anything is sent to it). Returns the claim at its new version, or None."""
+        """Save progress in the middle of a step and keep the lease (e.g. a submit's intent, written
+        before anything is sent). Returns the claim at its new version, or None when it was lost."""
         row = await self._apply(
             claim,
             now=now,
             step=claim.task.step,
             status=status,
             changes=changes or {},
-            event_kind="step",
+            event_kind="step" if message else None,
             message=message,
         )
         return Claim(row_to_task(row), claim.worker) if row else None
 
+    async def admit(
+        self,
+        claim: Claim,
+        *,
+        channel: str,
+        max_concurrent: int | None,
+        now: int,
+        status: TaskStatus | None = None,
+    ) -> Claim | str:
+        """Admit the task to `channel` and save the submit's intent, in one transaction: refused (the
+        reason as a string) when the channel's circuit is open or all its `max_concurrent` slots are
+        taken. The channel's health row is locked meanwhile, so concurrent admissions on other worker
+        processes count the same slots (on SQLite, BEGIN IMMEDIATE already serialises writers).
+        Raises ClaimLost when the claim no longer holds."""
+        async with self._write() as conn:
+            queue_now = await self.queue_clock.now_ms(conn)
+            health = await lock_health(conn, channel, now=queue_now)
+            if not health.admits(queue_now):
+                return health.describe(queue_now)
+            if max_concurrent is not None:
+                busy = (
+                    await conn.execute(
+                        select(func.count())
+                        .select_from(tasks)
+                        .where(_occupies_slot(), tasks.c.channel == channel, tasks.c.id != claim.task.id)
+                    )
+                ).scalar_one()
+                if busy >= max_concurrent:
+                    return f"all {max_concurrent} slots are in use"
+            admitted = after_admission(health, queue_now, probe_ms=60_000)
+            if admitted != health:
+                await save_health(conn, channel, admitted, now=queue_now)
+            row = await self._apply_in(
+                conn,
+                claim,
+                now=now,
+                step=claim.task.step,
+                status=status,
+                changes={"channel": channel, "submit_intent_at": queue_now},
+                event_kind="step",
+                message=f"submitting to channel {channel}",
+            )
+            if row is None:
+                raise ClaimLost()  # rolls the health change back with it
+        return Claim(row_to_task(row), claim.worker)
+
+    async def save_upstream_job(
+        self, claim: Claim, *, now: int, upstream_id: str, memo: Mapping[str, Any]
+    ) -> Task | None:
+        """Record an accepted upstream job even though the step's outcome lost to a client's change
+        (the task was cancelled or deleted while the submit was in flight). Fenced by the token only:
+        the id must be kept so that the job can be stopped. A task that has ended goes to the cancel
+        step; anything else stays as it is for the step's normal handling."""
+        query = (
+            update(tasks)
+            .where(tasks.c.id == claim.task.id, tasks.c.lease_token == claim.token)
+            .values(
+                upstream_id=upstream_id,
+                upstream_state=dict(memo),
+                submit_intent_at=None,
+                step=_case_ended(Step.CANCEL.value),
+                version=tasks.c.version + 1,
+            )
+            .returning(*tasks.c)
+        )
+        async with self._write() as conn:
+            row = (await conn.execute(query)).mappings().first()
+            if row is not None:
+                await conn.execute(
+                    insert(task_events).values(
+                        task_id=claim.task.id,
+                        at=now,
+                        kind="upstream_job",
+                        step=row["step"],
+                        worker=claim.worker,
+                        message=f"kept upstream job {upstream_id} after the task changed",
+                    )
+                )
+        return row_to_task(row) if row else None
+
     async def _apply(
         self,
+        claim: Claim,
+        *,
+        now: int,
+        step: Step,
+        status: TaskStatus | None,
+        changes: Mapping[str, Any],
+        event_kind: str | None,
+        message: str | None,
+    ) -> RowMapping | None:
+        try:
+            async with self._write() as conn:
+                row = await self._apply_in(
+                    conn, claim, now=now, step=step, status=status, changes=changes,
+                    event_kind=event_kind, message=message,
+                )  # fmt: skip
+                if row is None:
+                    raise ClaimLost()  # roll back: no event for a write that did not happen
+                return row
+        except ClaimLost:
+            return None
+
+    async def _apply_in(
+        self,
+        conn: AsyncConnection,
         claim: Claim,
         *,
         now: int,
@@ -376,104 +573,95 @@ class TaskStore:
             values.update(status=target.value, status_update_time=max(now, current.status_update_time + 1))
             if target.is_terminal:
                 values["completed_at"] = now
-        query = update(tasks).where(*self._fence(claim)).values(**values).returning(*tasks.c)
-        async with self._write() as conn:
-            row = (await conn.execute(query)).mappings().first()
-            if row is None:
-                return None
-            if status_changed or event_kind is not None:
-                await conn.execute(
-                    insert(task_events).values(
-                        task_id=current.id,
-                        at=now,
-                        kind="status" if status_changed else event_kind,
-                        from_status=current.status.value if status_changed else None,
-                        to_status=target.value if status_changed else None,
-                        step=step.value,
-                        worker=claim.worker,
-                        message=message,
-                    )
+        query = update(tasks).where(*_fence(claim)).values(**values).returning(*tasks.c)
+        row = (await conn.execute(query)).mappings().first()
+        if row is None:
+            return None
+        if status_changed or event_kind is not None:
+            await conn.execute(
+                insert(task_events).values(
+                    task_id=current.id,
+                    at=now,
+                    kind="status" if status_changed else event_kind,
+                    from_status=current.status.value if status_changed else None,
+                    to_status=target.value if status_changed else None,
+                    step=step.value,
+                    worker=claim.worker,
+                    message=message,
                 )
+            )
         return row
-
-    @staticmethod
-    def _fence(claim: Claim) -> Sequence[Any]:
-        return (
-            tasks.c.id == claim.task.id,
-            tasks.c.version == claim.version,
-            tasks.c.lease_owner == claim.worker,
-        )
 
     # Client-side changes ----------------------------------------------------------------------
 
     async def cancel(self, ulid: str, *, owner: str, now: int) -> Task | None:
-        """Cancel an active task; a worker's lease does not protect it (the version bump fences it).
+        """Cancel an active task (compare-and-set; the version bump fences the worker holding it).
 
-        Returns the task as it is afterwards, or None when it does not exist for this owner.
-        Cancelling a finished task is a 409.
+        The worker's lease is left alone: a submit in flight finishes and keeps its job's id, and the
+        cancel step then tells the channel to stop. Returns the task as it is afterwards, or None when
+        it does not exist for this owner. Cancelling a finished task is a 409.
         """
-        for _ in range(5):
+        for _ in range(_CAS_TRIES):
             task = await self.get(ulid, owner=owner)
             if task is None:
                 return None
             if task.status.is_terminal:
                 raise Conflict(f"The task is already {task.status.value}.", code="task_finished")
-            query = (
-                update(tasks)
-                .where(tasks.c.id == ulid, tasks.c.version == task.version)
-                .values(
-                    status=TaskStatus.CANCELLED.value,
-                    step=(Step.NOTIFY if task.callback_url else Step.DONE).value,
-                    next_run_at=now,
-                    status_update_time=max(now, task.status_update_time + 1),
-                    completed_at=now,
-                    error_code="cancelled",
-                    error_message="Cancelled at the client's request.",
-                    version=task.version + 1,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
-            )
-            async with self._write() as conn:
-                won = (await conn.execute(query)).rowcount == 1
-                if won:
-                    await conn.execute(
-                        insert(task_events).values(
-                            task_id=ulid,
-                            at=now,
-                            kind="status",
-                            from_status=task.status.value,
-                            to_status="cancelled",
-                            step=Step.DONE.value,
-                        )
-                    )
-            if won:
+            if await self._end_by_client(task, now=now, deleted=False):
                 return await self.get(ulid, owner=owner)
         raise Conflict("The task changed while it was being cancelled; try again.", code="busy")
 
     async def soft_delete(self, ulid: str, *, owner: str, now: int) -> Task | None:
-        """Hide a task from every read (its media is deleted by the caller). Active tasks are cancelled."""
-        task = await self.get(ulid, owner=owner)
-        if task is None:
-            return None
-        query = (
-            update(tasks)
-            .where(tasks.c.id == ulid, tasks.c.owner == owner, tasks.c.deleted_at.is_(None))
-            .values(
-                deleted_at=now,
-                status=(TaskStatus.CANCELLED.value if task.status in ACTIVE_STATUSES else tasks.c.status),
-                step=Step.DONE.value,
-                version=tasks.c.version + 1,
-                lease_owner=None,
-                lease_expires_at=None,
+        """Hide a task from every read (its media is deleted by the caller); an active one is cancelled
+        in the same compare-and-set. A channel that may hold its job is told to stop (or delete it) by
+        the cancel step. Returns the task as it was before, or None when there is none to delete."""
+        for _ in range(_CAS_TRIES):
+            task = await self.get(ulid, owner=owner)
+            if task is None:
+                return None
+            if await self._end_by_client(task, now=now, deleted=True):
+                return task
+        raise Conflict("The task changed while it was being deleted; try again.", code="busy")
+
+    async def _end_by_client(self, task: Task, *, now: int, deleted: bool) -> bool:
+        values: dict[str, Any] = {"version": task.version + 1, "next_run_at": self.queue_clock.expr()}
+        cancelling = not task.status.is_terminal
+        if cancelling:
+            values.update(
+                status=TaskStatus.CANCELLED.value,
+                status_update_time=max(now, task.status_update_time + 1),
+                completed_at=now,
+                error_code="cancelled",
+                error_message="Cancelled at the client's request.",
             )
+        if deleted:
+            values["deleted_at"] = now
+            values["idempotency_key"] = None  # the key is free again: a new create with it makes a new task
+        ended = replace(task, deleted_at=now if deleted else task.deleted_at)
+        if cancelling or deleted:
+            values["step"] = (Step.CANCEL if ended.may_hold_upstream_job else after_cancel_step(ended)).value
+        query = update(tasks).where(
+            tasks.c.id == task.id, tasks.c.version == task.version, tasks.c.deleted_at.is_(None)
         )
         async with self._write() as conn:
-            await conn.execute(query)
-            await conn.execute(
-                insert(task_events).values(task_id=ulid, at=now, kind="deleted", step=Step.DONE.value)
-            )
-        return task
+            if (await conn.execute(query.values(**values))).rowcount != 1:
+                return False
+            if cancelling:
+                await conn.execute(
+                    insert(task_events).values(
+                        task_id=task.id,
+                        at=now,
+                        kind="status",
+                        from_status=task.status.value,
+                        to_status=TaskStatus.CANCELLED.value,
+                        step=values["step"],
+                    )
+                )
+            if deleted:
+                await conn.execute(
+                    insert(task_events).values(task_id=task.id, at=now, kind="deleted", step=values["step"])
+                )
+        return True
 
     async def mark_media_deleted(self, ulid: str, *, now: int, reason: str) -> None:
         query = (
@@ -509,3 +697,32 @@ class TaskStore:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [row_to_task(r) for r in rows]
+
+
+class ClaimLost(Exception):
+    """This worker no longer owns the task (its lease went to another claim, or a client changed the
+    task): drop whatever the step was doing."""
+
+
+def _fence(claim: Claim) -> Sequence[Any]:
+    return (
+        tasks.c.id == claim.task.id,
+        tasks.c.version == claim.version,
+        tasks.c.lease_token == claim.token,
+    )
+
+
+def _occupies_slot() -> Any:
+    return and_(
+        tasks.c.channel.is_not(None),
+        tasks.c.status.in_(_ACTIVE),
+        or_(tasks.c.upstream_id.is_not(None), tasks.c.submit_intent_at.is_not(None)),
+    )
+
+
+def _case_ended(step_if_ended: str) -> Any:
+    return case((tasks.c.status.in_(_TERMINAL), step_if_ended), else_=tasks.c.step)
+
+
+def _new_token() -> str:
+    return secrets.token_hex(16)

@@ -9,11 +9,16 @@ Options (channel `options` in the configuration):
 - `watermarked` (bool, false): the result carries a watermark (an `optional` channel whose clean
   output failed).
 - `clip_scale` (int, 8): the delivered clip is the requested size divided by this (kept tiny for speed).
+- `accept_then_timeout` (int, 0): the first N submits of each task make the job and then raise
+  `UpstreamOutcomeUnknown`, as a read timeout after the upstream accepted would.
+- `dedupe` (bool, true): a second submit with the same idempotency key gets the same job back and is
+  journalled as `duplicate_submit`; false makes a new job every time, as an upstream that ignores
+  idempotency keys would.
 - `state_dir` (path, optional): where jobs live, so they outlive a gateway restart like a real upstream;
   also holds `journal.jsonl` (one line per call) and per-task lock files that reveal overlapping steps.
 
-Submits are idempotent on the request's idempotency key, as a careful upstream would be: a second submit
-with the same key gets the same job back and is journalled as `duplicate_submit`.
+The job is recorded as soon as a submit arrives (before `submit_seconds` passes), as a real upstream
+has the job once the request reached it, however slow its answer.
 """
 
 from __future__ import annotations
@@ -28,13 +33,18 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from pydantic import BaseModel, Field
 
-from vidgate.config import ChannelSettings
+from vidgate.channel_config import ChannelSettings
+from vidgate.domain.routing import ChannelTraits
 from vidgate.providers.base import (
+    FetchedResult,
+    ProbeResult,
     ProviderError,
     StepContext,
     SubmitRequest,
     UpstreamJob,
+    UpstreamOutcomeUnknown,
     UpstreamState,
     UpstreamStatus,
 )
@@ -42,20 +52,50 @@ from vidgate.providers.registry import ProviderDeps
 from vidgate.testing.clips import make_clip
 
 
+class ScriptedOptions(BaseModel, extra="forbid"):
+    polls: int = Field(default=1, ge=0)
+    poll_after: float = Field(default=0.05, ge=0)
+    submit_seconds: float = Field(default=0.0, ge=0)
+    transient_submit_failures: int = Field(default=0, ge=0)
+    accept_then_timeout: int = Field(default=0, ge=0)
+    dedupe: bool = True
+    findable: bool = True
+    fail_code: str | None = None
+    fail_message: str = "the scripted channel was told to fail"
+    fail_retryable: bool = False
+    watermarked: bool = False
+    clip_scale: int = Field(default=8, ge=1)
+    state_dir: str | None = None
+
+
 class ScriptedProvider:
+    traits = ChannelTraits(can_cancel=True, can_find_jobs=True)
+    Options = ScriptedOptions
+    needs_base_url = False
+    default_max_images = 4
+
+    @classmethod
+    def traits_for(cls, channel: ChannelSettings) -> ChannelTraits:
+        """`findable: false` plays an upstream that cannot be asked which jobs it has."""
+        return ChannelTraits(
+            can_cancel=True, can_find_jobs=ScriptedOptions.model_validate(channel.options).findable
+        )
+
     def __init__(self, channel: ChannelSettings, deps: ProviderDeps | None = None) -> None:
-        opts = channel.options
+        opts = ScriptedOptions.model_validate(channel.options)
         self.channel = channel.name
-        self.polls = int(opts.get("polls", 1))
-        self.poll_after = float(opts.get("poll_after", 0.05))
-        self.submit_seconds = float(opts.get("submit_seconds", 0.0))
-        self.transient_submit_failures = int(opts.get("transient_submit_failures", 0))
-        self.fail_code: str | None = opts.get("fail_code")
-        self.fail_message = str(opts.get("fail_message", "the scripted channel was told to fail"))
-        self.fail_retryable = bool(opts.get("fail_retryable", False))
-        self.watermarked = bool(opts.get("watermarked", False))
-        self.clip_scale = int(opts.get("clip_scale", 8))
-        state_dir = opts.get("state_dir")
+        self.polls = opts.polls
+        self.poll_after = opts.poll_after
+        self.submit_seconds = opts.submit_seconds
+        self.transient_submit_failures = opts.transient_submit_failures
+        self.accept_then_timeout = opts.accept_then_timeout
+        self.dedupe = opts.dedupe
+        self.fail_code = opts.fail_code
+        self.fail_message = opts.fail_message
+        self.fail_retryable = opts.fail_retryable
+        self.watermarked = opts.watermarked
+        self.clip_scale = opts.clip_scale
+        state_dir = opts.state_dir
         self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="vidgate-scripted-"))
         (self.state_dir / "jobs").mkdir(parents=True, exist_ok=True)
         (self.state_dir / "locks").mkdir(parents=True, exist_ok=True)
@@ -103,29 +143,34 @@ class ScriptedProvider:
 
     async def submit(self, request: SubmitRequest, ctx: StepContext) -> UpstreamJob:
         async with self._exclusive("submit", request.task_id):
-            upstream_id = f"scripted-{request.idempotency_key}"
-            job = self._load(upstream_id)
-            if job is not None and job.get("accepted"):
-                self.journal("duplicate_submit", request.task_id)
-                return UpstreamJob(upstream_id, poll_after=self.poll_after)
             # Failures are counted per task (across idempotency keys), so retries eventually get through.
             counter = f"submits-{request.task_id}"
             tries = (self._load(counter) or {"n": 0})["n"] + 1
             self._save(counter, {"n": tries})
-            self.journal("submit", request.task_id, images=len(request.images))
+            upstream_id = f"scripted-{request.idempotency_key}"
+            if not self.dedupe:
+                upstream_id = f"{upstream_id}-{tries}"
+            job = self._load(upstream_id)
+            if job is not None and job.get("accepted"):
+                self.journal("duplicate_submit", request.task_id)
+                return UpstreamJob(upstream_id, poll_after=self.poll_after)
+            self.journal("submit", request.task_id, images=len(request.images), key=request.idempotency_key)
             if tries <= self.transient_submit_failures:
                 raise ProviderError("upstream_unavailable", "scripted 503", retryable=True, retry_after=0.01)
-            job = {}
+            job = {
+                "accepted": True,
+                "polls": 0,
+                "width": request.width,
+                "height": request.height,
+                "seconds": request.seconds,
+                "key": request.idempotency_key,
+            }
+            self._save(upstream_id, job)  # the upstream has the job from here on, whatever happens next
+            self.journal("accepted", request.task_id, job=upstream_id)
             if self.submit_seconds:
                 await anyio.sleep(self.submit_seconds)
-            job.update(
-                accepted=True,
-                polls=0,
-                width=request.width,
-                height=request.height,
-                seconds=request.seconds,
-            )
-            self._save(upstream_id, job)
+            if tries <= self.transient_submit_failures + self.accept_then_timeout:
+                raise UpstreamOutcomeUnknown("scripted: accepted, then the answer was lost")
             return UpstreamJob(upstream_id, poll_after=self.poll_after)
 
     async def poll(self, job: UpstreamJob, ctx: StepContext) -> UpstreamStatus:
@@ -156,8 +201,11 @@ class ScriptedProvider:
                 watermarked=self.watermarked,
             )
 
-    async def fetch(self, job: UpstreamJob, status: UpstreamStatus, dest: Path, ctx: StepContext) -> None:
+    async def fetch(
+        self, job: UpstreamJob, status: UpstreamStatus, work_dir: Path, ctx: StepContext
+    ) -> FetchedResult:
         task_id = _task_of(job.upstream_id)
+        dest = work_dir / "video.mp4"
         async with self._exclusive("fetch", task_id):
             state = self._load(job.upstream_id)
             if state is None:
@@ -168,17 +216,29 @@ class ScriptedProvider:
             await anyio.to_thread.run_sync(
                 lambda: make_clip(dest, width=width, height=height, seconds=state["seconds"], fps=4)
             )
+        return FetchedResult(dest)
 
     async def cancel(self, job: UpstreamJob) -> None:
-        self.journal("cancel", _task_of(job.upstream_id))
+        self.journal("cancel", _task_of(job.upstream_id), job=job.upstream_id)
+
+    async def find_job(self, request: SubmitRequest) -> UpstreamJob | None:
+        self.journal("find", request.task_id, key=request.idempotency_key)
+        for path in sorted((self.state_dir / "jobs").glob(f"scripted-{request.idempotency_key}*.json")):
+            job = json.loads(path.read_text())
+            if job.get("accepted") and job.get("key") == request.idempotency_key:
+                return UpstreamJob(path.stem, poll_after=self.poll_after)
+        return None
+
+    async def probe(self) -> ProbeResult:
+        return ProbeResult(True, f"scripted test channel (jobs in {self.state_dir})")
 
     async def aclose(self) -> None:
         return None
 
 
 def _task_of(upstream_id: str) -> str:
-    """Our task id inside `scripted-<task>-<attempt>`."""
-    return upstream_id.removeprefix("scripted-").rsplit("-", 1)[0]
+    """Our task id inside `scripted-<task>-<submission>[-<try>]`."""
+    return upstream_id.removeprefix("scripted-").split("-", 1)[0]
 
 
 def _even(n: int) -> int:

@@ -1,9 +1,12 @@
 """The claim loop: lease due tasks, run one step each, commit the outcome, repeat.
 
 - Concurrency is bounded by `worker.concurrency` steps at once per process.
-- While a step runs, a heartbeat extends its lease; if the lease is lost (the task was cancelled,
-  or this process stalled past its lease and another worker took over) the step is cancelled and
-  its result dropped.
+- While a step runs, a heartbeat extends its lease (fenced by the claim's token, never by version, so
+  it cannot race the step's own writes). A heartbeat that fails is retried until the lease would
+  really have expired; only then is the step given up.
+- A client's cancel or delete reaches a running step through the heartbeat: the step is stopped,
+  except a submit to a paid upstream, which is let finish so that its job's id is kept and the cancel
+  step can stop that job.
 - A crashed worker's tasks are taken up by any worker once their leases expire.
 - Stopping (SIGTERM) is graceful: no new claims, running steps get `shutdown_grace_seconds` to
   finish, and whatever is left is released so another worker can take it at once.
@@ -15,6 +18,9 @@ import os
 import shutil
 import socket
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,12 +28,11 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
-from vidgate.domain.tasks import Step, TaskStatus
+from vidgate.domain.tasks import Step
 from vidgate.ids import new_ulid
 from vidgate.providers.base import StepContext
-from vidgate.providers.registry import cancel_upstream
-from vidgate.store.tasks import Claim
-from vidgate.worker.steps import LeaseLost, Outcome, StepDeps, Steps, deadline_reached
+from vidgate.store.tasks import Claim, ClaimLost
+from vidgate.worker.steps import Outcome, StepDeps, Steps, deadline_reached
 
 log = structlog.get_logger("vidgate.worker")
 
@@ -44,6 +49,22 @@ class _Running:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     progress: int | None = None
     lease_lost: bool = False
+    stopped_by_client: bool = False
+    protected: int = 0  # >0 while a paid submit is in flight: a client's cancel waits for it
+
+    def new_claim(self, claim: Claim) -> None:
+        self.claim = claim
+
+    @contextmanager
+    def submit_in_flight(self, *, paid: bool) -> Iterator[None]:
+        if not paid:
+            yield
+            return
+        self.protected += 1
+        try:
+            yield
+        finally:
+            self.protected -= 1
 
 
 class Worker:
@@ -80,29 +101,32 @@ class Worker:
 
     async def _claim_loop(self, stop: anyio.Event, steps_group: TaskGroup) -> None:
         while not stop.is_set():
-            claimed = 0
+            # Fresh events BEFORE looking: a wake-up or a freed slot that arrives while the claim runs
+            # sets these, and the idle wait below returns at once instead of sleeping a full tick.
+            self._slot_freed = anyio.Event()
             free = self.settings.concurrency - len(self._running)
+            claimed = 0
             if free > 0:
-                try:
-                    claims = await self.deps.store.claim_due(
-                        worker=self.id, limit=free, now=self.deps.clock.now_ms(), lease_ms=self.lease_ms
-                    )
-                except Exception:  # the database went away for a moment: log, wait, go on
-                    log.exception("claim failed", worker=self.id)
-                    claims = []
+                self._wake = anyio.Event()
+                claims = await self._claim(free)
                 for claim in claims:
                     running = _Running(claim)
                     self._running[claim.task.id] = running
                     steps_group.start_soon(self._run_one, running)
                 claimed = len(claims)
-            if claimed == free and free > 0:
-                continue  # there may be more due right now
+                if claimed == free:
+                    continue  # there may be more due right now
             await self._idle(stop, wait_for_slot=free <= 0)
 
+    async def _claim(self, limit: int) -> list[Claim]:
+        try:
+            return await self.deps.store.claim_due(worker=self.id, limit=limit, lease_ms=self.lease_ms)
+        except Exception:  # the database went away for a moment: log, wait, go on
+            log.exception("claim failed", worker=self.id)
+            return []
+
     async def _idle(self, stop: anyio.Event, *, wait_for_slot: bool) -> None:
-        """Sleep until the next tick, a wake-up, a free slot (when full) or stop, whichever is first."""
-        self._wake = anyio.Event()
-        self._slot_freed = anyio.Event()
+        """Sleep until the next tick, a wake-up (when a slot is free), a freed slot (when full) or stop."""
         jitter = self.deps.rng.uniform(0.8, 1.2)
         with anyio.move_on_after(self.settings.idle_poll_seconds * jitter):
             async with anyio.create_task_group() as tg:
@@ -112,9 +136,7 @@ class Worker:
                     tg.cancel_scope.cancel()
 
                 tg.start_soon(waiter, stop)
-                tg.start_soon(waiter, self._wake)
-                if wait_for_slot:
-                    tg.start_soon(waiter, self._slot_freed)
+                tg.start_soon(waiter, self._slot_freed if wait_for_slot else self._wake)
 
     async def _drain(self, steps_group: TaskGroup) -> None:
         if self._running:
@@ -136,10 +158,7 @@ class Worker:
         Returns the number of steps run. Unlike `run`, it never waits for anything to become due.
         """
         claims = await self.deps.store.claim_due(
-            worker=self.id,
-            limit=self.settings.concurrency,
-            now=self.deps.clock.now_ms(),
-            lease_ms=self.lease_ms,
+            worker=self.id, limit=self.settings.concurrency, lease_ms=self.lease_ms
         )
         async with anyio.create_task_group() as tg:
             for claim in claims:
@@ -155,12 +174,14 @@ class Worker:
         log_ = log.bind(task_id=task_id, step=running.claim.task.step.value, worker=self.id)
         try:
             outcome = await self._step_with_heartbeat(running, log_)
-            if outcome is not None:
-                await self._commit(running, outcome, log_)
-            elif not running.lease_lost:
-                # Cancelled by shutdown: hand the task back so another worker can take it at once.
-                with anyio.CancelScope(shield=True):
-                    await self.deps.store.release(running.claim, now=self.deps.clock.now_ms())
+            with anyio.CancelScope(shield=True):  # a half-done commit is worse than a late stop
+                if outcome is not None:
+                    await self._commit(running, outcome, log_)
+                else:
+                    # Stopped (shutdown, a client's cancel) or the lease was lost: hand the task back
+                    # so whatever is next can run at once (a no-op if another claim holds it now).
+                    await self.deps.store.release(running.claim)
+                    self.wake()
         except Exception:
             log_.exception("step crashed; the task will be retried when its lease expires")
         finally:
@@ -173,11 +194,9 @@ class Worker:
     ) -> Outcome | None:
         claim = running.claim
         task = claim.task
-        now = self.deps.clock.now_ms()
         if task.step is Step.DONE:
             return None
-        if now >= task.deadline_at and not task.status.is_terminal:
-            await cancel_upstream(self.deps.providers, task)
+        if self.deps.clock.now_ms() >= task.deadline_at and not task.status.is_terminal:
             return deadline_reached(task)
         work_dir = self.scratch_root / f"{task.id}-{claim.version}"
         work_dir.mkdir(parents=True, exist_ok=True)
@@ -186,77 +205,91 @@ class Worker:
             running.progress = max(0, min(99, int(percent)))
 
         ctx = StepContext(task_id=task.id, work_dir=work_dir, report_progress=report_progress)
-
-        def on_new_claim(new: Claim) -> None:
-            running.claim = new
-
         box: list[Outcome] = []
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._heartbeat, running)
+                tg.start_soon(self._heartbeat, running, log_)
                 with running.scope:
                     try:
-                        box.append(await self.steps.run(claim, ctx, on_new_claim))
-                    except LeaseLost:
+                        box.append(await self.steps.run(claim, ctx, running))
+                    except ClaimLost:
                         running.lease_lost = True
-                        log_.warning("lease lost while saving progress; dropping the step")
+                        log_.info("the task changed under the step (lease lost or client's change)")
                 tg.cancel_scope.cancel()  # stop the heartbeat
         finally:
-            if running.lease_lost:
-                await self._after_lease_lost(running)
             shutil.rmtree(work_dir, ignore_errors=True)
-        # Empty box: cancelled by shutdown or by a lost lease.
-        return box[0] if box and not running.lease_lost else None
+        # Empty box: stopped by shutdown, by the client, or by a lost lease. A full one is committed even
+        # when the lease looked lost: the commit is fenced anyway, and if it loses, an upstream job the
+        # step made is still saved while the token is ours (see _commit).
+        return box[0] if box else None
 
-    async def _heartbeat(self, running: _Running) -> None:
+    async def _heartbeat(self, running: _Running, log_: structlog.typing.FilteringBoundLogger) -> None:
         interval = min(self.settings.lease_seconds / 3, 1.0)  # also how often progress is saved
-        last_progress = running.claim.task.progress
+        saved_progress = running.claim.task.progress
+        last_ok = time.monotonic()
         while True:
             await anyio.sleep(interval)
-            progress = running.progress if running.progress != last_progress else None
-            ok = await self.deps.store.heartbeat(
-                running.claim, now=self.deps.clock.now_ms(), lease_ms=self.lease_ms, progress=progress
-            )
-            if not ok:
+            # Progress only ever goes up (a render starting at 0 must not undo the ingest's 1).
+            progress = running.progress if (running.progress or 0) > saved_progress else None
+            try:
+                check = await self.deps.store.heartbeat(
+                    running.claim, lease_ms=self.lease_ms, progress=progress
+                )
+            except Exception:
+                if time.monotonic() - last_ok < self.settings.lease_seconds - interval:
+                    log_.warning("heartbeat failed; retrying", exc_info=True)
+                    continue
+                log_.error("heartbeats failed for a whole lease; giving the step up", exc_info=True)
+                check = None
+            if check is None:
                 running.lease_lost = True
-                running.scope.cancel()
+                if not running.protected:  # a paid submit in flight is let finish: see _commit
+                    running.scope.cancel()
                 return
+            last_ok = time.monotonic()
             if progress is not None:
-                last_progress = progress
-
-    async def _after_lease_lost(self, running: _Running) -> None:
-        """If we lost the task because it was cancelled, stop the upstream work too (best effort)."""
-        with anyio.CancelScope(shield=True):
-            task = await self.deps.store.get(running.claim.task.id)
-            if task is not None and task.status is TaskStatus.CANCELLED:
-                await cancel_upstream(self.deps.providers, task)
+                saved_progress = progress
+            if check.stopped_by_client and not running.stopped_by_client:
+                running.stopped_by_client = True
+                if not running.protected:
+                    running.scope.cancel()
+                    return
 
     async def _commit(
         self, running: _Running, outcome: Outcome, log_: structlog.typing.FilteringBoundLogger
     ) -> None:
         now = self.deps.clock.now_ms()
         next_step = outcome.next_step
-        if outcome.status is not None and outcome.status.is_terminal and running.claim.task.callback_url:
+        ended = outcome.status is not None and outcome.status.is_terminal
+        if ended and next_step is Step.DONE and running.claim.task.callback_url:
             next_step = Step.NOTIFY  # the task ended: its webhook goes out as the next step
         changes = dict(outcome.changes)
-        if running.progress is not None and "progress" not in changes:
-            changes["progress"] = running.progress
-        with anyio.CancelScope(shield=True):  # a half-done commit is worse than a late stop
-            task = await self.deps.store.finish_step(
-                running.claim,
-                now=now,
-                next_step=next_step,
-                next_run_at=now + round(outcome.delay_seconds * 1000),
-                status=outcome.status,
-                changes=changes,
-                event_kind="step" if outcome.record_event else None,
-                message=outcome.message,
-            )
+        if running.progress is not None and running.progress > running.claim.task.progress:
+            changes.setdefault("progress", running.progress)
+        task = await self.deps.store.finish_step(
+            running.claim,
+            now=now,
+            next_step=next_step,
+            delay_ms=round(outcome.delay_seconds * 1000),
+            status=outcome.status,
+            changes=changes,
+            event_kind="step" if outcome.record_event else None,
+            message=outcome.message,
+        )
         if task is None:
-            log_.warning("lease lost before commit; result dropped")
-            await self._after_lease_lost(running)
+            upstream_id = outcome.changes.get("upstream_id")
+            if upstream_id:  # an accepted job must never be forgotten, whatever happened meanwhile
+                await self.deps.store.save_upstream_job(
+                    running.claim,
+                    now=now,
+                    upstream_id=upstream_id,
+                    memo=outcome.changes.get("upstream_state") or {},
+                )
+            log_.info("the task changed before the step's commit; its outcome is dropped")
+            await self.deps.store.release(running.claim)
+            self.wake()
             return
-        if outcome.status is not None:
+        if outcome.status is not None and outcome.status is not running.claim.task.status:
             log_.info("task status", status=task.status.value, error=task.error.code if task.error else None)
         if outcome.delay_seconds == 0 and task.step is not Step.DONE:
             self.wake()  # the next step is due now: no reason to wait for the next tick

@@ -19,6 +19,7 @@ def build_worker(runtime: Runtime) -> Worker:
     deps = StepDeps(
         settings=runtime.settings,
         store=runtime.tasks,
+        health=runtime.health,
         blobs=runtime.blobs,
         catalog=runtime.catalog,
         providers=runtime.providers,

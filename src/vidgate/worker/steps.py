@@ -1,8 +1,13 @@
-"""The steps of a task: ingest -> submit -> poll (repeated) -> fetch. One step per claim.
+"""The steps of a task: ingest -> submit -> poll (repeated) -> fetch, then cancel and notify when due.
 
 Each step function takes the claim and returns an `Outcome` (what to record, what comes next,
-when); it never writes the task itself except through `TaskStore.advance` for a save that must
-precede a side effect. The runner commits the outcome fenced by the lease.
+when); it never writes the task itself except through `TaskStore.advance`/`admit` for a save that
+must precede a side effect (a submit's intent). The runner commits the outcome fenced by the lease.
+
+The money rules live in `submit`: a submit's intent is saved before it is sent; a submit whose
+outcome is unknown (the request went out, no answer came back) keeps the task on its channel and is
+only sent again where that cannot create a second job (see `_resolve_unknown_submit`); failover to
+another channel happens only while no upstream can have accepted the job.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ import io
 import json
 import random
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import structlog
@@ -22,32 +28,38 @@ from PIL import Image
 from vidgate import signing
 from vidgate.clock import Clock
 from vidgate.config import Settings
-from vidgate.domain.requests import BLOB_REF_PREFIX, RELAY_EXTRAS
-from vidgate.domain.routing import Catalog, RouteRequest
-from vidgate.domain.tasks import Step, Task, TaskError, TaskStatus, WatermarkMode
+from vidgate.domain.requests import BLOB_REF_PREFIX, PASSTHROUGH_FIELDS, RELAY_EXTRAS
+from vidgate.domain.routing import Catalog, ChannelProfile, RouteRequest
+from vidgate.domain.tasks import Step, Task, TaskError, TaskStatus, WatermarkMode, delivered_watermark
 from vidgate.media.images import ImageRejected, decode_image
 from vidgate.media.previews import previews_from_mp4
 from vidgate.media.probe import NotAVideo, probe_mp4
+from vidgate.media.sniff import sniff_image
 from vidgate.net.fetch import IMAGE, ContentRejected, FetchFailed, SafeFetcher
 from vidgate.net.policy import UrlRejected
 from vidgate.providers.base import (
     InputImage,
     Provider,
     ProviderError,
+    ResultExpired,
     StepContext,
     StoredMedia,
     SubmitRequest,
     UpstreamJob,
+    UpstreamOutcomeUnknown,
     UpstreamState,
     UpstreamStatus,
 )
 from vidgate.store.blobs import BlobNotFound, BlobStore, input_key, media_key
-from vidgate.store.tasks import Claim, TaskStore
+from vidgate.store.channels import ChannelHealthStore
+from vidgate.store.tasks import Claim, ClaimLost, TaskStore, after_cancel_step
 from vidgate.views import webhook_event
 
 log = structlog.get_logger("vidgate.worker")
 # Webhook deliveries per task before giving up (spread over a few minutes by the backoff).
 CALLBACK_ATTEMPTS = 6
+# Tries to stop a job upstream before the cancel step gives up (and says so in an event).
+CANCEL_ATTEMPTS = 6
 
 
 @dataclass(frozen=True)
@@ -71,24 +83,46 @@ class StepFailed(Exception):
         self.message = message
 
 
-def failed(code: str, message: str) -> Outcome:
+class StepRun(Protocol):
+    """What a running step may tell the runner."""
+
+    def new_claim(self, claim: Claim) -> None:
+        """The step saved progress: later writes are fenced by this claim's version."""
+
+    def submit_in_flight(self, *, paid: bool) -> AbstractContextManager[None]:
+        """While inside, a client's cancel does not interrupt the step (a paid submit must finish)."""
+
+
+def failed(code: str, message: str, *, then: Step = Step.DONE) -> Outcome:
     return Outcome(
-        Step.DONE,
+        then,
         status=TaskStatus.FAILED,
         changes={"error_code": code, "error_message": message},
         message=f"{code}: {message}",
     )
 
 
+def _after_failure(task: Task) -> Step:
+    """A task that fails while its channel may still hold a job goes to the cancel step first."""
+    return Step.CANCEL if task.may_hold_upstream_job else Step.DONE
+
+
 def deadline_reached(task: Task, last_error: TaskError | None = None) -> Outcome:
-    """The task ran out of time: `timeout`, or `watermark_removal_failed` when that is why (spec 3)."""
+    """The task ran out of time: `timeout`, or the reason that kept it from finishing when there is a
+    precise one (`watermark_removal_failed`, spec 3; `upstream_outcome_unknown`)."""
     last = last_error or task.last_error
+    then = _after_failure(task)
     if last and last.code == "watermark_removal_failed":
         return failed(
-            "watermark_removal_failed", f"No clean video before the task's deadline: {last.message}"
+            "watermark_removal_failed",
+            f"No clean video before the task's deadline: {last.message}",
+            then=then,
         )
+    unknown = task.submit_intent_at is not None and task.upstream_id is None
+    if last and last.code == "upstream_outcome_unknown" and unknown:
+        return failed("upstream_outcome_unknown", last.message, then=then)
     detail = f"; last error: {last.code}: {last.message}" if last else "."
-    return failed("timeout", f"The task did not finish before its deadline{detail}")
+    return failed("timeout", f"The task did not finish before its deadline{detail}", then=then)
 
 
 def backoff_seconds(
@@ -104,6 +138,7 @@ def backoff_seconds(
 class StepDeps:
     settings: Settings
     store: TaskStore
+    health: ChannelHealthStore
     blobs: BlobStore
     catalog: Catalog
     providers: Callable[[str], Provider]
@@ -116,18 +151,20 @@ class Steps:
     def __init__(self, deps: StepDeps) -> None:
         self.deps = deps
 
-    async def run(self, claim: Claim, ctx: StepContext, on_new_claim: Callable[[Claim], None]) -> Outcome:
+    async def run(self, claim: Claim, ctx: StepContext, run: StepRun) -> Outcome:
         """Run the claimed task's current step and decide what follows; errors become outcomes."""
         task = claim.task
         try:
             if task.step is Step.INGEST:
                 return await self.ingest(task)
             if task.step is Step.SUBMIT:
-                return await self.submit(claim, ctx, on_new_claim)
+                return await self.submit(claim, ctx, run)
             if task.step is Step.POLL:
                 return await self.poll(task, ctx)
             if task.step is Step.FETCH:
                 return await self.fetch(task, ctx)
+            if task.step is Step.CANCEL:
+                return await self.cancel(task)
             if task.step is Step.NOTIFY:
                 return await self.notify(task)
             return failed(
@@ -138,8 +175,8 @@ class Steps:
         except ProviderError as exc:
             if exc.retryable:
                 return self.retry(task, exc.code, exc.message, exc.retry_after)
-            return failed(exc.code, exc.message)
-        except LeaseLost:
+            return failed(exc.code, exc.message, then=_after_failure(task))
+        except ClaimLost:
             raise
         except Exception:
             # A bug or an unexpected library error: retried with backoff (bounded by max_attempts
@@ -158,12 +195,15 @@ class Steps:
         *,
         step: Step | None = None,
         changes: Mapping[str, Any] | None = None,
+        limited: bool = True,
     ) -> Outcome:
-        """Try again later with backoff, unless attempts or the deadline have run out."""
+        """Try again later with backoff, unless attempts (when `limited`) or the deadline have run out."""
         worker = self.deps.settings.worker
         attempts = task.attempts + 1
-        if attempts > worker.max_attempts:
-            return failed(code, f"{message} (gave up after {task.attempts} retries)")
+        if limited and attempts > worker.max_attempts:
+            return failed(
+                code, f"{message} (gave up after {task.attempts} retries)", then=_after_failure(task)
+            )
         delay = backoff_seconds(
             task.attempts,
             base=worker.retry_base_seconds,
@@ -182,6 +222,18 @@ class Steps:
                 **(changes or {}),
             },
             message=f"retry {attempts} in {delay:.1f}s: {code}: {message}",
+        )
+
+    def resubmit(self, task: Task, code: str, message: str, *, limited: bool = True) -> Outcome:
+        """A deliberate new submission (the last job failed retryably, or came out marked): a new
+        idempotency key, so an upstream that dedupes does make a new job."""
+        return self.retry(
+            task,
+            code,
+            message,
+            step=Step.SUBMIT,
+            changes={"upstream_id": None, "submissions": task.submissions + 1},
+            limited=limited,
         )
 
     # ingest -----------------------------------------------------------------------------------
@@ -227,42 +279,181 @@ class Steps:
 
     # submit -----------------------------------------------------------------------------------
 
-    async def submit(self, claim: Claim, ctx: StepContext, on_new_claim: Callable[[Claim], None]) -> Outcome:
-        """Choose a channel, save the choice, then hand the task over (built-in engines render here)."""
+    async def submit(self, claim: Claim, ctx: StepContext, run: StepRun) -> Outcome:
+        """Choose a channel, save the intent, then hand the task over (built-in engines render here)."""
         task = claim.task
-        channel = self._choose_channel(task)
-        if channel is None:
+        if task.submit_intent_at is not None and task.upstream_id is None and task.channel:
+            return await self._resolve_unknown_submit(claim, ctx, run)
+        if task.remix_upstream_id is not None:
+            channel = self.deps.catalog.by_name(task.channel or "")
+            if channel is None or not channel.enabled:
+                return failed(
+                    "remix_unsupported", f"The channel {task.channel} of the remixed video is gone."
+                )
+            return await self._submit_along(claim, ctx, run, [channel], held_back={}, pinned=True)
+        plan = self.deps.catalog.plan(
+            _route(task),
+            now_ms=await self.deps.store.now_ms(),
+            health=await self.deps.health.snapshot(),
+            rng=self.deps.rng,
+        )
+        if not plan.channels and not plan.held_back:
             return failed("no_channel", "No configured channel can serve this task any more.")
-        if task.status is TaskStatus.PENDING or task.channel != channel:
-            # Saved BEFORE anything goes to the channel: a crash from here on resumes with it.
-            advanced = await self.deps.store.advance(
+        return await self._submit_along(claim, ctx, run, list(plan.channels), held_back=plan.held_back)
+
+    async def _submit_along(
+        self,
+        claim: Claim,
+        ctx: StepContext,
+        run: StepRun,
+        channels: list[ChannelProfile],
+        *,
+        held_back: Mapping[str, str],
+        pinned: bool = False,
+        replaying_unknown: bool = False,
+    ) -> Outcome:
+        """Try `channels` in order until one accepts; fail over only on refusals that prove the job
+        was not made (connect errors, 429, 5xx, refused credentials). `replaying_unknown`: this is
+        the same submission again after an unknown outcome, so a retryable refusal proves nothing about
+        the first one and the intent stays saved."""
+        refused: dict[str, str] = dict(held_back)
+        failures: list[tuple[str, ProviderError]] = []
+        for channel in channels:
+            admitted = await self.deps.store.admit(
                 claim,
+                channel=channel.name,
+                max_concurrent=channel.max_concurrent,
                 now=self.deps.clock.now_ms(),
-                status=TaskStatus.PROCESSING,
-                changes={"channel": channel},
-                message=f"channel {channel}",
+                # A built-in engine works right away; an upstream task is processing once accepted.
+                status=TaskStatus.PROCESSING if channel.traits.builtin_engine else None,
             )
-            if advanced is None:
-                raise LeaseLost()
-            on_new_claim(advanced)
-            task = advanced.task
-        request = self._submit_request(task)
-        job = await self.deps.providers(channel).submit(request, ctx)
+            if isinstance(admitted, str):
+                refused[channel.name] = admitted
+                continue
+            run.new_claim(admitted)
+            claim = admitted
+            request = self._submit_request(claim.task)
+            try:
+                with run.submit_in_flight(paid=not channel.traits.builtin_engine):
+                    job = await self.deps.providers(channel.name).submit(request, ctx)
+            except UpstreamOutcomeUnknown as exc:
+                await self.deps.health.record_failure(channel.name, exc.message)
+                return self._after_unknown_outcome(claim.task, channel, exc)
+            except ProviderError as exc:
+                if exc.retryable:
+                    await self.deps.health.record_failure(channel.name, exc.message)
+                if replaying_unknown and exc.retryable:
+                    return self.retry(claim.task, exc.code, exc.message, exc.retry_after)
+                claim = await self._clear_intent(claim, run)
+                if not exc.retryable:
+                    return failed(exc.code, exc.message)
+                failures.append((channel.name, exc))
+                if pinned:
+                    break
+                continue
+            await self.deps.health.record_success(channel.name)
+            return Outcome(
+                Step.POLL,
+                status=TaskStatus.PROCESSING,
+                delay_seconds=job.poll_after or 0.0,
+                changes={
+                    "upstream_id": job.upstream_id,
+                    "upstream_state": dict(job.memo),
+                    "submit_intent_at": None,
+                },
+                message=f"submitted to {channel.name}",
+            )
+        task = claim.task
+        if failures:
+            summary = "; ".join(f"{name}: {exc.message}" for name, exc in failures)
+            last = failures[-1][1]
+            retry_after = min((e.retry_after for _, e in failures if e.retry_after is not None), default=None)
+            return self.retry(task, last.code, f"No channel accepted the task ({summary}).", retry_after)
+        return self._wait_for_a_channel(task, refused)
+
+    def _wait_for_a_channel(self, task: Task, refused: Mapping[str, str]) -> Outcome:
+        """Every suitable channel is full or its circuit is open: stay as we are and look again soon,
+        until the deadline. Not an attempt: nothing was tried."""
+        reasons = "; ".join(f"{name}: {why}" for name, why in refused.items())
+        message = f"Every suitable channel is busy or down ({reasons})."
+        settings = self.deps.settings.worker
+        delay = settings.busy_retry_seconds * self.deps.rng.uniform(0.8, 1.2)
+        if self.deps.clock.now_ms() + delay * 1000 >= task.deadline_at:
+            return deadline_reached(task, last_error=TaskError("channels_busy", message))
+        first = task.last_error is None or task.last_error.code != "channels_busy"
         return Outcome(
-            Step.POLL,
-            delay_seconds=job.poll_after or 0.0,
-            changes={"upstream_id": job.upstream_id, "upstream_state": dict(job.memo)},
-            message=f"submitted to {channel}",
+            Step.SUBMIT,
+            delay_seconds=delay,
+            changes={"last_error": {"code": "channels_busy", "message": message}},
+            message=f"waiting for a channel: {reasons}",
+            record_event=first,
         )
 
-    def _choose_channel(self, task: Task) -> str | None:
-        route = RouteRequest(
-            task.model, task.seconds, f"{task.width}x{task.height}", len(task.images), task.watermark_mode
+    async def _clear_intent(self, claim: Claim, run: StepRun) -> Claim:
+        """The channel answered that it did not take the job: nothing is held upstream any more."""
+        cleared = await self.deps.store.advance(
+            claim, now=self.deps.clock.now_ms(), changes={"submit_intent_at": None}
         )
-        candidates = [c.name for c in self.deps.catalog.candidates(route)]
-        if task.channel in candidates:
-            return task.channel  # resuming after a crash or a retry: stay where we were
-        return candidates[0] if candidates else None
+        if cleared is None:
+            raise ClaimLost()
+        run.new_claim(cleared)
+        return cleared
+
+    def _after_unknown_outcome(self, task: Task, channel: ChannelProfile, exc: ProviderError) -> Outcome:
+        """The submit went out and no answer came back. The task stays on this channel with its intent
+        saved; the next run of this step decides how to learn the outcome."""
+        return self.retry(task, exc.code, exc.message, exc.retry_after, limited=channel.safe_to_resubmit)
+
+    async def _resolve_unknown_submit(self, claim: Claim, ctx: StepContext, run: StepRun) -> Outcome:
+        """A submit of this task was sent (or was about to be) and its outcome is unknown: a read timeout,
+        a dropped connection, or a worker that died mid-call. Sending it again could make and bill a
+        second job, so:
+        - a channel that honours idempotency keys (or a built-in engine) gets the same submission again,
+          with the same key: it answers with the job it already has, or makes the only one;
+        - a channel that can be asked is asked; a job found is adopted, none found means none was made;
+        - otherwise nothing is sent: the task waits and fails at its deadline with
+          `upstream_outcome_unknown`, rather than pay twice.
+        """
+        task = claim.task
+        channel = self.deps.catalog.by_name(task.channel or "")
+        if channel is None:
+            return deadline_reached(
+                task,
+                TaskError("upstream_outcome_unknown", f"The channel {task.channel} is no longer configured."),
+            )
+        if channel.safe_to_resubmit:
+            return await self._submit_along(
+                claim, ctx, run, [channel], held_back={}, pinned=True, replaying_unknown=True
+            )
+        if channel.traits.can_find_jobs:
+            try:
+                job = await self.deps.providers(channel.name).find_job(self._submit_request(task))
+            except ProviderError as exc:
+                if not exc.retryable:
+                    raise
+                return self.retry(task, exc.code, f"Looking for the job failed: {exc.message}", limited=False)
+            if job is not None:
+                return Outcome(
+                    Step.POLL,
+                    status=TaskStatus.PROCESSING,
+                    delay_seconds=job.poll_after or 0.0,
+                    changes={"upstream_id": job.upstream_id, "upstream_state": dict(job.memo),
+                             "submit_intent_at": None},
+                    message=f"found the job on {channel.name} after an unknown outcome",
+                )  # fmt: skip
+            cleared = await self._clear_intent(claim, run)
+            return await self.submit(cleared, ctx, run)
+        message = (
+            f"A submit to {channel.name} may have been accepted (no answer came back); this channel "
+            "ignores idempotency keys and cannot be asked, so it is not sent again to avoid paying twice."
+        )
+        wait_s = max(0.0, (task.deadline_at - self.deps.clock.now_ms()) / 1000)
+        return Outcome(
+            Step.SUBMIT,
+            delay_seconds=wait_s,
+            changes={"last_error": {"code": "upstream_outcome_unknown", "message": message}},
+            message=message,
+        )
 
     def _submit_request(self, task: Task) -> SubmitRequest:
         images = tuple(
@@ -270,9 +461,10 @@ class Steps:
             for i in (task.inputs or [])
         )
         extras: dict[str, Any] = {k: task.input[k] for k in RELAY_EXTRAS if k in task.input}
+        passthrough: dict[str, Any] = {k: task.input[k] for k in PASSTHROUGH_FIELDS if k in task.input}
         return SubmitRequest(
             task_id=task.id,
-            idempotency_key=f"{task.id}-{task.attempts}",
+            idempotency_key=task.submit_key,
             model=task.model,
             prompt=task.prompt,
             width=task.width,
@@ -282,6 +474,9 @@ class Steps:
             private=task.private,
             images=images,
             extras=extras,
+            passthrough=passthrough,
+            remix_of_upstream_id=task.remix_upstream_id,
+            sent_at_ms=task.submit_intent_at or self.deps.clock.now_ms(),
         )
 
     # poll -------------------------------------------------------------------------------------
@@ -289,28 +484,60 @@ class Steps:
     async def poll(self, task: Task, ctx: StepContext) -> Outcome:
         assert task.channel is not None and task.upstream_id is not None
         job = UpstreamJob(task.upstream_id, memo=task.upstream_state or {})
-        status = await self.deps.providers(task.channel).poll(job, ctx)
+        try:
+            status = await self.deps.providers(task.channel).poll(job, ctx)
+        except ProviderError as exc:
+            if not exc.retryable:
+                raise
+            await self.deps.health.record_failure(task.channel, exc.message)
+            return self._poll_again_after_error(task, exc)
+        await self.deps.health.record_success(task.channel)
+        memo = dict(task.upstream_state or {})
         if status.state in (UpstreamState.QUEUED, UpstreamState.RUNNING):
             pace = status.poll_after or self.deps.settings.worker.default_poll_seconds
             progress = max(task.progress, min(99, status.progress or 0))
-            return Outcome(Step.POLL, delay_seconds=pace, changes={"progress": progress}, record_event=False)
+            changes: dict[str, Any] = {"progress": progress}
+            if memo.pop("poll_errors", None) is not None:
+                changes.update(upstream_state=memo, last_error=None)
+            return Outcome(Step.POLL, delay_seconds=pace, changes=changes, record_event=False)
         if status.state is UpstreamState.FAILED:
             code = status.error_code or "upstream_failed"
             message = status.error_message or "The channel reported a failure without a reason."
             if status.retryable:
-                return self.retry(task, code, message, step=Step.SUBMIT, changes={"upstream_id": None})
+                return self.resubmit(task, code, message)
             return failed(code, message)
-        if status.watermarked and task.watermark_mode is WatermarkMode.REQUIRE_CLEAN:
-            # watermark: false means a marked video is never delivered: ask the channel again.
-            return self.retry(
-                task,
-                "watermark_removal_failed",
-                "The channel could only produce a watermarked video.",
-                step=Step.SUBMIT,
-                changes={"upstream_id": None},
+        channel = self.deps.catalog.by_name(task.channel)
+        declared = channel.watermark_free if channel else "optional"
+        watermarked = delivered_watermark(declared, status.watermarked)
+        if watermarked is not False and task.watermark_mode is WatermarkMode.REQUIRE_CLEAN:
+            # watermark: false means a marked video (or one nobody vouches for) is never delivered.
+            why = "a watermarked video" if watermarked else "a video it could not say is free of watermarks"
+            return self.resubmit(
+                task, "watermark_removal_failed", f"The channel could only produce {why}.", limited=False
             )
-        memo = {**(task.upstream_state or {}), "result": _status_memo(status)}
-        return Outcome(Step.FETCH, changes={"upstream_state": memo, "watermarked": bool(status.watermarked)})
+        memo.pop("poll_errors", None)
+        memo["result"] = _status_memo(status)
+        return Outcome(Step.FETCH, changes={"upstream_state": memo, "watermarked": watermarked})
+
+    def _poll_again_after_error(self, task: Task, exc: ProviderError) -> Outcome:
+        """The channel did not answer this poll. Its job is paid for and may be fine, so polls go on
+        with backoff until the deadline (they do not use up the task's attempts)."""
+        memo = dict(task.upstream_state or {})
+        errors = int(memo.get("poll_errors", 0)) + 1
+        memo["poll_errors"] = errors
+        worker = self.deps.settings.worker
+        delay = backoff_seconds(
+            errors - 1, base=worker.retry_base_seconds, cap=worker.retry_max_seconds,
+            retry_after=exc.retry_after, rng=self.deps.rng,
+        )  # fmt: skip
+        if self.deps.clock.now_ms() + delay * 1000 >= task.deadline_at:
+            return deadline_reached(task, last_error=TaskError(exc.code, exc.message))
+        return Outcome(
+            Step.POLL,
+            delay_seconds=delay,
+            changes={"upstream_state": memo, "last_error": {"code": exc.code, "message": exc.message}},
+            message=f"poll failed ({errors} in a row), again in {delay:.1f}s: {exc.code}: {exc.message}",
+        )
 
     # fetch ------------------------------------------------------------------------------------
 
@@ -318,31 +545,105 @@ class Steps:
         """Make the result ours: copy it into storage, check it is a real video, make previews."""
         assert task.channel is not None and task.upstream_id is not None
         status = _status_from_memo((task.upstream_state or {}).get("result", {}))
-        stored = status.stored or await self._copy_result(task, status, ctx)
+        try:
+            stored = status.stored or await self._copy_result(task, status, ctx)
+        except ResultExpired as exc:
+            return self.retry(task, exc.code, exc.message, step=Step.POLL)  # a fresh link comes with a poll
         return Outcome(
             Step.DONE,
             status=TaskStatus.COMPLETED,
-            changes={"progress": 100, **asdict(stored)},  # StoredMedia's fields are the task's columns
+            changes={
+                "progress": 100,
+                "last_error": None,
+                **asdict(stored),
+            },  # StoredMedia's fields are columns
         )
 
     async def _copy_result(self, task: Task, status: UpstreamStatus, ctx: StepContext) -> StoredMedia:
         assert task.channel is not None and task.upstream_id is not None
-        dest = ctx.work_dir / "video.mp4"
         job = UpstreamJob(task.upstream_id, memo=task.upstream_state or {})
-        await self.deps.providers(task.channel).fetch(job, status, dest, ctx)
+        result = await self.deps.providers(task.channel).fetch(job, status, ctx.work_dir, ctx)
         try:
-            await anyio.to_thread.run_sync(probe_mp4, dest)
+            await anyio.to_thread.run_sync(probe_mp4, result.video)
         except NotAVideo as exc:
             raise ProviderError(
                 "invalid_upstream_video", f"The channel's result is not a playable MP4: {exc}", retryable=True
             ) from exc
-        thumbnail, spritesheet = await anyio.to_thread.run_sync(previews_from_mp4, dest)
-        video = await self.deps.blobs.put_file(dest, media_key(task.id, "video"), move=True)
+        thumbnail, spritesheet = await anyio.to_thread.run_sync(previews_from_mp4, result.video)
+        if result.thumbnail is not None:
+            upstream_thumbnail = await anyio.Path(result.thumbnail).read_bytes()
+            if sniff_image(upstream_thumbnail[:64]) == "image/webp":
+                thumbnail = upstream_thumbnail  # the channel's own, when it is what we serve (WebP)
+        video = await self.deps.blobs.put_file(result.video, media_key(task.id, "video"), move=True)
         stored = StoredMedia.of(task.id, video)
         assert stored.thumbnail_key and stored.spritesheet_key
         await self.deps.blobs.put_bytes(thumbnail, stored.thumbnail_key)
         await self.deps.blobs.put_bytes(spritesheet, stored.spritesheet_key)
         return stored
+
+    # cancel -----------------------------------------------------------------------------------
+
+    async def cancel(self, task: Task) -> Outcome:
+        """The task ended (cancelled, deleted, failed, timed out) while its channel may still hold its
+        job: tell the channel to stop it (or delete it), so nothing keeps running and billing."""
+        then = after_cancel_step(task)
+        channel = self.deps.catalog.by_name(task.channel or "")
+        if channel is None:
+            return Outcome(
+                then,
+                changes={"submit_intent_at": None},
+                message=f"channel {task.channel} is no longer configured; its job cannot be stopped",
+            )
+        if channel.traits.builtin_engine:
+            # A render is killed with its step; nothing runs elsewhere.
+            return Outcome(then, changes={"submit_intent_at": None}, record_event=False)
+        if not channel.traits.can_cancel:
+            return Outcome(
+                then,
+                changes={"submit_intent_at": None},
+                message=f"channel {channel.name} has no way to stop a job: it runs to its end upstream",
+            )
+        provider = self.deps.providers(channel.name)
+        job = UpstreamJob(task.upstream_id, memo=task.upstream_state or {}) if task.upstream_id else None
+        try:
+            if job is None and channel.traits.can_find_jobs:
+                job = await provider.find_job(self._submit_request(task))
+            if job is None:
+                return Outcome(
+                    then,
+                    changes={"submit_intent_at": None},
+                    message=f"no job of this task was found on {channel.name}; nothing to stop",
+                )
+            await provider.cancel(job)
+        except ProviderError as exc:
+            return self._cancel_again_later(task, then, exc)
+        return Outcome(
+            then,
+            changes={"submit_intent_at": None},
+            message=f"asked {channel.name} to stop job {job.upstream_id}",
+        )
+
+    def _cancel_again_later(self, task: Task, then: Step, exc: ProviderError) -> Outcome:
+        memo = dict(task.upstream_state or {})
+        tries = int(memo.get("cancel_attempts", 0)) + 1
+        memo["cancel_attempts"] = tries
+        if not exc.retryable or tries >= CANCEL_ATTEMPTS:
+            return Outcome(
+                then,
+                changes={"upstream_state": memo},
+                message=f"stopping the upstream job failed ({tries} tries), given up: {exc.message}",
+            )
+        worker = self.deps.settings.worker
+        delay = backoff_seconds(
+            tries, base=worker.retry_base_seconds, cap=worker.retry_max_seconds,
+            retry_after=exc.retry_after, rng=self.deps.rng,
+        )  # fmt: skip
+        return Outcome(
+            Step.CANCEL,
+            delay_seconds=delay,
+            changes={"upstream_state": memo},
+            message=f"stopping the upstream job failed, again in {delay:.1f}s: {exc.message}",
+        )
 
     # notify -----------------------------------------------------------------------------------
 
@@ -377,8 +678,10 @@ class Steps:
         )
 
 
-class LeaseLost(Exception):
-    """This worker no longer owns the task; drop whatever the step was doing."""
+def _route(task: Task) -> RouteRequest:
+    return RouteRequest(
+        task.model, task.seconds, f"{task.width}x{task.height}", len(task.images), task.watermark_mode
+    )
 
 
 def _png_bytes(image: Image.Image) -> bytes:

@@ -1,0 +1,152 @@
+"""One channel's settings: where tasks can be sent, what it can do, and how to reach it.
+
+Validated when the settings load, so a typo is an error at start that names the key. The fields every
+kind shares live here; a kind's own knobs live under `options` and are checked by that kind's
+pydantic model (`Provider.Options`) when the runtime starts (`providers.registry.check_channels`).
+
+Secrets (`api_key`, header values) may be written `env:NAME` to read an environment variable; they are
+kept as `SecretStr`, so they never appear in a repr, a log line or a validation error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+WatermarkFree = Literal["always", "optional", "never"]
+Orientation = Literal["portrait", "landscape"]
+ImageInput = Literal["file", "url", "data_uri"]
+
+ORIENTATIONS: tuple[Orientation, ...] = ("portrait", "landscape")
+ALL_SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024", "1080x1920", "1920x1080")
+ALL_DURATIONS = (4, 8, 10, 12, 15, 16, 20, 25)
+DEFAULT_MODELS = ("sora-2", "sora-2-pro", "sora-2-all")
+_ENV_REF = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)$")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
+
+
+def resolve_secret(value: Any, what: str) -> Any:
+    """`env:NAME` -> the variable's value; anything else unchanged. Never echoes a secret."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, str) and (match := _ENV_REF.match(value.strip())):
+        name = match.group(1)
+        resolved = os.environ.get(name)
+        if not resolved:
+            raise ValueError(f"{what} names the environment variable {name}, which is not set")
+        return resolved
+    return value
+
+
+class ChannelSettings(BaseModel):
+    """A place that can turn a task into a video: an upstream service or a built-in engine."""
+
+    # hide_input_in_errors: a validation error must never print an api_key it was given.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True, frozen=True)
+
+    name: str = Field(pattern=r"^[a-zA-Z0-9_.-]{1,64}$")
+    kind: str = Field(description="animate | openai | unified | scripted (vidgate.testing) | module:Factory")
+    enabled: bool = True
+    # What it serves
+    models: list[str] = Field(default_factory=list, description="Public model names, sent unchanged.")
+    model_map: dict[str, str] = Field(default_factory=dict, description="Public name -> upstream name.")
+    durations: list[int] = Field(default_factory=lambda: list(ALL_DURATIONS))
+    sizes: list[str] = Field(default_factory=lambda: list(ALL_SIZES))
+    orientations: list[Orientation] = Field(default_factory=lambda: list(ORIENTATIONS))
+    max_images: int | None = Field(default=None, ge=0, le=16, description="Default: the kind's own.")
+    image_input: ImageInput | None = Field(default=None, description="How images travel; default per kind.")
+    watermark_free: WatermarkFree = "always"
+    # How it is chosen
+    priority: int = Field(default=0, description="Lower goes first among equally suitable channels.")
+    weight: float = Field(default=1.0, gt=0, description="Share of tasks among channels of equal rank.")
+    max_concurrent: int | None = Field(default=None, ge=1, description="Tasks on it at once; none = no cap.")
+    # How it is reached (upstream kinds)
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    headers: dict[str, SecretStr] = Field(default_factory=dict, description="Extra request headers.")
+    proxy: str | None = Field(default=None, description="An explicit proxy; the environment's is ignored.")
+    request_timeout_seconds: float = Field(default=60.0, gt=0)
+    poll_timeout_seconds: float = Field(default=20.0, gt=0)
+    download_timeout_seconds: float = Field(default=600.0, gt=0)
+    max_connections: int = Field(default=64, ge=1, le=1024)
+    honours_idempotency_key: bool = Field(
+        default=False,
+        description="A repeated Idempotency-Key gets the same job back (another vidgate does this).",
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="Kind-specific; checked by the kind.")
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes_known(cls, sizes: list[str]) -> list[str]:
+        unknown = sorted(set(sizes) - set(ALL_SIZES))
+        if unknown:
+            raise ValueError(f"unknown sizes {unknown}; allowed: {list(ALL_SIZES)}")
+        return sizes
+
+    @field_validator("durations")
+    @classmethod
+    def _durations_positive(cls, durations: list[int]) -> list[int]:
+        if not durations or any(d <= 0 for d in durations):
+            raise ValueError("durations must be a non-empty list of positive whole seconds")
+        return durations
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _api_key_from_env(cls, value: Any) -> Any:
+        return resolve_secret(value, "api_key")
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _headers_from_env(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        for name in value:
+            if not isinstance(name, str) or not _HEADER_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid HTTP header name")
+        return {name: resolve_secret(v, f"header {name}") for name, v in value.items()}
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_http(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.lower().startswith(("http://", "https://")) or "@" in value.split("/")[2]:
+            raise ValueError("base_url must be an http(s) URL without user:password (use api_key)")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _serves_something(self) -> ChannelSettings:
+        if not self.models and not self.model_map:
+            raise ValueError(f"channel {self.name!r} serves no model: set models or model_map")
+        if not any(_orientation(s) in self.orientations for s in self.sizes):
+            raise ValueError(f"channel {self.name!r}: none of its sizes has an allowed orientation")
+        return self
+
+    # Derived ------------------------------------------------------------------------------------
+
+    @property
+    def public_models(self) -> list[str]:
+        return list(dict.fromkeys([*self.models, *self.model_map]))
+
+    def upstream_model(self, public: str) -> str:
+        return self.model_map.get(public, public)
+
+    @property
+    def usable_sizes(self) -> list[str]:
+        return [s for s in self.sizes if _orientation(s) in self.orientations]
+
+    def header_values(self) -> dict[str, str]:
+        return {name: value.get_secret_value() for name, value in self.headers.items()}
+
+
+def _orientation(size: str) -> str:
+    width, height = (int(p) for p in size.split("x"))
+    return "portrait" if height >= width else "landscape"
+
+
+def default_channels() -> list[ChannelSettings]:
+    """The embedded default: every model goes to the built-in animate engine."""
+    return [ChannelSettings(name="animate", kind="animate", models=list(DEFAULT_MODELS))]

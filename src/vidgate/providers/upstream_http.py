@@ -1,0 +1,273 @@
+"""The one place that builds HTTP clients for upstream channels and maps what they do to ProviderError.
+
+Upstream addresses are chosen by the operator, so unlike user URLs they may be private (a vLLM box on
+the LAN, another vidgate on loopback); they still get bounded timeouts and connection pools, our user
+agent, the channel's credentials and headers, and no proxy from the environment unless configured.
+Tests replace the network for every client at once by passing a transport (`httpx.MockTransport`, an
+ASGI transport) to `UpstreamHttp`.
+
+Error mapping, for every adapter alike:
+- connect errors, pool timeouts: retryable, and nothing reached the upstream (safe to fail over);
+- a read timeout or a dropped connection once a *create* was sent: `UpstreamOutcomeUnknown`;
+- 429 and 5xx: retryable, honouring Retry-After (a 504 on a create is an unknown outcome: a gateway in
+  front of the upstream may have passed it on); 401/403: the channel's credentials, retryable elsewhere;
+- other 4xx: final, with the upstream's own code and message; moderation refusals: final `content_policy`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+from vidgate import __version__
+from vidgate.channel_config import ChannelSettings
+from vidgate.media.sniff import sniff_mp4
+from vidgate.providers.base import ProviderError, ResultExpired, UpstreamOutcomeUnknown
+
+USER_AGENT = f"vidgate/{__version__}"
+_MAX_MESSAGE_CHARS = 500
+_MAX_RETRY_AFTER_S = 3600.0
+_MODERATION = re.compile(
+    r"moderation|content[_ ]?policy|policy[_ ]?violation|safety|sentinel_block|nsfw|inappropriate", re.I
+)
+_CODE_CHARS = re.compile(r"[^a-z0-9_.-]+")
+VIDEO_CONTENT_TYPES = ("video/mp4", "application/octet-stream", "binary/octet-stream", "video/quicktime")
+_CHUNK = 256 * 1024
+
+
+class UpstreamHttp:
+    """Builds the httpx client of every upstream channel."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.transport = transport
+
+    def client_for(self, channel: ChannelSettings) -> httpx.AsyncClient:
+        if channel.base_url is None:
+            raise ValueError(f"channel {channel.name!r} has no base_url")
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **channel.header_values()}
+        if channel.api_key is not None:
+            headers["Authorization"] = f"Bearer {channel.api_key.get_secret_value()}"
+        request_timeout = channel.request_timeout_seconds
+        return httpx.AsyncClient(
+            base_url=channel.base_url + "/",
+            headers=headers,
+            timeout=httpx.Timeout(request_timeout, connect=min(10.0, request_timeout)),
+            limits=httpx.Limits(
+                max_connections=channel.max_connections,
+                max_keepalive_connections=min(32, channel.max_connections),
+            ),
+            trust_env=False,  # never a proxy (or .netrc credentials) from the environment
+            proxy=channel.proxy if self.transport is None else None,
+            transport=self.transport,
+            follow_redirects=False,
+        )
+
+
+# Transport errors ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def mapped_transport_errors(what: str, *, may_create: bool = False) -> Iterator[None]:
+    """httpx exceptions -> ProviderError. `may_create`: the request could make a job upstream."""
+    try:
+        yield
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        raise ProviderError(
+            "upstream_unreachable", f"{what}: could not connect to the channel", retryable=True
+        ) from exc
+    except httpx.TimeoutException as exc:
+        if may_create:
+            raise UpstreamOutcomeUnknown(f"{what}: no answer in time after the request was sent") from exc
+        raise ProviderError(
+            "upstream_timeout", f"{what}: the channel did not answer in time", retryable=True
+        ) from exc
+    except httpx.TransportError as exc:
+        if may_create:
+            raise UpstreamOutcomeUnknown(f"{what}: the connection broke after the request was sent") from exc
+        raise ProviderError(
+            "upstream_connection_failed", f"{what}: the connection to the channel failed", retryable=True
+        ) from exc
+
+
+# Statuses and bodies ---------------------------------------------------------------------------------
+
+
+def parse_retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds from `retry-after-ms`, `Retry-After` (seconds or an HTTP date), capped at an hour."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return min(max(float(raw_ms) / 1000, 0.0), _MAX_RETRY_AFTER_S)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return min(max(float(raw), 0.0), _MAX_RETRY_AFTER_S)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return min(max(when.timestamp() - time.time(), 0.0), _MAX_RETRY_AFTER_S)
+
+
+def json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def error_fields(body: Any, fallback: str) -> tuple[str | None, str]:
+    """(code, message) from any of the error shapes upstreams use; the message bounded in length."""
+    code: Any = None
+    message: Any = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            code, message = error.get("code") or error.get("type"), error.get("message")
+        elif isinstance(error, str) and error:
+            message = error
+        code = code or body.get("error_code") or body.get("code")
+        message = message or body.get("message") or body.get("msg") or body.get("fail_reason")
+        if not message and isinstance(body.get("detail"), str):
+            message = body["detail"]  # FastAPI-style servers
+    clean_code = clean_error_code(code)
+    text = str(message) if message not in (None, "") else fallback
+    return clean_code, text[:_MAX_MESSAGE_CHARS]
+
+
+def clean_error_code(code: Any) -> str | None:
+    if code is None or isinstance(code, bool) or (isinstance(code, int) and code in (0, 200)):
+        return None
+    cleaned = _CODE_CHARS.sub("_", str(code).strip().lower()).strip("_")[:64]
+    return cleaned or None
+
+
+def is_moderation(code: str | None, message: str) -> bool:
+    return bool(_MODERATION.search(code or "")) or bool(_MODERATION.search(message))
+
+
+def raise_for_status(response: httpx.Response, what: str, *, may_create: bool = False) -> None:
+    """Nothing for a 2xx; otherwise the ProviderError the status (and the upstream's body) calls for."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    code, message = error_fields(json_or_none(response), f"HTTP {status}")
+    retry_after = parse_retry_after(response.headers)
+    if status == 429:
+        raise ProviderError(
+            "upstream_rate_limited",
+            f"{what}: rate limited ({message})",
+            retryable=True,
+            retry_after=retry_after,
+        )
+    if status == 504 and may_create:
+        raise UpstreamOutcomeUnknown(f"{what}: a gateway timed out waiting for the channel (HTTP 504)")
+    if status >= 500 or status == 408:
+        raise ProviderError(
+            "upstream_unavailable",
+            f"{what}: HTTP {status} ({message})",
+            retryable=True,
+            retry_after=retry_after,
+        )
+    if status in (401, 403):
+        raise ProviderError(
+            "upstream_auth_failed",
+            f"{what}: the channel refused our credentials (HTTP {status})",
+            retryable=True,
+        )
+    raise final_refusal(code, message, what)
+
+
+def final_refusal(code: str | None, message: str, what: str) -> ProviderError:
+    """A refusal that no retry can fix: the upstream's code and message, or `content_policy`."""
+    if is_moderation(code, message):
+        return ProviderError("content_policy", f"The channel's content policy refused it: {message}")
+    return ProviderError(code or "upstream_refused", f"{what}: the channel refused it: {message}")
+
+
+# Downloads from the channel itself ------------------------------------------------------------------
+
+
+async def download_video(
+    client: httpx.AsyncClient,
+    url: str,
+    dest: Path,
+    *,
+    max_bytes: int,
+    timeout: float,
+    what: str,
+    params: dict[str, str] | None = None,
+) -> None:
+    """Stream a video from the channel (its own, trusted address) into `dest`, in constant memory.
+
+    Written to a temporary file renamed into place, so `dest` never holds part of a download. An
+    expired link (403/404/410) raises ResultExpired so the worker asks the channel for a fresh one.
+    """
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with anyio.fail_after(timeout), mapped_transport_errors(what):
+            async with client.stream(
+                "GET", url, params=params, headers={"Accept": "video/mp4, */*"}
+            ) as response:
+                if response.status_code in (403, 404, 410):
+                    raise ResultExpired(f"{what}: the result link answered HTTP {response.status_code}")
+                if response.status_code >= 300:
+                    await response.aread()  # the error body, for raise_for_status to read
+                    raise_for_status(response, what)
+                _check_video_headers(response, max_bytes, what)
+                await _stream_to(response, tmp, max_bytes, what)
+        os.replace(tmp, dest)
+    except TimeoutError as exc:
+        raise ProviderError(
+            "upstream_timeout", f"{what}: the download took longer than {timeout:g} s", retryable=True
+        ) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _check_video_headers(response: httpx.Response, max_bytes: int, what: str) -> None:
+    media_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type and media_type not in VIDEO_CONTENT_TYPES:
+        raise ProviderError(
+            "invalid_upstream_video", f"{what}: the channel sent {media_type!r}, not a video", retryable=True
+        )
+    length = response.headers.get("content-length", "")
+    if length.isdigit() and int(length) > max_bytes:
+        raise ProviderError("upstream_video_too_large", f"{what}: the video is larger than {max_bytes} bytes")
+
+
+async def _stream_to(response: httpx.Response, path: Path, max_bytes: int, what: str) -> None:
+    total = 0
+    head = b""
+    async with await anyio.open_file(path, "wb") as out:
+        async for chunk in response.aiter_bytes(_CHUNK):
+            total += len(chunk)
+            if total > max_bytes:
+                raise ProviderError(
+                    "upstream_video_too_large", f"{what}: the video is larger than {max_bytes} bytes"
+                )
+            if len(head) < 64:
+                head += chunk[: 64 - len(head)]
+            await out.write(chunk)
+    if sniff_mp4(head) is None:
+        raise ProviderError(
+            "invalid_upstream_video", f"{what}: the channel's file is not an MP4", retryable=True
+        )
