@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SRC := src/vidgate
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-polling chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,20 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/animate_vs_encode.py
+
+## One worker process tracking 5,000 upstream jobs on the fake upstream (PostgreSQL; see docs/performance.md).
+bench-polling: $(VENV)/.installed-test
+	@if [ -z "$$VIDGATE_TEST_PG_URL" ] && [ "$$(id -u)" = 0 ]; then \
+		export VIDGATE_TEST_PG_URL=$$(scripts/start-postgres); \
+	fi; \
+	$(BIN)/python bench/upstream_polling.py
+
+## The full chaos test: 300 tasks, 3 workers on PostgreSQL, SIGKILLs every few seconds.
+chaos: $(VENV)/.installed-test
+	@if [ -z "$$VIDGATE_TEST_PG_URL" ] && [ "$$(id -u)" = 0 ]; then \
+		export VIDGATE_TEST_PG_URL=$$(scripts/start-postgres); \
+	fi; \
+	VIDGATE_CHAOS_TASKS=300 VIDGATE_CHAOS_SQLITE_TASKS=100 $(BIN)/pytest -s -m chaos tests/e2e/test_chaos.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

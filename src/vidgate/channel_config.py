@@ -58,7 +58,9 @@ class ChannelSettings(BaseModel):
     orientations: list[Orientation] = Field(default_factory=lambda: list(ORIENTATIONS))
     max_images: int | None = Field(default=None, ge=0, le=16, description="Default: the kind's own.")
     image_input: ImageInput | None = Field(default=None, description="How images travel; default per kind.")
-    watermark_free: WatermarkFree = "always"
+    watermark_free: WatermarkFree | None = Field(
+        default=None, description="always | optional | never; default per kind (a relay: optional)."
+    )
     # How it is chosen
     priority: int = Field(default=0, description="Lower goes first among equally suitable channels.")
     weight: float = Field(default=1.0, gt=0, description="Share of tasks among channels of equal rank.")

@@ -1,4 +1,4 @@
-"""The `vidgate` command: serve, worker, db, keys."""
+"""The `vidgate` command: serve, worker, db, keys, channels, dev."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from vidgate.cli_channels import channels_app
 from vidgate.config import Settings
 from vidgate.store.keys import KeyStore
 
@@ -21,17 +22,36 @@ T = TypeVar("T")
 app = typer.Typer(help="vidgate: a self-hosted video-generation gateway.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+dev_app = typer.Typer(help="Tools for development and sandboxes.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+app.add_typer(channels_app, name="channels")
+app.add_typer(dev_app, name="dev")
 err = Console(stderr=True)
 
 
-def _settings(**overrides: Any) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
+    """The settings, with every channel checked against its kind; a problem exits 2 with one line."""
+    from vidgate.providers.registry import ChannelConfigError, check_channels
+
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except Exception as exc:  # a bad setting: say which, without a traceback
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+        check_channels(settings)
+    except (ValueError, ChannelConfigError) as exc:  # a bad setting: say which, without a traceback
         err.print(f"[red]invalid settings:[/red] {exc}")
         raise typer.Exit(2) from exc
+    return settings
+
+
+def run_or_exit(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run an async command; an out-of-date schema is a message and exit 1, not a traceback."""
+    from vidgate.runtime import SchemaOutOfDate
+
+    try:
+        return anyio.run(fn)
+    except SchemaOutOfDate as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
 
 
 @app.command()
@@ -47,7 +67,7 @@ def serve(
     from vidgate.logs import configure_logging
     from vidgate.runtime import SchemaOutOfDate, prepare_database
 
-    settings = _settings(host=host, port=port)
+    settings = load_settings(host=host, port=port)
     configure_logging(settings)
     try:
         anyio.run(prepare_database, settings)
@@ -69,10 +89,10 @@ def serve(
 def run_worker() -> None:
     """Run a worker on its own: claim due tasks and drive them to the end. Stops cleanly on SIGTERM."""
     from vidgate.logs import configure_logging
-    from vidgate.runtime import SchemaOutOfDate, open_runtime
+    from vidgate.runtime import open_runtime
     from vidgate.worker.service import run_worker_services
 
-    settings = _settings()
+    settings = load_settings()
     configure_logging(settings)
 
     async def main() -> None:
@@ -89,11 +109,7 @@ def run_worker() -> None:
             await run_worker_services(runtime, stop)
             tg.cancel_scope.cancel()
 
-    try:
-        anyio.run(main)
-    except SchemaOutOfDate as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
+    run_or_exit(main)
 
 
 @db_app.command("upgrade")
@@ -101,7 +117,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
     """Bring the database schema up to date (idempotent)."""
     from vidgate.store import db
 
-    settings = _settings()
+    settings = load_settings()
     db.upgrade_sync(settings.resolved_database_url, revision)
     err.print(f"database at revision {revision}")
 
@@ -111,7 +127,7 @@ def db_current() -> None:
     """Print the schema revision of the database and the newest one this version knows."""
     from vidgate.store import db
 
-    settings = _settings()
+    settings = load_settings()
 
     async def current() -> str | None:
         engine = db.create_engine(settings.resolved_database_url)
@@ -126,10 +142,10 @@ def db_current() -> None:
 def _with_keys(action: Callable[[KeyStore, int], Awaitable[T]]) -> T:
     """Run `action(keystore, now)` against the configured database (schema prepared first)."""
     from vidgate.clock import SystemClock
-    from vidgate.runtime import SchemaOutOfDate, prepare_database
+    from vidgate.runtime import prepare_database
     from vidgate.store import db
 
-    settings = _settings()
+    settings = load_settings()
 
     async def main() -> T:
         await prepare_database(settings)
@@ -139,11 +155,7 @@ def _with_keys(action: Callable[[KeyStore, int], Awaitable[T]]) -> T:
         finally:
             await engine.dispose()
 
-    try:
-        return anyio.run(main)
-    except SchemaOutOfDate as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
+    return run_or_exit(main)
 
 
 @keys_app.command("create")
@@ -192,6 +204,45 @@ def keys_revoke(
         err.print(f"[red]no active key with id {key_id}[/red]")
         raise typer.Exit(1)
     err.print(f"revoked {key_id}")
+
+
+@dev_app.command("fake-upstream")
+def dev_fake_upstream(
+    port: Annotated[int, typer.Option(help="Listen port.")] = 9000,
+    host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
+    api_key: Annotated[str | None, typer.Option(help="Require this bearer key (default: any).")] = None,
+    ready: Annotated[float, typer.Option(help="Seconds until a job completes.")] = 5.0,
+    queue: Annotated[float, typer.Option(help="Seconds a job stays queued first.")] = 0.0,
+    poll_after_ms: Annotated[int, typer.Option(help="The openai-poll-after-ms it suggests.")] = 1000,
+    cdn_base_url: Annotated[str | None, typer.Option(help="Base of result links (unified dialect).")] = None,
+    hang: Annotated[float, typer.Option(help="Seconds #accept_then_hang / #poll_hang hold an answer.")] = 30,
+) -> None:
+    """Serve the fake upstream (both dialects, faults chosen per request) for sandboxes and tests.
+
+    Point a channel at http://HOST:PORT/v1 (kind openai or unified); write directives such as
+    `#ready=30 #429=2 #accept_then_drop=1` in prompts (see vidgate.testing.fake_upstream).
+    """
+    from vidgate.testing.fake_upstream import serve_fake_upstream
+
+    err.print(f"fake upstream on http://{host}:{port}/v1 (journal: /_fake/journal)")
+    kwargs: dict[str, Any] = {
+        "api_key": api_key,
+        "ready_seconds": ready,
+        "queue_seconds": queue,
+        "poll_after_ms": poll_after_ms,
+        "cdn_base_url": cdn_base_url,
+        "hang_seconds": hang,
+    }
+
+    async def main() -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(lambda: serve_fake_upstream(host, port, **kwargs))
+                async for _ in signals:
+                    tg.cancel_scope.cancel()
+                    return
+
+    anyio.run(main)
 
 
 def main() -> None:

@@ -30,3 +30,5 @@ def configure_logging(settings: Settings) -> None:
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    # httpx logs every request's URL at INFO: upstream result links carry their own signatures.
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))

@@ -26,11 +26,22 @@ def toml_value(value: Any) -> str:
 
 
 def write_config(
-    path: Path, *, worker: dict[str, Any], channel: dict[str, Any], options: dict[str, Any]
+    path: Path,
+    *,
+    worker: dict[str, Any],
+    channel: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+    channels: list[dict[str, Any]] | None = None,
 ) -> Path:
+    """A TOML config: `[worker]`, then one `[[channels]]` table per channel (its "options" key, if any,
+    becomes the channel's `[channels.options]`)."""
     lines = ["[worker]"] + [f"{k} = {toml_value(v)}" for k, v in worker.items()]
-    lines += ["", "[[channels]]"] + [f"{k} = {toml_value(v)}" for k, v in channel.items()]
-    lines += ["", "[channels.options]"] + [f"{k} = {toml_value(v)}" for k, v in options.items()]
+    for spec in channels or [{**(channel or {}), "options": options or {}}]:
+        fields = {k: v for k, v in spec.items() if k != "options"}
+        lines += ["", "[[channels]]"] + [f"{k} = {toml_value(v)}" for k, v in fields.items()]
+        lines += ["", "[channels.options]"] + [
+            f"{k} = {toml_value(v)}" for k, v in spec.get("options", {}).items()
+        ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -120,3 +131,55 @@ class Deployment:
     def log(self, name: str) -> str:
         path = self.root / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+def wait_until(predicate: Any, *, timeout: float, what: str) -> Any:
+    """Poll `predicate` until it returns something truthy (bounded by `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+class FakeUpstreamProcess:
+    """The shipped fake upstream as its own `vidgate dev fake-upstream` process of a deployment."""
+
+    def __init__(
+        self, dep: Deployment, *, api_key: str, ready: float, hang: float, poll_after_ms: int
+    ) -> None:
+        sock = bind_loopback()
+        port = sock.getsockname()[1]
+        sock.close()
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = dep.start(
+            "dev",
+            "fake-upstream",
+            "--port",
+            str(port),
+            "--api-key",
+            api_key,
+            "--ready",
+            str(ready),
+            "--hang",
+            str(hang),
+            "--poll-after-ms",
+            str(poll_after_ms),
+            log_name="fake",
+        )
+        wait_until(self._answers, timeout=30, what="the fake upstream to listen")
+
+    def _answers(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/_fake/journal", params={"op": "none"}, timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def journal(self, prompt: str | None = None, op: str | None = None) -> list[dict[str, Any]]:
+        params = {k: v for k, v in (("prompt", prompt), ("op", op)) if v is not None}
+        entries: list[dict[str, Any]] = httpx.get(
+            f"{self.url}/_fake/journal", params=params, timeout=30
+        ).json()
+        return entries

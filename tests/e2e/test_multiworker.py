@@ -98,8 +98,8 @@ def test_workers_on_postgres_never_run_a_step_twice(tmp_path: Path, pg_admin_url
         per_task[entry["task"]][entry["op"]] += 1
     assert set(per_task) == set(ids)
     for task_id, ops in per_task.items():
-        # One submit, exactly two polls (running, then done), one fetch; nothing repeated or overlapping.
-        assert ops == collections.Counter({"submit": 1, "poll": 2, "fetch": 1}), (task_id, ops)
+        # One submit (one job), two polls (running, then done), one fetch; nothing repeated or overlapping.
+        assert ops == collections.Counter({"submit": 1, "accepted": 1, "poll": 2, "fetch": 1}), (task_id, ops)
 
     for task_id in ids:
         assert to_status[(task_id, "processing")] == 1 and to_status[(task_id, "completed")] == 1

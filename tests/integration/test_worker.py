@@ -91,9 +91,7 @@ async def test_a_crashed_workers_task_is_taken_over_after_its_lease_expires(star
         clock.advance(2)
         done = await run_until_done(gw, survivor, clock, task.id)
         assert done.status is TaskStatus.COMPLETED
-        assert (
-            await store.finish_step(claim, now=clock.now_ms(), next_step=Step.SUBMIT) is None
-        )
+        assert await store.finish_step(claim, now=clock.now_ms(), next_step=Step.SUBMIT) is None
 
 
 async def test_require_clean_never_delivers_a_marked_video(start_gateway, tmp_path) -> None:

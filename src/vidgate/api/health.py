@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from vidgate.api.deps import get_runtime
+from vidgate.domain.circuit import ChannelHealth
 from vidgate.runtime import Runtime
 from vidgate.store import db
 
@@ -40,6 +43,31 @@ async def readyz(runtime: Runtime = Depends(get_runtime)) -> JSONResponse:
     except Exception as exc:
         checks["storage"] = f"not writable: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values()) and "migrations" in checks
-    return JSONResponse(
-        {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
-    )
+    body = {
+        "status": "ready" if ready else "not ready",
+        "checks": checks,
+        "channels": await _channels(runtime),
+    }
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+async def _channels(runtime: Runtime) -> dict[str, Any]:
+    """Each channel's circuit as every worker sees it. Detail only: an open circuit does not make this
+    process unready (tasks are still accepted; they wait for a channel until their deadline)."""
+    try:
+        with anyio.fail_after(_CHECK_TIMEOUT_S):
+            health = await runtime.health.snapshot(fresh=True)
+    except Exception:
+        health = {}
+    shown: dict[str, Any] = {}
+    for channel in runtime.catalog.channels:
+        state = health.get(channel.name, ChannelHealth())
+        shown[channel.name] = {
+            "kind": channel.kind,
+            "enabled": channel.enabled,
+            "circuit": state.state.value,
+            "failures": state.failures,
+            "open_until": state.open_until // 1000 if state.open_until else None,
+            "last_error": state.last_error,
+        }
+    return shown

@@ -123,9 +123,14 @@ async def create_video(
         fingerprint_body["input_reference"] = hashlib.sha256(upload_data).hexdigest()
         await runtime.blobs.put_bytes(upload_data, upload_key(task_id))
     task = await create_task(
-        runtime, spec, body=fingerprint_body, owner=key.id, dialect="openai", task_id=task_id,
+        runtime,
+        spec,
+        body=fingerprint_body,
+        owner=key.id,
+        dialect="openai",
+        task_id=task_id,
         idempotency_key=request.headers.get("idempotency-key"),
-    )  # fmt: skip
+    )
     if task.id != task_id and upload_data is not None:  # an idempotent replay: the first task has its copy
         await runtime.blobs.delete(upload_key(task_id))
     return openai_view(runtime, task)

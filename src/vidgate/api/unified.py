@@ -56,9 +56,13 @@ async def create_video(
     spec = parse_unified(body, runtime.catalog, max_prompt_chars=runtime.settings.max_prompt_chars)
     await check_urls_fetchable(runtime, spec)
     task = await create_task(
-        runtime, spec, body=body, owner=key.id, dialect="unified",
+        runtime,
+        spec,
+        body=body,
+        owner=key.id,
+        dialect="unified",
         idempotency_key=request.headers.get("idempotency-key"),
-    )  # fmt: skip
+    )
     return {
         "id": unified_id(task.model, task.id),
         "status": task.status.value,

@@ -85,8 +85,9 @@ class FetchFailed(Exception):
 
     code = "fetch_failed"
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, http_status: int | None = None) -> None:
         self.reason = reason
+        self.http_status = http_status  # the final response's status, when that is what failed
         super().__init__(reason)
 
 
@@ -376,7 +377,9 @@ def _sniff_or_reject(kind: MediaKind, data: bytes) -> str:
 def _check_response(response: httpx.Response, kind: MediaKind, max_bytes: int) -> None:
     """Status and headers of the final response, before any body byte is read."""
     if response.status_code != 200:
-        raise FetchFailed(f"the server answered HTTP {response.status_code}, expected 200")
+        raise FetchFailed(
+            f"the server answered HTTP {response.status_code}, expected 200", http_status=response.status_code
+        )
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise ContentRejected(f"compressed responses (Content-Encoding: {encoding}) are not accepted")

@@ -22,11 +22,8 @@ import enum
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
-from pydantic import BaseModel
-
-from vidgate.domain.routing import ChannelTraits
 from vidgate.domain.tasks import WatermarkMode
 from vidgate.store.blobs import BlobInfo, media_key
 
@@ -172,14 +169,11 @@ class StepContext:
     report_progress: ProgressReporter
 
 
-class NoOptions(BaseModel, extra="forbid"):
-    """For kinds that take no options: any key is a typo."""
-
-
 class Provider(Protocol):
-    traits: ClassVar[ChannelTraits]
-    Options: ClassVar[type[BaseModel]]
-    needs_base_url: ClassVar[bool]
+    """What the worker calls. A provider CLASS also declares, as class attributes read by the registry:
+    `traits` (ChannelTraits) or a `traits_for(channel)` classmethod, `Options` (a pydantic model of its
+    options), `needs_base_url`, `default_max_images`, `max_images_limit`, `image_inputs` and
+    `default_watermark_free`."""
 
     async def submit(self, request: SubmitRequest, ctx: StepContext) -> UpstreamJob: ...
 

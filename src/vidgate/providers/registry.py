@@ -20,6 +20,7 @@ from vidgate.config import Settings
 from vidgate.domain.routing import Catalog, ChannelProfile
 from vidgate.net.fetch import SafeFetcher
 from vidgate.providers.base import Provider
+from vidgate.providers.secrets_guard import SecretScrubbing, channel_secrets
 from vidgate.providers.upstream_http import UpstreamHttp
 from vidgate.store.blobs import BlobStore
 
@@ -112,7 +113,7 @@ def profile_for(channel: ChannelSettings) -> ChannelProfile:
         durations=frozenset(channel.durations),
         sizes=frozenset(channel.usable_sizes),
         max_images=max_images,
-        watermark_free=channel.watermark_free,
+        watermark_free=channel.watermark_free or str(getattr(cls, "default_watermark_free", "always")),
         priority=channel.priority,
         weight=channel.weight,
         max_concurrent=channel.max_concurrent,
@@ -141,8 +142,8 @@ class ProviderRegistry:
             if settings is None:
                 raise KeyError(f"channel {channel!r} is not configured")
             factory: Factory = provider_class(settings.kind)
-            provider = factory(settings, self.deps)
-            self._built[channel] = provider
+            built: Provider = SecretScrubbing(factory(settings, self.deps), channel_secrets(settings))
+            self._built[channel] = provider = built
         return provider
 
     async def aclose(self) -> None:

@@ -152,10 +152,11 @@ def error_fields(body: Any, fallback: str) -> tuple[str | None, str]:
 
 
 def clean_error_code(code: Any) -> str | None:
-    if code is None or isinstance(code, bool) or (isinstance(code, int) and code in (0, 200)):
+    """A code fit for `error.code`: lower snake case; numbers (HTTP-ish envelope codes) are no name."""
+    if code is None or isinstance(code, (bool, int, float)):
         return None
     cleaned = _CODE_CHARS.sub("_", str(code).strip().lower()).strip("_")[:64]
-    return cleaned or None
+    return None if not cleaned or cleaned.isdigit() else cleaned
 
 
 def is_moderation(code: str | None, message: str) -> bool:

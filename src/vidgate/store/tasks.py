@@ -543,9 +543,15 @@ class TaskStore:
         try:
             async with self._write() as conn:
                 row = await self._apply_in(
-                    conn, claim, now=now, step=step, status=status, changes=changes,
-                    event_kind=event_kind, message=message,
-                )  # fmt: skip
+                    conn,
+                    claim,
+                    now=now,
+                    step=step,
+                    status=status,
+                    changes=changes,
+                    event_kind=event_kind,
+                    message=message,
+                )
                 if row is None:
                     raise ClaimLost()  # roll back: no event for a write that did not happen
                 return row

@@ -437,10 +437,13 @@ class Steps:
                     Step.POLL,
                     status=TaskStatus.PROCESSING,
                     delay_seconds=job.poll_after or 0.0,
-                    changes={"upstream_id": job.upstream_id, "upstream_state": dict(job.memo),
-                             "submit_intent_at": None},
+                    changes={
+                        "upstream_id": job.upstream_id,
+                        "upstream_state": dict(job.memo),
+                        "submit_intent_at": None,
+                    },
                     message=f"found the job on {channel.name} after an unknown outcome",
-                )  # fmt: skip
+                )
             cleared = await self._clear_intent(claim, run)
             return await self.submit(cleared, ctx, run)
         message = (
@@ -504,7 +507,8 @@ class Steps:
             code = status.error_code or "upstream_failed"
             message = status.error_message or "The channel reported a failure without a reason."
             if status.retryable:
-                return self.resubmit(task, code, message)
+                # A failed clean output is retried until the deadline (spec 3), anything else a few times.
+                return self.resubmit(task, code, message, limited=code != "watermark_removal_failed")
             return failed(code, message)
         channel = self.deps.catalog.by_name(task.channel)
         declared = channel.watermark_free if channel else "optional"
@@ -527,9 +531,12 @@ class Steps:
         memo["poll_errors"] = errors
         worker = self.deps.settings.worker
         delay = backoff_seconds(
-            errors - 1, base=worker.retry_base_seconds, cap=worker.retry_max_seconds,
-            retry_after=exc.retry_after, rng=self.deps.rng,
-        )  # fmt: skip
+            errors - 1,
+            base=worker.retry_base_seconds,
+            cap=worker.retry_max_seconds,
+            retry_after=exc.retry_after,
+            rng=self.deps.rng,
+        )
         if self.deps.clock.now_ms() + delay * 1000 >= task.deadline_at:
             return deadline_reached(task, last_error=TaskError(exc.code, exc.message))
         return Outcome(
@@ -598,10 +605,11 @@ class Steps:
             # A render is killed with its step; nothing runs elsewhere.
             return Outcome(then, changes={"submit_intent_at": None}, record_event=False)
         if not channel.traits.can_cancel:
+            left = "its copy stays upstream" if task.status is TaskStatus.COMPLETED else "it runs to its end"
             return Outcome(
                 then,
                 changes={"submit_intent_at": None},
-                message=f"channel {channel.name} has no way to stop a job: it runs to its end upstream",
+                message=f"channel {channel.name} has no way to stop or delete a job: {left}",
             )
         provider = self.deps.providers(channel.name)
         job = UpstreamJob(task.upstream_id, memo=task.upstream_state or {}) if task.upstream_id else None
@@ -635,9 +643,12 @@ class Steps:
             )
         worker = self.deps.settings.worker
         delay = backoff_seconds(
-            tries, base=worker.retry_base_seconds, cap=worker.retry_max_seconds,
-            retry_after=exc.retry_after, rng=self.deps.rng,
-        )  # fmt: skip
+            tries,
+            base=worker.retry_base_seconds,
+            cap=worker.retry_max_seconds,
+            retry_after=exc.retry_after,
+            rng=self.deps.rng,
+        )
         return Outcome(
             Step.CANCEL,
             delay_seconds=delay,
@@ -667,9 +678,12 @@ class Steps:
                 Step.DONE, changes={"callback_attempts": attempts}, message=f"callback given up: {problem}"
             )
         delay = backoff_seconds(
-            attempts, base=settings.worker.retry_base_seconds, cap=settings.worker.retry_max_seconds,
-            retry_after=None, rng=self.deps.rng,
-        )  # fmt: skip
+            attempts,
+            base=settings.worker.retry_base_seconds,
+            cap=settings.worker.retry_max_seconds,
+            retry_after=None,
+            rng=self.deps.rng,
+        )
         return Outcome(
             Step.NOTIFY,
             delay_seconds=delay,

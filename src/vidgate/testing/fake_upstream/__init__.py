@@ -25,7 +25,8 @@ counts only the times it fired, so faults of one kind chain in the order listed.
   (unified: `watermark: false` fails with watermark_removal_failed, `true` completes watermarked),
   `expired_link=N` (first N downloads: 403 from the CDN link / 404 video_expired from /content).
 - shapes: `synonyms`, `unknown_status=N`, `progress_str` (both dialects); `envelope`,
-  `ts=s|ms|iso|datetime`, `bare_id`, `error_string`, `url_list` (unified).
+  `ts=s|ms|iso|datetime`, `bare_id`, `error_string`, `url_list`, `hide_watermark` (unified: `watermarked`
+  stays null, as most relays say nothing about marks).
 """
 
 from vidgate.testing.fake_upstream.app import FakeUpstream, create_fake_upstream_app, serve_fake_upstream

@@ -101,7 +101,10 @@ async def serve_fake_upstream(host: str, port: int, **kwargs: Any) -> None:
     fake = FakeUpstream(**kwargs)
     if host not in ("0.0.0.0", "::", ""):  # a wildcard bind has no one address clients use: use Host
         fake.base_url = f"http://{host}:{port}"
-    config = uvicorn.Config(fake.app, host=host, port=port, log_config=None, lifespan="on")
+    # A short graceful timeout: a request held by a hang directive must not hold the shutdown too.
+    config = uvicorn.Config(
+        fake.app, host=host, port=port, log_config=None, lifespan="on", timeout_graceful_shutdown=2
+    )
     server = uvicorn.Server(config)
 
     async def run(scope: anyio.CancelScope) -> None:

@@ -102,7 +102,8 @@ class UnifiedRoutes:
         }
         if snap.phase == "completed":
             body["video_url"], body["thumbnail_url"] = self.result_links(request, job, d)
-            body["watermarked"] = job.outcome.watermarked
+            # `hide_watermark`: say nothing about marks, as most relays do.
+            body["watermarked"] = None if d.has("hide_watermark") else job.outcome.watermarked
             # Like the Sora pass-through, report the delivered pixels (smaller than "small"/"large" says).
             body["width"], body["height"] = self.state.media.size_for(job.width, job.height)
         elif snap.phase == "failed":

@@ -1,0 +1,222 @@
+"""Can one worker process keep up with thousands of upstream jobs in flight?
+
+One `vidgate worker` process, an `openai` channel on the shipped fake upstream (served by this script,
+so the worker's CPU is measured alone), N tasks created at once, each upstream job ready about
+`--ready` seconds after it was made. Measured, from the fake's journal (one clock for both sides):
+
+- completion-detection lag: from the moment a job became ready to the first poll that saw it done;
+  target: p99 <= poll interval + 2 s;
+- upstream polls per task; target: <= ready / poll interval + 2;
+- the worker's CPU: seconds, share of one core over the run, and milliseconds per task (the whole
+  life of a task: ingest, submit, polls, download, probe, previews, commit).
+
+Both targets are printed as ratios (measured / target; <= 1 meets it).
+
+    .venv/bin/python bench/upstream_polling.py [--tasks 5000] [--ready 30] [--poll 10] [--db URL]
+
+--db defaults to $VIDGATE_TEST_PG_URL (a PostgreSQL server; scripts/start-postgres prints one); a
+fresh database is made and dropped. `sqlite` uses a file in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from vidgate.clock import SystemClock
+from vidgate.domain.requests import VideoSpec
+from vidgate.domain.tasks import WatermarkMode
+from vidgate.store import db
+from vidgate.store.keys import KeyStore
+from vidgate.store.tables import tasks
+from vidgate.store.tasks import TaskStore
+from vidgate.testing.fake_upstream import FakeUpstream
+from vidgate.testing.server import bind_loopback, serving
+
+FAKE_KEY = "sk-bench"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def make_database(url: str | None, tmp: Path) -> tuple[str, str | None]:
+    if url is None or url == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp / 'bench.db'}", None
+    name = f"vgbench_{uuid.uuid4().hex[:10]}"
+    admin = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return make_url(url).set(database=name).render_as_string(hide_password=False), admin
+
+
+def drop_database(admin: str | None, url: str) -> None:
+    if admin is None:
+        return
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+
+
+async def create_tasks(url: str, n: int, ready: float, rng: random.Random) -> None:
+    await db.upgrade(url)
+    engine = db.create_engine(url)
+    try:
+        now = SystemClock().now_ms()
+        owner = (await KeyStore(engine).create(name="bench", is_admin=False, now=now))[0].id
+        store = TaskStore(engine)
+        for i in range(n):
+            prompt = f"bench {i} #ready={rng.uniform(ready - 2, ready + 2):.2f}"
+            spec = VideoSpec("sora-2", prompt, (), 720, 1280, 10, WatermarkMode.PREFER_CLEAN)
+            await store.create(spec, owner=owner, dialect="unified", now=now, deadline_ms=3_600_000)
+    finally:
+        await engine.dispose()
+
+
+async def active(url: str) -> int:
+    engine = db.create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            query = (
+                select(func.count()).select_from(tasks).where(tasks.c.status.in_(["pending", "processing"]))
+            )
+            return int((await conn.execute(query)).scalar_one())
+    finally:
+        await engine.dispose()
+
+
+async def run(args: argparse.Namespace) -> None:
+    rng = random.Random(1)
+    with tempfile.TemporaryDirectory(prefix="vidgate-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        url, admin = make_database(args.db, tmp)
+        try:
+            await create_tasks(url, args.tasks, args.ready, rng)
+            fake = FakeUpstream(
+                api_key=FAKE_KEY,
+                clock=time.time,
+                ready_seconds=args.ready,
+                poll_after_ms=round(args.poll * 1000),
+                clip_scale=40,
+                clip_fps=2,
+            )
+            sock = bind_loopback()
+            async with serving(fake.app, sock) as fake_url:
+                fake.base_url = fake_url
+                await measure(args, url, fake, fake_url, tmp)
+        finally:
+            drop_database(admin, url)
+
+
+async def measure(args: argparse.Namespace, url: str, fake: FakeUpstream, fake_url: str, tmp: Path) -> None:
+    channel = {
+        "name": "fake",
+        "kind": "openai",
+        "base_url": f"{fake_url}/v1",
+        "api_key": FAKE_KEY,
+        "models": ["sora-2"],
+        "max_connections": 256,
+        "options": {"thumbnail": False},
+    }
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("VIDGATE_")},
+        "VIDGATE_DATABASE_URL": url,
+        "VIDGATE_DATA_DIR": str(tmp / "data"),
+        "VIDGATE_AUTO_MIGRATE": "false",
+        "VIDGATE_CHANNELS": json.dumps([channel]),
+        "VIDGATE_WORKER__CONCURRENCY": str(args.concurrency),
+        "VIDGATE_WORKER__LEASE_SECONDS": "60",
+        "VIDGATE_WORKER__DEFAULT_POLL_SECONDS": str(args.poll),
+        "VIDGATE_LOG_LEVEL": "warning",
+    }
+    started = time.time()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "vidgate", "worker"], env=env, stdout=sys.stderr, stderr=sys.stderr
+    )
+    try:
+        while (left := await active(url)) > 0:
+            if time.time() - started > args.timeout:
+                raise SystemExit(f"not done after {args.timeout} s: {left} tasks still active")
+            print(f"  {time.time() - started:6.1f} s: {left} active", file=sys.stderr)
+            await asyncio.sleep(5)
+        elapsed = time.time() - started
+        cpu = cpu_seconds(worker.pid)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    report(args, fake, elapsed, cpu)
+
+
+def report(args: argparse.Namespace, fake: FakeUpstream, elapsed: float, cpu: float) -> None:
+    made: dict[str, float] = {}
+    ready_after: dict[str, float] = {}
+    polls: dict[str, int] = {}
+    seen_done: dict[str, float] = {}
+    for entry in fake.journal:
+        if entry.op == "create" and entry.job:
+            made[entry.job] = entry.at
+            ready_after[entry.job] = float((entry.prompt or "").rsplit("#ready=", 1)[1].split()[0])
+        elif entry.op == "poll" and entry.job and entry.status == 200:
+            polls[entry.job] = polls.get(entry.job, 0) + 1
+            if entry.detail.get("reported") == "completed":
+                seen_done.setdefault(entry.job, entry.at)
+    lags = [seen_done[j] - (made[j] + ready_after[j]) for j in seen_done]
+    per_task = [polls.get(j, 0) for j in made]
+    submit_span = max(made.values()) - min(made.values())
+    lag_target = args.poll + 2
+    polls_target = args.ready / args.poll + 2
+    print(
+        f"tasks: {args.tasks} (all completed: {len(seen_done) == args.tasks}), one worker process, "
+        f"concurrency {args.concurrency}, upstream ready after ~{args.ready:g} s, poll every {args.poll:g} s"
+    )
+    print(f"all {args.tasks} submitted within {submit_span:.1f} s; run took {elapsed:.1f} s")
+    print(
+        f"detection lag: p50 {percentile(lags, 50):.2f} s, p99 {percentile(lags, 99):.2f} s, "
+        f"max {max(lags):.2f} s  -> p99 / target ({lag_target:g} s) = {percentile(lags, 99) / lag_target:.2f}"
+    )
+    print(
+        f"polls per task: mean {statistics.mean(per_task):.2f}, max {max(per_task)}  "
+        f"-> max / target ({polls_target:g}) = {max(per_task) / polls_target:.2f}"
+    )
+    print(
+        f"worker CPU: {cpu:.1f} s over {elapsed:.1f} s = {cpu / elapsed:.0%} of one core, "
+        f"{cpu / args.tasks * 1000:.1f} ms per task"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument("--ready", type=float, default=30.0, help="seconds until an upstream job is done")
+    parser.add_argument("--poll", type=float, default=10.0, help="the poll interval the upstream asks for")
+    parser.add_argument("--concurrency", type=int, default=128, help="the worker's steps at once")
+    parser.add_argument(
+        "--db", default=os.environ.get("VIDGATE_TEST_PG_URL"), help="PostgreSQL URL or 'sqlite'"
+    )
+    parser.add_argument("--timeout", type=float, default=900.0)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

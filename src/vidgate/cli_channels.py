@@ -1,0 +1,134 @@
+"""`vidgate channels` (what is configured, and each circuit's state) and `vidgate channels test`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, TypeVar
+
+import anyio
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vidgate.config import Settings
+from vidgate.domain.circuit import ChannelHealth
+from vidgate.domain.routing import ChannelProfile
+from vidgate.providers.base import ProbeResult
+
+channels_app = typer.Typer(help="Channels: list them, test them.", invoke_without_command=True)
+
+
+def _settings() -> Settings:
+    from vidgate.cli import load_settings
+
+    return load_settings()
+
+
+@channels_app.callback()
+def channels_list(ctx: typer.Context) -> None:
+    """List the configured channels: models, capabilities, load and circuit state."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from vidgate.runtime import open_runtime
+
+    settings = _settings()
+
+    async def gather() -> tuple[list[ChannelProfile], dict[str, ChannelHealth], dict[str, int]]:
+        async with open_runtime(settings) as runtime:
+            health = dict(await runtime.health.snapshot(fresh=True))
+            return list(runtime.catalog.channels), health, await runtime.tasks.active_per_channel()
+
+    profiles, health, load = _run(gather)
+    by_name = {c.name: c for c in settings.channels}
+    header = (
+        "name",
+        "kind",
+        "models",
+        "durations",
+        "sizes",
+        "images",
+        "watermark",
+        "rank",
+        "load",
+        "circuit",
+    )
+    rows = []
+    for p in profiles:
+        channel = by_name[p.name]
+        models = ", ".join(
+            m if channel.upstream_model(m) == m else f"{m}->{channel.upstream_model(m)}"
+            for m in sorted(p.models)
+        )
+        state = health.get(p.name, ChannelHealth())
+        circuit = state.state.value + (f" ({state.failures} failures)" if state.failures else "")
+        cap = "" if p.max_concurrent is None else f"/{p.max_concurrent}"
+        rows.append(
+            (
+                p.name + ("" if p.enabled else " (disabled)"),
+                p.kind,
+                models,
+                ",".join(str(d) for d in sorted(p.durations)),
+                ",".join(sorted(p.sizes)),
+                str(p.max_images),
+                p.watermark_free,
+                f"priority {p.priority}, weight {p.weight:g}",
+                f"{load.get(p.name, 0)}{cap}",
+                circuit,
+            )
+        )
+    _print_table(header, rows)
+
+
+@channels_app.command("test")
+def channels_test(
+    name: Annotated[str | None, typer.Argument(help="A channel's name; all channels when omitted.")] = None,
+) -> None:
+    """Check that each channel answers and accepts our credentials, without creating a (paid) job."""
+    from vidgate.runtime import open_runtime
+
+    settings = _settings()
+    names = [c.name for c in settings.channels]
+    if name is not None and name not in names:
+        Console(stderr=True).print(f"[red]no channel named {name!r}; configured: {', '.join(names)}[/red]")
+        raise typer.Exit(2)
+    wanted = [name] if name else names
+
+    async def probe_all() -> list[tuple[str, ProbeResult]]:
+        async with open_runtime(settings) as runtime:
+            results = []
+            for channel in wanted:
+                try:
+                    with anyio.fail_after(30):
+                        result = await runtime.providers(channel).probe()
+                except TimeoutError:
+                    result = ProbeResult(False, "no answer within 30 s")
+                results.append((channel, result))
+            return results
+
+    results = _run(probe_all)
+    for channel, result in results:
+        mark = "ok  " if result.ok else "FAIL"
+        typer.echo(f"{mark}  {channel}: {result.verdict}")
+    if not all(r.ok for _, r in results):
+        raise typer.Exit(1)
+
+
+T = TypeVar("T")
+
+
+def _run(fn: Callable[[], Awaitable[T]]) -> T:
+    from vidgate.cli import run_or_exit
+
+    return run_or_exit(fn)
+
+
+def _print_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+    if not sys.stdout.isatty():
+        for row in (header, *rows):
+            typer.echo("\t".join(row))
+        return
+    table = Table(*header)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
