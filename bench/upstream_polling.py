@@ -1,8 +1,14 @@
 """Can one worker process keep up with thousands of upstream jobs in flight?
 
 One `vidgate worker` process, an `openai` channel on the shipped fake upstream (served by this script,
-so the worker's CPU is measured alone), N tasks created at once, each upstream job ready about
-`--ready` seconds after it was made. Measured, from the fake's journal (one clock for both sides):
+so the worker's CPU is measured alone), N tasks, each upstream job ready about `--ready` seconds after it
+was made. Two modes:
+
+- `tracking` (default): the N jobs are already in flight when the worker starts (made on the fake, the
+  tasks saved as submitted to them): what it costs to track them, poll them and fetch their results;
+- `end-to-end`: the N tasks are created at once and the worker also submits them (the burst case).
+
+Measured, from the fake's journal (one clock for both sides):
 
 - completion-detection lag: from the moment a job became ready to the first poll that saw it done;
   target: p99 <= poll interval + 2 s;
@@ -12,7 +18,8 @@ so the worker's CPU is measured alone), N tasks created at once, each upstream j
 
 Both targets are printed as ratios (measured / target; <= 1 meets it).
 
-    .venv/bin/python bench/upstream_polling.py [--tasks 5000] [--ready 30] [--poll 10] [--db URL]
+    .venv/bin/python bench/upstream_polling.py [--tasks 5000] [--ready 30] [--poll 10] [--mode tracking]
+        [--concurrency 512] [--db URL]
 
 --db defaults to $VIDGATE_TEST_PG_URL (a PostgreSQL server; scripts/start-postgres prints one); a
 fresh database is made and dropped. `sqlite` uses a file in a temporary directory.
@@ -33,8 +40,10 @@ import time
 import uuid
 from pathlib import Path
 
+import anyio
+import httpx
 import psycopg
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import make_url
 
 from vidgate.clock import SystemClock
@@ -77,19 +86,54 @@ def drop_database(admin: str | None, url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
 
 
-async def create_tasks(url: str, n: int, ready: float, rng: random.Random) -> None:
+async def create_tasks(url: str, prompts: list[str]) -> list[str]:
+    """The tasks, as the API would have saved them."""
     await db.upgrade(url)
     engine = db.create_engine(url)
     try:
         now = SystemClock().now_ms()
         owner = (await KeyStore(engine).create(name="bench", is_admin=False, now=now))[0].id
         store = TaskStore(engine)
-        for i in range(n):
-            prompt = f"bench {i} #ready={rng.uniform(ready - 2, ready + 2):.2f}"
+        ids = []
+        for prompt in prompts:
             spec = VideoSpec("sora-2", prompt, (), 720, 1280, 10, WatermarkMode.PREFER_CLEAN)
-            await store.create(spec, owner=owner, dialect="unified", now=now, deadline_ms=3_600_000)
+            task = await store.create(spec, owner=owner, dialect="unified", now=now, deadline_ms=3_600_000)
+            ids.append(task.id)
+        return ids
     finally:
         await engine.dispose()
+
+
+async def attach_jobs(url: str, ids: list[str], jobs: list[str]) -> None:
+    """Save the tasks as submitted to these jobs (what the submit step would have written)."""
+    engine = db.create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                update(tasks)
+                .where(tasks.c.id == bindparam("task_id"))
+                .values(status="processing", step="poll", channel="fake", upstream_id=bindparam("job"),
+                        upstream_state={}, next_run_at=SystemClock().now_ms()),
+                [{"task_id": t, "job": j} for t, j in zip(ids, jobs, strict=True)],
+            )  # fmt: skip
+    finally:
+        await engine.dispose()
+
+
+async def make_jobs(fake_url: str, prompts: list[str]) -> list[str]:
+    """The upstream jobs, made on the fake directly (as if submitted earlier)."""
+    headers = {"Authorization": f"Bearer {FAKE_KEY}"}
+    async with httpx.AsyncClient(base_url=f"{fake_url}/v1/", headers=headers, timeout=30) as client:
+        limit = anyio.Semaphore(32)
+
+        async def make(prompt: str) -> str:
+            async with limit:
+                response = await client.post(
+                    "videos", files={"prompt": (None, prompt), "seconds": (None, "10")}
+                )
+                return str(response.json()["id"])
+
+        return list(await asyncio.gather(*(make(p) for p in prompts)))
 
 
 async def active(url: str) -> int:
@@ -106,11 +150,13 @@ async def active(url: str) -> int:
 
 async def run(args: argparse.Namespace) -> None:
     rng = random.Random(1)
+    prompts = [
+        f"bench {i} #ready={rng.uniform(args.ready - 2, args.ready + 2):.2f}" for i in range(args.tasks)
+    ]
     with tempfile.TemporaryDirectory(prefix="vidgate-bench-") as tmp_name:
         tmp = Path(tmp_name)
         url, admin = make_database(args.db, tmp)
         try:
-            await create_tasks(url, args.tasks, args.ready, rng)
             fake = FakeUpstream(
                 api_key=FAKE_KEY,
                 clock=time.time,
@@ -119,9 +165,11 @@ async def run(args: argparse.Namespace) -> None:
                 clip_scale=40,
                 clip_fps=2,
             )
-            sock = bind_loopback()
-            async with serving(fake.app, sock) as fake_url:
+            async with serving(fake.app, bind_loopback()) as fake_url:
                 fake.base_url = fake_url
+                ids = await create_tasks(url, prompts)
+                if args.mode == "tracking":
+                    await attach_jobs(url, ids, await make_jobs(fake_url, prompts))
                 await measure(args, url, fake, fake_url, tmp)
         finally:
             drop_database(admin, url)
@@ -134,7 +182,7 @@ async def measure(args: argparse.Namespace, url: str, fake: FakeUpstream, fake_u
         "base_url": f"{fake_url}/v1",
         "api_key": FAKE_KEY,
         "models": ["sora-2"],
-        "max_connections": 256,
+        "max_connections": 32,
         "options": {"thumbnail": False},
     }
     env = {
@@ -188,7 +236,11 @@ def report(args: argparse.Namespace, fake: FakeUpstream, elapsed: float, cpu: fl
         f"tasks: {args.tasks} (all completed: {len(seen_done) == args.tasks}), one worker process, "
         f"concurrency {args.concurrency}, upstream ready after ~{args.ready:g} s, poll every {args.poll:g} s"
     )
-    print(f"all {args.tasks} submitted within {submit_span:.1f} s; run took {elapsed:.1f} s")
+    made_how = "made before the worker started" if args.mode == "tracking" else "submitted by the worker"
+    print(
+        f"{args.mode}: all {args.tasks} jobs {made_how} within {submit_span:.1f} s; "
+        f"the worker took {elapsed:.1f} s"
+    )
     print(
         f"detection lag: p50 {percentile(lags, 50):.2f} s, p99 {percentile(lags, 99):.2f} s, "
         f"max {max(lags):.2f} s  -> p99 / target ({lag_target:g} s) = {percentile(lags, 99) / lag_target:.2f}"
@@ -210,7 +262,8 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--ready", type=float, default=30.0, help="seconds until an upstream job is done")
     parser.add_argument("--poll", type=float, default=10.0, help="the poll interval the upstream asks for")
-    parser.add_argument("--concurrency", type=int, default=128, help="the worker's steps at once")
+    parser.add_argument("--concurrency", type=int, default=512, help="the worker's steps at once")
+    parser.add_argument("--mode", choices=["tracking", "end-to-end"], default="tracking")
     parser.add_argument(
         "--db", default=os.environ.get("VIDGATE_TEST_PG_URL"), help="PostgreSQL URL or 'sqlite'"
     )

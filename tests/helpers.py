@@ -9,8 +9,24 @@ import anyio
 import httpx
 
 from vidgate.config import ChannelSettings
+from vidgate.domain.requests import VideoSpec
+from vidgate.domain.tasks import WatermarkMode
 
 TERMINAL = ("completed", "failed", "cancelled")
+SPEC = VideoSpec("sora-2", "p", (), 720, 1280, 10, WatermarkMode.PREFER_CLEAN)
+
+
+async def new_task(gw: Any, spec: VideoSpec = SPEC, deadline_s: float = 3600) -> Any:
+    """A task saved straight into a gateway's store (its owner a fresh key), as the API would."""
+    runtime = gw.runtime
+    key = (await runtime.keys.create(name="w", is_admin=False, now=runtime.clock.now_ms()))[0]
+    return await runtime.tasks.create(
+        spec,
+        owner=key.id,
+        dialect="unified",
+        now=runtime.clock.now_ms(),
+        deadline_ms=round(deadline_s * 1000),
+    )
 
 
 def scripted_channel(state_dir: Path, name: str = "scripted", **options: Any) -> ChannelSettings:

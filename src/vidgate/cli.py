@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import anyio
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from vidgate.cli_channels import channels_app
+from vidgate.cli_table import print_rows
 from vidgate.config import Settings
 from vidgate.store.keys import KeyStore
 
@@ -185,14 +184,7 @@ def keys_list() -> None:
         (r.id, r.name, r.key_hint, "yes" if r.is_admin else "", when(r.created_at), when(r.revoked_at))
         for r in records
     ]
-    if not sys.stdout.isatty():
-        for row in (header, *rows):
-            typer.echo("\t".join(row))
-        return
-    table = Table(*header)
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
+    print_rows(header, rows)
 
 
 @keys_app.command("revoke")

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import anyio
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from vidgate.cli_table import print_rows
 from vidgate.config import Settings
 from vidgate.domain.circuit import ChannelHealth
 from vidgate.domain.routing import ChannelProfile
@@ -77,7 +76,7 @@ def channels_list(ctx: typer.Context) -> None:
                 circuit,
             )
         )
-    _print_table(header, rows)
+    print_rows(header, rows)
 
 
 @channels_app.command("test")
@@ -121,14 +120,3 @@ def _run(fn: Callable[[], Awaitable[T]]) -> T:
     from vidgate.cli import run_or_exit
 
     return run_or_exit(fn)
-
-
-def _print_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
-    if not sys.stdout.isatty():
-        for row in (header, *rows):
-            typer.echo("\t".join(row))
-        return
-    table = Table(*header)
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)

@@ -28,7 +28,10 @@ __all__ = ["ALL_DURATIONS", "ALL_SIZES", "DEFAULT_MODELS", "ChannelSettings", "S
 
 
 class WorkerSettings(BaseModel):
-    concurrency: int = Field(default=4, ge=1, le=256, description="Steps run at once per worker process.")
+    concurrency: int = Field(default=16, ge=1, le=2048, description="Steps run at once per worker process.")
+    media_concurrency: int = Field(
+        default=4, ge=1, le=256, description="Of those, steps that process media (ingest, fetch) at once."
+    )
     lease_seconds: float = Field(default=60.0, gt=0, description="How long a claim lasts without heartbeat.")
     idle_poll_seconds: float = Field(default=1.0, gt=0, description="Claim-loop sleep when nothing is due.")
     task_deadline_seconds: float = Field(

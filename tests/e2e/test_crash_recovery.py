@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from pathlib import Path
 
 import av
 import httpx
 import pytest
 
-from tests.e2e.processes import Deployment, write_config
+from tests.e2e.processes import Deployment, wait_until, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -20,16 +19,6 @@ pytestmark = pytest.mark.slow
 def journal(state_dir: Path) -> list[dict]:
     path = state_dir / "journal.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def wait_until(predicate, *, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise TimeoutError(f"timed out waiting for {what}")
 
 
 def test_task_survives_kill_9_mid_task_and_finishes_exactly_once(tmp_path: Path, db_url: str) -> None:

@@ -14,33 +14,20 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
-from tests.helpers import scripted_channel
+from tests.helpers import new_task, scripted_channel
 from vidgate.api.actions import cancel_task
 from vidgate.clock import ManualClock, SystemClock
 from vidgate.config import WorkerSettings
-from vidgate.domain.requests import VideoSpec
-from vidgate.domain.tasks import Step, TaskStatus, WatermarkMode
+from vidgate.domain.tasks import Step, TaskStatus
 from vidgate.store.tables import tasks
 from vidgate.store.tasks import TaskStore
 from vidgate.worker.runner import Worker
 from vidgate.worker.service import build_worker
 
 pytestmark = pytest.mark.anyio
-SPEC = VideoSpec("sora-2", "p", (), 720, 1280, 10, WatermarkMode.PREFER_CLEAN)
 QUICK = WorkerSettings(
     lease_seconds=5, idle_poll_seconds=0.05, retry_base_seconds=0.01, retry_max_seconds=0.05
 )
-
-
-async def new_task(gw, deadline_s: float = 3600):
-    key = (await gw.runtime.keys.create(name="x", is_admin=False, now=gw.runtime.clock.now_ms()))[0]
-    return await gw.runtime.tasks.create(
-        SPEC,
-        owner=key.id,
-        dialect="unified",
-        now=gw.runtime.clock.now_ms(),
-        deadline_ms=round(deadline_s * 1000),
-    )
 
 
 def journal(state_dir: Path, task_id: str) -> list[dict]:
@@ -173,16 +160,16 @@ class FlakyHeartbeats(TaskStore):
 
     failed = 0
 
-    async def heartbeat(self, *args, **kwargs):
+    async def heartbeat_many(self, *args, **kwargs):
         if not self.failed:
             self.failed += 1
             raise OperationalError("UPDATE tasks", {}, Exception("connection reset"))
-        return await super().heartbeat(*args, **kwargs)
+        return await super().heartbeat_many(*args, **kwargs)
 
 
 async def test_7c_one_failed_heartbeat_does_not_cancel_the_running_step(start_gateway, tmp_path) -> None:
-    channel = scripted_channel(tmp_path / "up", submit_seconds=1.5)
-    settings = QUICK.model_copy(update={"lease_seconds": 3})  # a heartbeat every second
+    channel = scripted_channel(tmp_path / "up", submit_seconds=2.5)
+    settings = QUICK.model_copy(update={"lease_seconds": 6})  # heartbeats every 1 s (the lease is 6 s)
     async with start_gateway(run_worker=False, channels=[channel], worker=settings) as gw:
         task = await new_task(gw)
         worker = build_worker(gw.runtime)
@@ -233,7 +220,7 @@ async def test_7d_a_wake_up_during_a_claim_is_not_lost(start_gateway, tmp_path) 
         with anyio.fail_after(10):  # far less than the 60 s idle tick
             async with anyio.create_task_group() as tg:
                 tg.start_soon(worker.run, stop)
-                while not created or (await gw.runtime.tasks.get(created[0].id)).step is Step.INGEST:
+                while not created or (await gw.runtime.tasks.get(created[0].id)).upstream_id is None:
                     await anyio.sleep(0.02)
                 stop.set()
 
@@ -265,32 +252,34 @@ async def test_7e_a_worker_whose_clock_runs_fast_does_not_steal_a_live_lease(sta
 # 7f --------------------------------------------------------------------------------------------
 
 
+def complete_right_after_the_first_read(monkeypatch, gw, ulid: str) -> None:
+    """Play a worker that completes the task just after the code under test first reads it."""
+    real_get = gw.runtime.tasks.get
+    raced = []
+
+    async def get_then_complete(*args, **kwargs):
+        snapshot = await real_get(*args, **kwargs)
+        if not raced:
+            raced.append(True)
+            async with gw.runtime.engine.begin() as conn:
+                await conn.execute(
+                    update(tasks)
+                    .where(tasks.c.id == ulid)
+                    .values(status="completed", step="done", version=tasks.c.version + 1)
+                )
+        return snapshot
+
+    monkeypatch.setattr(gw.runtime.tasks, "get", get_then_complete)
+
+
 async def test_7f_delete_succeeds_when_the_task_completes_between_its_read_and_its_cancel(
     start_gateway, tmp_path, monkeypatch
 ) -> None:
     async with start_gateway(run_worker=False, channels=[scripted_channel(tmp_path / "up")]) as gw:
-        key = await gw.new_key()
-        async with gw.client(key) as client:
-            task_id = (await client.post("/v1/video/create", json={"model": "sora-2", "prompt": "p"})).json()[
-                "id"
-            ]
-            ulid = task_id.rsplit("_", 1)[-1]
-            real_get = gw.runtime.tasks.get
-            raced = []
-
-            async def get_then_complete(*args, **kwargs):
-                snapshot = await real_get(*args, **kwargs)
-                if not raced:  # a worker completes the task right after the route read it
-                    raced.append(True)
-                    async with gw.runtime.engine.begin() as conn:
-                        await conn.execute(
-                            update(tasks)
-                            .where(tasks.c.id == ulid)
-                            .values(status="completed", step="done", version=tasks.c.version + 1)
-                        )
-                return snapshot
-
-            monkeypatch.setattr(gw.runtime.tasks, "get", get_then_complete)
+        async with gw.client(await gw.new_key()) as client:
+            created = await client.post("/v1/video/create", json={"model": "sora-2", "prompt": "p"})
+            task_id = created.json()["id"]
+            complete_right_after_the_first_read(monkeypatch, gw, task_id.rsplit("_", 1)[-1])
             response = await client.delete(f"/v1/videos/{task_id}")
             monkeypatch.undo()
             assert response.status_code == 200, response.text
@@ -304,27 +293,11 @@ async def test_7f_a_delete_never_overwrites_a_change_it_did_not_see(
     or an event: a task that completed in between was flipped to `cancelled`."""
     async with start_gateway(run_worker=False, channels=[scripted_channel(tmp_path / "up")]) as gw:
         task = await new_task(gw)
-        store = gw.runtime.tasks
-        real_get = store.get
-        raced = []
-
-        async def stale_get(*args, **kwargs):
-            snapshot = await real_get(*args, **kwargs)
-            if not raced:  # the worker completes the task right after the delete read it
-                raced.append(True)
-                async with gw.runtime.engine.begin() as conn:
-                    await conn.execute(
-                        update(tasks)
-                        .where(tasks.c.id == task.id)
-                        .values(status="completed", step="done", version=tasks.c.version + 1)
-                    )
-            return snapshot
-
-        monkeypatch.setattr(store, "get", stale_get)
-        await store.soft_delete(task.id, owner=task.owner, now=gw.runtime.clock.now_ms())
+        complete_right_after_the_first_read(monkeypatch, gw, task.id)
+        await gw.runtime.tasks.soft_delete(task.id, owner=task.owner, now=gw.runtime.clock.now_ms())
         monkeypatch.undo()
         async with gw.runtime.engine.connect() as conn:
             row = (await conn.execute(select(tasks).where(tasks.c.id == task.id))).mappings().one()
-        events = await store.events(task.id)
+        events = await gw.runtime.tasks.events(task.id)
     assert row["status"] == "completed" and row["deleted_at"] is not None
     assert not [e for e in events if e.to_status == "cancelled"]

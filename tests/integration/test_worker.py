@@ -7,7 +7,7 @@ import json
 import anyio
 import pytest
 
-from tests.helpers import scripted_channel
+from tests.helpers import new_task, scripted_channel
 from vidgate.api.actions import cancel_task
 from vidgate.clock import ManualClock
 from vidgate.config import WorkerSettings
@@ -16,18 +16,6 @@ from vidgate.domain.tasks import Step, TaskStatus, WatermarkMode
 from vidgate.worker.service import build_worker
 
 pytestmark = pytest.mark.anyio
-SPEC = VideoSpec("sora-2", "p", (), 720, 1280, 10, WatermarkMode.PREFER_CLEAN)
-
-
-async def new_task(gw, spec: VideoSpec = SPEC, deadline_s: float = 3600):
-    key = (await gw.runtime.keys.create(name="w", is_admin=False, now=gw.runtime.clock.now_ms()))[0]
-    return await gw.runtime.tasks.create(
-        spec,
-        owner=key.id,
-        dialect="unified",
-        now=gw.runtime.clock.now_ms(),
-        deadline_ms=round(deadline_s * 1000),
-    )
 
 
 async def run_until_done(

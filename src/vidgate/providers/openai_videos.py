@@ -49,7 +49,9 @@ from vidgate.providers.upstream_http import (
     json_or_none,
     mapped_transport_errors,
     parse_retry_after,
+    probe_verdict,
     raise_for_status,
+    unreachable,
 )
 from vidgate.providers.upstream_status import progress_percent, upstream_state
 
@@ -289,8 +291,8 @@ class OpenAIVideosProvider:
             if response.status_code in (404, 405):
                 response = await self.client.get(f"videos/vidgate-probe-{secrets.token_hex(6)}")
         except httpx.HTTPError as exc:
-            return ProbeResult(False, f"unreachable: {type(exc).__name__}")
-        return _probe_verdict(response)
+            return unreachable(exc)
+        return probe_verdict(response)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -343,12 +345,3 @@ def _matches(item: dict[str, Any], want: dict[str, str], remix_of: str | None) -
     return all(str(item.get(k)) == v for k, v in want.items() if item.get(k) is not None) and (
         item.get("prompt") == want["prompt"]
     )
-
-
-def _probe_verdict(response: httpx.Response) -> ProbeResult:
-    status = response.status_code
-    if status in (401, 403):
-        return ProbeResult(False, f"reachable, but the credentials were refused (HTTP {status})")
-    if status == 200 or (status == 404 and json_or_none(response) is not None):
-        return ProbeResult(True, f"reachable and the credentials are accepted (HTTP {status}, no job made)")
-    return ProbeResult(False, f"reachable, but it answered HTTP {status} (is base_url the API root, .../v1?)")

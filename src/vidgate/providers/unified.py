@@ -60,7 +60,9 @@ from vidgate.providers.upstream_http import (
     is_moderation,
     json_or_none,
     mapped_transport_errors,
+    probe_verdict,
     raise_for_status,
+    unreachable,
 )
 from vidgate.providers.upstream_status import dig, first_url, progress_percent, unwrap, upstream_state
 
@@ -282,17 +284,8 @@ class UnifiedRelayProvider:
         try:
             response = await self.client.get(self.options.query_path, params={"id": probe_id})
         except httpx.HTTPError as exc:
-            return ProbeResult(False, f"unreachable: {type(exc).__name__}")
-        status = response.status_code
-        if status in (401, 403):
-            return ProbeResult(False, f"reachable, but the credentials were refused (HTTP {status})")
-        if status in (200, 400, 404) and json_or_none(response) is not None:
-            return ProbeResult(
-                True, f"reachable and the credentials are accepted (HTTP {status}, no job made)"
-            )
-        return ProbeResult(
-            False, f"reachable, but it answered HTTP {status} (is base_url the API root, .../v1?)"
-        )
+            return unreachable(exc)
+        return probe_verdict(response, fine=frozenset({200, 400, 404}))
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -33,7 +33,7 @@ import httpx
 from vidgate import __version__
 from vidgate.channel_config import ChannelSettings
 from vidgate.media.sniff import sniff_mp4
-from vidgate.providers.base import ProviderError, ResultExpired, UpstreamOutcomeUnknown
+from vidgate.providers.base import ProbeResult, ProviderError, ResultExpired, UpstreamOutcomeUnknown
 
 USER_AGENT = f"vidgate/{__version__}"
 _MAX_MESSAGE_CHARS = 500
@@ -200,6 +200,21 @@ def final_refusal(code: str | None, message: str, what: str) -> ProviderError:
     if is_moderation(code, message):
         return ProviderError("content_policy", f"The channel's content policy refused it: {message}")
     return ProviderError(code or "upstream_refused", f"{what}: the channel refused it: {message}")
+
+
+def probe_verdict(response: httpx.Response, *, fine: frozenset[int] = frozenset({200, 404})) -> ProbeResult:
+    """`vidgate channels test`: what an answer to a harmless request says about the channel. Statuses
+    in `fine` (with a JSON body) prove it is reachable and takes our credentials."""
+    status = response.status_code
+    if status in (401, 403):
+        return ProbeResult(False, f"reachable, but the credentials were refused (HTTP {status})")
+    if status in fine and json_or_none(response) is not None:
+        return ProbeResult(True, f"reachable and the credentials are accepted (HTTP {status}, no job made)")
+    return ProbeResult(False, f"reachable, but it answered HTTP {status} (is base_url the API root, .../v1?)")
+
+
+def unreachable(exc: httpx.HTTPError) -> ProbeResult:
+    return ProbeResult(False, f"unreachable: {type(exc).__name__}")
 
 
 # Downloads from the channel itself ------------------------------------------------------------------

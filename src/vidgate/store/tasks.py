@@ -19,12 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, tuple_, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -206,6 +206,7 @@ class TaskStore:
             if existing is not None:
                 return self._idempotent_match(existing, request_hash)
         ulid = task_id or new_ulid()
+        first_step = Step.INGEST if spec.images else Step.SUBMIT  # nothing to ingest: skip the step
         values = {
             "id": ulid,
             "owner": owner,
@@ -226,7 +227,8 @@ class TaskStore:
             "idempotency_key": idempotency_key,
             "request_hash": request_hash,
             "status": TaskStatus.PENDING.value,
-            "step": Step.INGEST.value,
+            "step": first_step.value,
+            "inputs": None if spec.images else [],
             "progress": 0,
             "created_at": now,
             "status_update_time": now,
@@ -242,7 +244,7 @@ class TaskStore:
                 await conn.execute(insert(tasks).values(**values))
                 await conn.execute(
                     insert(task_events).values(
-                        task_id=ulid, at=now, kind="created", to_status="pending", step=Step.INGEST.value
+                        task_id=ulid, at=now, kind="created", to_status="pending", step=first_step.value
                     )
                 )
         except IntegrityError:
@@ -315,13 +317,22 @@ class TaskStore:
 
     # The queue --------------------------------------------------------------------------------
 
-    async def claim_due(self, *, worker: str, limit: int, lease_ms: int) -> list[Claim]:
+    async def claim_due(
+        self,
+        *,
+        worker: str,
+        limit: int,
+        lease_ms: int,
+        only: Collection[Step] | None = None,
+        skip: Collection[Step] | None = None,
+    ) -> list[Claim]:
         """Lease up to `limit` due tasks to `worker`.
 
         A task is due when it is active (or has a cancel or a webhook left to do), its `next_run_at`
         has come, and nobody holds a live lease (an expired lease means its worker died or stalled).
         On PostgreSQL, FOR UPDATE SKIP LOCKED lets concurrent workers pick disjoint rows without
         waiting; SQLite drops the clause and its single writer (BEGIN IMMEDIATE) makes it safe.
+        `only` / `skip` limit the claim to some steps (the runner budgets media work apart from polls).
         """
         now = self.queue_clock.expr()
         due = (
@@ -330,6 +341,8 @@ class TaskStore:
                 or_(tasks.c.status.in_(_ACTIVE), tasks.c.step.in_([Step.NOTIFY.value, Step.CANCEL.value])),
                 tasks.c.next_run_at <= now,
                 or_(tasks.c.lease_expires_at.is_(None), tasks.c.lease_expires_at < now),
+                *([tasks.c.step.in_([s.value for s in only])] if only else []),
+                *([tasks.c.step.not_in([s.value for s in skip])] if skip else []),
             )
             .order_by(tasks.c.next_run_at)
             .limit(limit)
@@ -355,24 +368,34 @@ class TaskStore:
     async def heartbeat(
         self, claim: Claim, *, lease_ms: int, progress: int | None = None
     ) -> LeaseCheck | None:
-        """Extend the lease (and optionally record progress). None: the lease is lost to another claim.
+        """Extend one claim's lease (see `heartbeat_many`). None: the lease is lost to another claim."""
+        return (await self.heartbeat_many([(claim, progress)], lease_ms=lease_ms)).get(claim.task.id)
 
-        Fenced by the claim's token only, never by version: the step's own writes bump the version,
-        and a heartbeat must not lose to them. It reports whether the client cancelled or deleted the
-        task, so the runner can stop work that no longer matters.
+    async def heartbeat_many(
+        self, beats: Sequence[tuple[Claim, int | None]], *, lease_ms: int
+    ) -> dict[str, LeaseCheck]:
+        """Extend the leases of these claims (recording progress where given), in one statement.
+
+        Fenced by each claim's token only, never by version: a step's own writes bump the version, and
+        a heartbeat must not lose to them. Returns, for each claim still held, whether the client has
+        cancelled or deleted the task (so the runner can stop work that no longer matters); a claim
+        missing from the result has lost its lease to another claim.
         """
+        if not beats:
+            return {}
+        progress = {claim.task.id: p for claim, p in beats if p is not None}
         values: dict[str, Any] = {"lease_expires_at": self.queue_clock.expr() + lease_ms}
-        if progress is not None:
-            values["progress"] = progress
+        if progress:
+            values["progress"] = case(progress, value=tasks.c.id, else_=tasks.c.progress)
         query = (
             update(tasks)
-            .where(tasks.c.id == claim.task.id, tasks.c.lease_token == claim.token)
+            .where(tuple_(tasks.c.id, tasks.c.lease_token).in_([(c.task.id, c.token) for c, _ in beats]))
             .values(**values)
-            .returning(tasks.c.status, tasks.c.deleted_at)
+            .returning(tasks.c.id, tasks.c.status, tasks.c.deleted_at)
         )
         async with self._write() as conn:
-            row = (await conn.execute(query)).first()
-        return None if row is None else LeaseCheck(TaskStatus(row[0]), row[1] is not None)
+            rows = (await conn.execute(query)).all()
+        return {row[0]: LeaseCheck(TaskStatus(row[1]), row[2] is not None) for row in rows}
 
     async def release(self, claim: Claim) -> bool:
         """Give a task back (a graceful stop, or a step whose outcome lost to a client's change), due
@@ -427,6 +450,31 @@ class TaskStore:
         )
         return row_to_task(row) if row else None
 
+    async def repoll_later(self, claim: Claim, *, delay_ms: int, changes: Mapping[str, Any]) -> bool:
+        """`finish_step` for a poll that found the job still running (the hot path): one statement (in
+        autocommit on PostgreSQL: one round trip), no event, nothing read back. False when the claim was
+        lost."""
+        query = (
+            update(tasks)
+            .where(*_fence(claim))
+            .values(
+                **changes,
+                version=claim.version + 1,
+                next_run_at=self.queue_clock.expr() + delay_ms,
+                lease_owner=None,
+                lease_token=None,
+                lease_expires_at=None,
+            )
+        )
+        if self.engine.dialect.name != "postgresql":
+            # SQLite: a plain write transaction is as cheap (no round trips), and its connections must
+            # keep the isolation handling db.create_engine gave them (AUTOCOMMIT would reset it).
+            async with self._write() as conn:
+                return (await conn.execute(query)).rowcount == 1
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return (await conn.execute(query)).rowcount == 1
+
     async def advance(
         self,
         claim: Claim,
@@ -457,12 +505,26 @@ class TaskStore:
         max_concurrent: int | None,
         now: int,
         status: TaskStatus | None = None,
+        known_healthy: bool = False,
     ) -> Claim | str:
         """Admit the task to `channel` and save the submit's intent, in one transaction: refused (the
         reason as a string) when the channel's circuit is open or all its `max_concurrent` slots are
         taken. The channel's health row is locked meanwhile, so concurrent admissions on other worker
         processes count the same slots (on SQLite, BEGIN IMMEDIATE already serialises writers).
+        `known_healthy` (the channel's circuit was closed a moment ago) with no slot limit skips the
+        lock: nothing is counted, and a circuit that opened within that moment costs one more try.
         Raises ClaimLost when the claim no longer holds."""
+        if known_healthy and max_concurrent is None:
+            admitted_claim = await self.advance(
+                claim,
+                now=now,
+                status=status,
+                changes={"channel": channel, "submit_intent_at": self.queue_clock.expr()},
+                message=f"submitting to channel {channel}",
+            )
+            if admitted_claim is None:
+                raise ClaimLost()
+            return admitted_claim
         async with self._write() as conn:
             queue_now = await self.queue_clock.now_ms(conn)
             health = await lock_health(conn, channel, now=queue_now)

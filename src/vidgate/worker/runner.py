@@ -1,9 +1,10 @@
 """The claim loop: lease due tasks, run one step each, commit the outcome, repeat.
 
 - Concurrency is bounded by `worker.concurrency` steps at once per process.
-- While a step runs, a heartbeat extends its lease (fenced by the claim's token, never by version, so
-  it cannot race the step's own writes). A heartbeat that fails is retried until the lease would
-  really have expired; only then is the step given up.
+- While steps run, one heartbeat loop per worker extends the leases of every step that has run for
+  a while, in one statement (fenced by each claim's token, never by version, so it cannot race the
+  steps' own writes). A heartbeat that fails is retried until the lease would really have expired;
+  only then is the step given up. Quick steps (a poll) never cost a heartbeat at all.
 - A client's cancel or delete reaches a running step through the heartbeat: the step is stopped,
   except a submit to a paid upstream, which is let finish so that its job's id is kept and the cancel
   step can stop that job.
@@ -35,6 +36,12 @@ from vidgate.store.tasks import Claim, ClaimLost
 from vidgate.worker.steps import Outcome, StepDeps, Steps, deadline_reached
 
 log = structlog.get_logger("vidgate.worker")
+# Steps that may write scratch files (inputs handed to a renderer, a downloaded result).
+_STEPS_WITH_FILES = frozenset({Step.INGEST, Step.SUBMIT, Step.FETCH})
+# Steps that decode and encode media (images in, videos and previews out): CPU-heavy, so at most
+# `media_concurrency` of them run at once, and the cheap polls that detect completions never queue
+# behind a burst of downloads.
+MEDIA_STEPS = frozenset({Step.INGEST, Step.FETCH})
 
 
 def make_worker_id() -> str:
@@ -48,6 +55,8 @@ class _Running:
     claim: Claim
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     progress: int | None = None
+    saved_progress: int = 0
+    lease_ok_at: float = field(default_factory=time.monotonic)  # the lease was last known held then
     lease_lost: bool = False
     stopped_by_client: bool = False
     protected: int = 0  # >0 while a paid submit is in flight: a client's cancel waits for it
@@ -79,6 +88,7 @@ class Worker:
         self._running: dict[str, _Running] = {}
         self._wake = anyio.Event()
         self._slot_freed = anyio.Event()
+        self._media_slot_freed = anyio.Event()
         self.steps_run = 0
 
     @property
@@ -94,9 +104,12 @@ class Worker:
     async def run(self, stop: anyio.Event) -> None:
         """Claim and run steps until `stop` is set, then shut down gracefully."""
         log.info("worker started", worker=self.id, concurrency=self.settings.concurrency)
-        async with anyio.create_task_group() as steps_group:
-            await self._claim_loop(stop, steps_group)
-            await self._drain(steps_group)
+        async with anyio.create_task_group() as beats:
+            beats.start_soon(self._heartbeats)
+            async with anyio.create_task_group() as steps_group:
+                await self._claim_loop(stop, steps_group)
+                await self._drain(steps_group)
+            beats.cancel_scope.cancel()  # every step has ended (and released its task)
         log.info("worker stopped", worker=self.id, steps_run=self.steps_run)
 
     async def _claim_loop(self, stop: anyio.Event, steps_group: TaskGroup) -> None:
@@ -104,29 +117,48 @@ class Worker:
             # Fresh events BEFORE looking: a wake-up or a freed slot that arrives while the claim runs
             # sets these, and the idle wait below returns at once instead of sleeping a full tick.
             self._slot_freed = anyio.Event()
+            self._media_slot_freed = anyio.Event()
             free = self.settings.concurrency - len(self._running)
-            claimed = 0
+            media_waiting = False
             if free > 0:
                 self._wake = anyio.Event()
-                claims = await self._claim(free)
+                claims, full, media_waiting = await self._claim(free)
                 for claim in claims:
                     running = _Running(claim)
                     self._running[claim.task.id] = running
                     steps_group.start_soon(self._run_one, running)
-                claimed = len(claims)
-                if claimed == free:
+                if full:
                     continue  # there may be more due right now
-            await self._idle(stop, wait_for_slot=free <= 0)
+            await self._idle(stop, wait_for_slot=free <= 0, wait_for_media_slot=media_waiting)
 
-    async def _claim(self, limit: int) -> list[Claim]:
+    async def _claim(self, free: int) -> tuple[list[Claim], bool, bool]:
+        """Claim up to `free` due steps, media steps within their own budget. Returns the claims,
+        whether a claim came back full (more may be due right now), and whether the media budget is
+        used up (more media steps may be waiting for it)."""
+        media_running = sum(1 for r in self._running.values() if r.claim.task.step in MEDIA_STEPS)
+        media_free = min(free, self.settings.media_concurrency - media_running)
+        store, lease_ms = self.deps.store, self.lease_ms
         try:
-            return await self.deps.store.claim_due(worker=self.id, limit=limit, lease_ms=self.lease_ms)
+            media = (
+                await store.claim_due(worker=self.id, limit=media_free, lease_ms=lease_ms, only=MEDIA_STEPS)
+                if media_free > 0
+                else []
+            )
+            rest = free - len(media)
+            light = (
+                await store.claim_due(worker=self.id, limit=rest, lease_ms=lease_ms, skip=MEDIA_STEPS)
+                if rest > 0
+                else []
+            )
         except Exception:  # the database went away for a moment: log, wait, go on
             log.exception("claim failed", worker=self.id)
-            return []
+            return [], False, False
+        full = rest > 0 and len(light) == rest
+        return media + light, full, media_free <= 0 or len(media) == media_free
 
-    async def _idle(self, stop: anyio.Event, *, wait_for_slot: bool) -> None:
-        """Sleep until the next tick, a wake-up (when a slot is free), a freed slot (when full) or stop."""
+    async def _idle(self, stop: anyio.Event, *, wait_for_slot: bool, wait_for_media_slot: bool) -> None:
+        """Sleep until the next tick, a wake-up (when a slot is free), a freed slot (when full), a freed
+        media slot (when media steps may be waiting for one) or stop."""
         jitter = self.deps.rng.uniform(0.8, 1.2)
         with anyio.move_on_after(self.settings.idle_poll_seconds * jitter):
             async with anyio.create_task_group() as tg:
@@ -137,6 +169,8 @@ class Worker:
 
                 tg.start_soon(waiter, stop)
                 tg.start_soon(waiter, self._slot_freed if wait_for_slot else self._wake)
+                if wait_for_media_slot and not wait_for_slot:
+                    tg.start_soon(waiter, self._media_slot_freed)
 
     async def _drain(self, steps_group: TaskGroup) -> None:
         if self._running:
@@ -157,14 +191,15 @@ class Worker:
 
         Returns the number of steps run. Unlike `run`, it never waits for anything to become due.
         """
-        claims = await self.deps.store.claim_due(
-            worker=self.id, limit=self.settings.concurrency, lease_ms=self.lease_ms
-        )
+        claims, _, _ = await self._claim(self.settings.concurrency)
         async with anyio.create_task_group() as tg:
-            for claim in claims:
-                running = _Running(claim)
-                self._running[claim.task.id] = running
-                tg.start_soon(self._run_one, running)
+            tg.start_soon(self._heartbeats)
+            async with anyio.create_task_group() as steps:
+                for claim in claims:
+                    running = _Running(claim)
+                    self._running[claim.task.id] = running
+                    steps.start_soon(self._run_one, running)
+            tg.cancel_scope.cancel()
         return len(claims)
 
     # One step ---------------------------------------------------------------------------------
@@ -173,7 +208,7 @@ class Worker:
         task_id = running.claim.task.id
         log_ = log.bind(task_id=task_id, step=running.claim.task.step.value, worker=self.id)
         try:
-            outcome = await self._step_with_heartbeat(running, log_)
+            outcome = await self._run_step(running, log_)
             with anyio.CancelScope(shield=True):  # a half-done commit is worse than a late stop
                 if outcome is not None:
                     await self._commit(running, outcome, log_)
@@ -188,8 +223,10 @@ class Worker:
             self._running.pop(task_id, None)
             self.steps_run += 1
             self._slot_freed.set()
+            if running.claim.task.step in MEDIA_STEPS:
+                self._media_slot_freed.set()
 
-    async def _step_with_heartbeat(
+    async def _run_step(
         self, running: _Running, log_: structlog.typing.FilteringBoundLogger
     ) -> Outcome | None:
         claim = running.claim
@@ -199,61 +236,74 @@ class Worker:
         if self.deps.clock.now_ms() >= task.deadline_at and not task.status.is_terminal:
             return deadline_reached(task)
         work_dir = self.scratch_root / f"{task.id}-{claim.version}"
-        work_dir.mkdir(parents=True, exist_ok=True)
+        if task.step in _STEPS_WITH_FILES:  # polls are the hot path: no directory churn for them
+            work_dir.mkdir(parents=True, exist_ok=True)
 
         async def report_progress(percent: int) -> None:
             running.progress = max(0, min(99, int(percent)))
 
         ctx = StepContext(task_id=task.id, work_dir=work_dir, report_progress=report_progress)
+        running.saved_progress = task.progress
         box: list[Outcome] = []
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._heartbeat, running, log_)
-                with running.scope:
-                    try:
-                        box.append(await self.steps.run(claim, ctx, running))
-                    except ClaimLost:
-                        running.lease_lost = True
-                        log_.info("the task changed under the step (lease lost or client's change)")
-                tg.cancel_scope.cancel()  # stop the heartbeat
+            with running.scope:
+                try:
+                    box.append(await self.steps.run(claim, ctx, running))
+                except ClaimLost:
+                    running.lease_lost = True
+                    log_.info("the task changed under the step (lease lost or client's change)")
         finally:
-            shutil.rmtree(work_dir, ignore_errors=True)
+            if task.step in _STEPS_WITH_FILES:
+                shutil.rmtree(work_dir, ignore_errors=True)
         # Empty box: stopped by shutdown, by the client, or by a lost lease. A full one is committed even
         # when the lease looked lost: the commit is fenced anyway, and if it loses, an upstream job the
         # step made is still saved while the token is ours (see _commit).
         return box[0] if box else None
 
-    async def _heartbeat(self, running: _Running, log_: structlog.typing.FilteringBoundLogger) -> None:
-        interval = min(self.settings.lease_seconds / 3, 1.0)  # also how often progress is saved
-        saved_progress = running.claim.task.progress
-        last_ok = time.monotonic()
+    async def _heartbeats(self) -> None:
+        """Extend the leases of the steps that have been running for a while, all in one statement,
+        and save their progress (which only ever goes up). Learns of a lost lease or a client's cancel."""
+        interval = min(self.settings.lease_seconds / 3, 1.0)
         while True:
             await anyio.sleep(interval)
-            # Progress only ever goes up (a render starting at 0 must not undo the ingest's 1).
-            progress = running.progress if (running.progress or 0) > saved_progress else None
+            now = time.monotonic()
+            # A step that has run half an interval gets beaten; quick ones (polls) never need it.
+            due = [r for r in self._running.values() if now - r.lease_ok_at >= interval / 2]
+            if not due:
+                continue
+            beats = [(r.claim, r.progress if (r.progress or 0) > r.saved_progress else None) for r in due]
             try:
-                check = await self.deps.store.heartbeat(
-                    running.claim, lease_ms=self.lease_ms, progress=progress
-                )
+                # Shielded: a database call cut off mid-way (the worker stopping) costs its connection.
+                with anyio.CancelScope(shield=True):
+                    checks = await self.deps.store.heartbeat_many(beats, lease_ms=self.lease_ms)
             except Exception:
-                if time.monotonic() - last_ok < self.settings.lease_seconds - interval:
-                    log_.warning("heartbeat failed; retrying", exc_info=True)
+                log.warning("heartbeat failed; retrying", worker=self.id, exc_info=True)
+                for running in due:  # give up only the steps whose lease would really have run out
+                    if now - running.lease_ok_at >= self.settings.lease_seconds - interval:
+                        log.error(
+                            "heartbeats failed for a whole lease; giving the step up",
+                            task_id=running.claim.task.id,
+                        )
+                        self._lose_lease(running)
+                continue
+            for running, (_, progress) in zip(due, beats, strict=True):
+                check = checks.get(running.claim.task.id)
+                if check is None:
+                    self._lose_lease(running)
                     continue
-                log_.error("heartbeats failed for a whole lease; giving the step up", exc_info=True)
-                check = None
-            if check is None:
-                running.lease_lost = True
-                if not running.protected:  # a paid submit in flight is let finish: see _commit
-                    running.scope.cancel()
-                return
-            last_ok = time.monotonic()
-            if progress is not None:
-                saved_progress = progress
-            if check.stopped_by_client and not running.stopped_by_client:
-                running.stopped_by_client = True
-                if not running.protected:
-                    running.scope.cancel()
-                    return
+                running.lease_ok_at = now
+                if progress is not None:
+                    running.saved_progress = progress
+                if check.stopped_by_client and not running.stopped_by_client:
+                    running.stopped_by_client = True
+                    if not running.protected:
+                        running.scope.cancel()
+
+    @staticmethod
+    def _lose_lease(running: _Running) -> None:
+        running.lease_lost = True
+        if not running.protected:  # a paid submit in flight is let finish: see _commit
+            running.scope.cancel()
 
     async def _commit(
         self, running: _Running, outcome: Outcome, log_: structlog.typing.FilteringBoundLogger
@@ -266,6 +316,15 @@ class Worker:
         changes = dict(outcome.changes)
         if running.progress is not None and running.progress > running.claim.task.progress:
             changes.setdefault("progress", running.progress)
+        if outcome.is_routine_repoll:
+            # The hot path (thousands of jobs in flight): one statement, no event, nothing read back.
+            delay_ms = round(outcome.delay_seconds * 1000)
+            if await self.deps.store.repoll_later(running.claim, delay_ms=delay_ms, changes=changes):
+                return
+            log_.info("the task changed before the poll's commit; its outcome is dropped")
+            await self.deps.store.release(running.claim)
+            self.wake()
+            return
         task = await self.deps.store.finish_step(
             running.claim,
             now=now,

@@ -28,6 +28,7 @@ from PIL import Image
 from vidgate import signing
 from vidgate.clock import Clock
 from vidgate.config import Settings
+from vidgate.domain.circuit import CircuitState
 from vidgate.domain.requests import BLOB_REF_PREFIX, PASSTHROUGH_FIELDS, RELAY_EXTRAS
 from vidgate.domain.routing import Catalog, ChannelProfile, RouteRequest
 from vidgate.domain.tasks import Step, Task, TaskError, TaskStatus, WatermarkMode, delivered_watermark
@@ -73,6 +74,11 @@ class Outcome:
     message: str | None = None
     record_event: bool = True
 
+    @property
+    def is_routine_repoll(self) -> bool:
+        """A poll that found the job still running: nothing to record but the next poll's time."""
+        return self.next_step is Step.POLL and self.status is None and not self.record_event
+
 
 class StepFailed(Exception):
     """End the task now with this error code (nothing to retry)."""
@@ -111,6 +117,8 @@ def deadline_reached(task: Task, last_error: TaskError | None = None) -> Outcome
     """The task ran out of time: `timeout`, or the reason that kept it from finishing when there is a
     precise one (`watermark_removal_failed`, spec 3; `upstream_outcome_unknown`)."""
     last = last_error or task.last_error
+    if task.last_error and task.last_error.code == "watermark_removal_failed":
+        last = task.last_error  # the reason it went round, whatever stopped the last round (remembered_error)
     then = _after_failure(task)
     if last and last.code == "watermark_removal_failed":
         return failed(
@@ -218,7 +226,7 @@ class Steps:
             delay_seconds=delay,
             changes={
                 "attempts": attempts,
-                "last_error": {"code": code, "message": message},
+                "last_error": remembered_error(task, code, message),
                 **(changes or {}),
             },
             message=f"retry {attempts} in {delay:.1f}s: {code}: {message}",
@@ -291,11 +299,11 @@ class Steps:
                     "remix_unsupported", f"The channel {task.channel} of the remixed video is gone."
                 )
             return await self._submit_along(claim, ctx, run, [channel], held_back={}, pinned=True)
+        health = await self.deps.health.snapshot()
+        # The plan is advisory (admission re-checks under the database's clock), so this process's
+        # clock is good enough for it and saves a round trip per submit.
         plan = self.deps.catalog.plan(
-            _route(task),
-            now_ms=await self.deps.store.now_ms(),
-            health=await self.deps.health.snapshot(),
-            rng=self.deps.rng,
+            _route(task), now_ms=self.deps.clock.now_ms(), health=health, rng=self.deps.rng
         )
         if not plan.channels and not plan.held_back:
             return failed("no_channel", "No configured channel can serve this task any more.")
@@ -319,6 +327,7 @@ class Steps:
         refused: dict[str, str] = dict(held_back)
         failures: list[tuple[str, ProviderError]] = []
         for channel in channels:
+            health = (await self.deps.health.snapshot()).get(channel.name)
             admitted = await self.deps.store.admit(
                 claim,
                 channel=channel.name,
@@ -326,6 +335,7 @@ class Steps:
                 now=self.deps.clock.now_ms(),
                 # A built-in engine works right away; an upstream task is processing once accepted.
                 status=TaskStatus.PROCESSING if channel.traits.builtin_engine else None,
+                known_healthy=health is None or health.state is CircuitState.CLOSED,
             )
             if isinstance(admitted, str):
                 refused[channel.name] = admitted
@@ -352,17 +362,7 @@ class Steps:
                     break
                 continue
             await self.deps.health.record_success(channel.name)
-            return Outcome(
-                Step.POLL,
-                status=TaskStatus.PROCESSING,
-                delay_seconds=job.poll_after or 0.0,
-                changes={
-                    "upstream_id": job.upstream_id,
-                    "upstream_state": dict(job.memo),
-                    "submit_intent_at": None,
-                },
-                message=f"submitted to {channel.name}",
-            )
+            return _accepted(job, f"submitted to {channel.name}")
         task = claim.task
         if failures:
             summary = "; ".join(f"{name}: {exc.message}" for name, exc in failures)
@@ -380,13 +380,14 @@ class Steps:
         delay = settings.busy_retry_seconds * self.deps.rng.uniform(0.8, 1.2)
         if self.deps.clock.now_ms() + delay * 1000 >= task.deadline_at:
             return deadline_reached(task, last_error=TaskError("channels_busy", message))
-        first = task.last_error is None or task.last_error.code != "channels_busy"
+        remembered = remembered_error(task, "channels_busy", message)
         return Outcome(
             Step.SUBMIT,
             delay_seconds=delay,
-            changes={"last_error": {"code": "channels_busy", "message": message}},
+            changes={"last_error": remembered},
             message=f"waiting for a channel: {reasons}",
-            record_event=first,
+            # one event when the waiting starts, not one per look
+            record_event=task.last_error is None or task.last_error.code != remembered["code"],
         )
 
     async def _clear_intent(self, claim: Claim, run: StepRun) -> Claim:
@@ -433,17 +434,7 @@ class Steps:
                     raise
                 return self.retry(task, exc.code, f"Looking for the job failed: {exc.message}", limited=False)
             if job is not None:
-                return Outcome(
-                    Step.POLL,
-                    status=TaskStatus.PROCESSING,
-                    delay_seconds=job.poll_after or 0.0,
-                    changes={
-                        "upstream_id": job.upstream_id,
-                        "upstream_state": dict(job.memo),
-                        "submit_intent_at": None,
-                    },
-                    message=f"found the job on {channel.name} after an unknown outcome",
-                )
+                return _accepted(job, f"found the job on {channel.name} after an unknown outcome")
             cleared = await self._clear_intent(claim, run)
             return await self.submit(cleared, ctx, run)
         message = (
@@ -542,7 +533,7 @@ class Steps:
         return Outcome(
             Step.POLL,
             delay_seconds=delay,
-            changes={"upstream_state": memo, "last_error": {"code": exc.code, "message": exc.message}},
+            changes={"upstream_state": memo, "last_error": remembered_error(task, exc.code, exc.message)},
             message=f"poll failed ({errors} in a row), again in {delay:.1f}s: {exc.code}: {exc.message}",
         )
 
@@ -690,6 +681,27 @@ class Steps:
             changes={"callback_attempts": attempts},
             message=f"callback attempt {attempts} failed: {problem}",
         )
+
+
+def remembered_error(task: Task, code: str, message: str) -> dict[str, str]:
+    """The error to remember as the reason the task is still going round. A failed clean output stays
+    it (whatever transient trouble comes after), so a `watermark: false` task that runs out of time
+    fails with `watermark_removal_failed` as the contract says, not with the last hiccup."""
+    kept = task.last_error
+    if kept is not None and kept.code == "watermark_removal_failed":
+        return {"code": kept.code, "message": kept.message}
+    return {"code": code, "message": message}
+
+
+def _accepted(job: UpstreamJob, message: str) -> Outcome:
+    """The channel has the job: keep its id (the intent is resolved) and start polling it."""
+    return Outcome(
+        Step.POLL,
+        status=TaskStatus.PROCESSING,
+        delay_seconds=job.poll_after or 0.0,
+        changes={"upstream_id": job.upstream_id, "upstream_state": dict(job.memo), "submit_intent_at": None},
+        message=message,
+    )
 
 
 def _route(task: Task) -> RouteRequest:

@@ -1,0 +1,52 @@
+"""The pure rules of the worker's steps: which error a task ends with, and what it remembers meanwhile."""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from typing import Any
+
+from vidgate.domain.tasks import Step, Task, TaskError, TaskStatus, WatermarkMode
+from vidgate.worker.steps import deadline_reached, remembered_error
+
+
+def task(**changes: Any) -> Task:
+    defaults: dict[str, Any] = {f.name: None for f in fields(Task)}
+    defaults.update(
+        id="01m8rfx0000000000000000000", owner="k", dialect="unified", model="sora-2", prompt="p",
+        status=TaskStatus.PROCESSING, step=Step.POLL, progress=0, width=720, height=1280, seconds=10,
+        orientation="portrait", size_label="small", watermark_mode=WatermarkMode.REQUIRE_CLEAN, private=False,
+        input={}, images=(), created_at=0, status_update_time=0, deadline_at=10, next_run_at=0, attempts=0,
+        version=1, submissions=0, callback_attempts=0,
+    )  # fmt: skip
+    return replace(Task(**defaults), **changes)
+
+
+WATERMARK = TaskError("watermark_removal_failed", "only a marked video")
+
+
+def test_a_failed_clean_output_stays_the_reason_whatever_comes_after() -> None:
+    assert remembered_error(task(last_error=WATERMARK), "upstream_timeout", "slow") == {
+        "code": "watermark_removal_failed", "message": "only a marked video"}  # fmt: skip
+    assert remembered_error(task(), "upstream_timeout", "slow") == {
+        "code": "upstream_timeout",
+        "message": "slow",
+    }
+
+
+def test_the_deadline_names_the_reason_the_task_went_round() -> None:
+    ended = deadline_reached(task(last_error=WATERMARK), TaskError("channels_busy", "all full"))
+    assert ended.changes["error_code"] == "watermark_removal_failed"
+    assert (
+        deadline_reached(task(last_error=TaskError("upstream_timeout", "slow"))).changes["error_code"]
+        == "timeout"
+    )
+
+
+def test_an_unknown_outcome_is_the_reason_only_while_it_is_unresolved() -> None:
+    unknown = TaskError("upstream_outcome_unknown", "no answer")
+    pending = deadline_reached(task(last_error=unknown, submit_intent_at=5, channel="up"))
+    assert pending.changes["error_code"] == "upstream_outcome_unknown"
+    assert pending.next_step is Step.CANCEL  # the channel may hold a job: try to stop it
+    resolved = deadline_reached(task(last_error=unknown, upstream_id="v1", channel="up"))
+    assert resolved.changes["error_code"] == "timeout" and resolved.next_step is Step.CANCEL
+    assert deadline_reached(task()).next_step is Step.DONE  # nothing upstream: nothing to stop
