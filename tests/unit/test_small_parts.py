@@ -12,7 +12,7 @@ from vidgate.domain.routing import Catalog, ChannelProfile, RouteRequest
 from vidgate.domain.tasks import TaskStatus, WatermarkMode
 from vidgate.domain.transitions import IllegalTransition, check_transition
 from vidgate.ids import new_ulid, openai_id, parse_task_id, unified_id
-from vidgate.worker.steps import backoff_seconds
+from vidgate.worker.outcomes import backoff_seconds
 
 ULID = "01k6x15vhrff09dkkqjrzwhm60"
 

@@ -6,7 +6,7 @@ from dataclasses import fields, replace
 from typing import Any
 
 from vidgate.domain.tasks import Step, Task, TaskError, TaskStatus, WatermarkMode
-from vidgate.worker.steps import deadline_reached, remembered_error
+from vidgate.worker.outcomes import deadline_reached, remembered_error
 
 
 def task(**changes: Any) -> Task:

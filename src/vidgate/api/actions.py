@@ -15,7 +15,7 @@ from vidgate.errors import InvalidRequest
 from vidgate.net.policy import FetchPolicy, UrlRejected, check_url_resolves_public
 from vidgate.runtime import Runtime
 from vidgate.store.blobs import delete_task_files
-from vidgate.store.tasks import request_fingerprint
+from vidgate.store.task_rows import request_fingerprint
 
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 

@@ -32,8 +32,10 @@ from anyio.abc import TaskGroup
 from vidgate.domain.tasks import Step
 from vidgate.ids import new_ulid
 from vidgate.providers.base import StepContext
-from vidgate.store.tasks import Claim, ClaimLost
-from vidgate.worker.steps import Outcome, StepDeps, Steps, deadline_reached
+from vidgate.store.task_rows import Claim, ClaimLost
+from vidgate.worker.deps import StepDeps
+from vidgate.worker.outcomes import Outcome, deadline_reached
+from vidgate.worker.steps import Steps
 
 log = structlog.get_logger("vidgate.worker")
 # Steps that may write scratch files (inputs handed to a renderer, a downloaded result).

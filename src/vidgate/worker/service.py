@@ -8,8 +8,8 @@ from anyio.abc import TaskStatus as StartStatus
 
 from vidgate.runtime import Runtime
 from vidgate.store.blobs import delete_task_files
+from vidgate.worker.deps import StepDeps
 from vidgate.worker.runner import Worker
-from vidgate.worker.steps import StepDeps
 
 log = structlog.get_logger("vidgate.worker")
 _RETENTION_SWEEP_SECONDS = 600.0

@@ -2,12 +2,8 @@
 
 Each step function takes the claim and returns an `Outcome` (what to record, what comes next,
 when); it never writes the task itself except through `TaskStore.advance`/`admit` for a save that
-must precede a side effect (a submit's intent). The runner commits the outcome fenced by the lease.
-
-The money rules live in `submit`: a submit's intent is saved before it is sent; a submit whose
-outcome is unknown (the request went out, no answer came back) keeps the task on its channel and is
-only sent again where that cannot create a second job (see `_resolve_unknown_submit`); failover to
-another channel happens only while no upstream can have accepted the job.
+must precede a side effect (a submit's intent: see `worker.submit`). The runner commits the outcome
+fenced by the lease.
 """
 
 from __future__ import annotations
@@ -15,46 +11,47 @@ from __future__ import annotations
 import functools
 import io
 import json
-import random
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
 
 import anyio
 import structlog
 from PIL import Image
 
 from vidgate import signing
-from vidgate.clock import Clock
-from vidgate.config import Settings
-from vidgate.domain.circuit import CircuitState
-from vidgate.domain.requests import BLOB_REF_PREFIX, PASSTHROUGH_FIELDS, RELAY_EXTRAS
-from vidgate.domain.routing import Catalog, ChannelProfile, RouteRequest
+from vidgate.domain.requests import BLOB_REF_PREFIX
 from vidgate.domain.tasks import Step, Task, TaskError, TaskStatus, WatermarkMode, delivered_watermark
 from vidgate.media.images import ImageRejected, decode_image
 from vidgate.media.previews import previews_from_mp4
 from vidgate.media.probe import NotAVideo, probe_mp4
 from vidgate.media.sniff import sniff_image
-from vidgate.net.fetch import IMAGE, ContentRejected, FetchFailed, SafeFetcher
+from vidgate.net.fetch import IMAGE, ContentRejected, FetchFailed
 from vidgate.net.policy import UrlRejected
 from vidgate.providers.base import (
-    InputImage,
-    Provider,
     ProviderError,
     ResultExpired,
     StepContext,
     StoredMedia,
-    SubmitRequest,
     UpstreamJob,
-    UpstreamOutcomeUnknown,
     UpstreamState,
     UpstreamStatus,
 )
-from vidgate.store.blobs import BlobNotFound, BlobStore, input_key, media_key
-from vidgate.store.channels import ChannelHealthStore
-from vidgate.store.tasks import Claim, ClaimLost, TaskStore, after_cancel_step
+from vidgate.store.blobs import BlobNotFound, input_key, media_key
+from vidgate.store.task_rows import Claim, ClaimLost, after_cancel_step
 from vidgate.views import webhook_event
+from vidgate.worker.deps import Retries, StepDeps
+from vidgate.worker.outcomes import (
+    Outcome,
+    StepFailed,
+    StepRun,
+    after_failure,
+    backoff_seconds,
+    deadline_reached,
+    failed,
+    remembered_error,
+)
+from vidgate.worker.submit import Submitter
 
 log = structlog.get_logger("vidgate.worker")
 # Webhook deliveries per task before giving up (spread over a few minutes by the backoff).
@@ -63,101 +60,11 @@ CALLBACK_ATTEMPTS = 6
 CANCEL_ATTEMPTS = 6
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What one step decided."""
-
-    next_step: Step
-    status: TaskStatus | None = None
-    delay_seconds: float = 0.0
-    changes: Mapping[str, Any] = field(default_factory=dict)
-    message: str | None = None
-    record_event: bool = True
-
-    @property
-    def is_routine_repoll(self) -> bool:
-        """A poll that found the job still running: nothing to record but the next poll's time."""
-        return self.next_step is Step.POLL and self.status is None and not self.record_event
-
-
-class StepFailed(Exception):
-    """End the task now with this error code (nothing to retry)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class StepRun(Protocol):
-    """What a running step may tell the runner."""
-
-    def new_claim(self, claim: Claim) -> None:
-        """The step saved progress: later writes are fenced by this claim's version."""
-
-    def submit_in_flight(self, *, paid: bool) -> AbstractContextManager[None]:
-        """While inside, a client's cancel does not interrupt the step (a paid submit must finish)."""
-
-
-def failed(code: str, message: str, *, then: Step = Step.DONE) -> Outcome:
-    return Outcome(
-        then,
-        status=TaskStatus.FAILED,
-        changes={"error_code": code, "error_message": message},
-        message=f"{code}: {message}",
-    )
-
-
-def _after_failure(task: Task) -> Step:
-    """A task that fails while its channel may still hold a job goes to the cancel step first."""
-    return Step.CANCEL if task.may_hold_upstream_job else Step.DONE
-
-
-def deadline_reached(task: Task, last_error: TaskError | None = None) -> Outcome:
-    """The task ran out of time: `timeout`, or the reason that kept it from finishing when there is a
-    precise one (`watermark_removal_failed`, spec 3; `upstream_outcome_unknown`)."""
-    last = last_error or task.last_error
-    if task.last_error and task.last_error.code == "watermark_removal_failed":
-        last = task.last_error  # the reason it went round, whatever stopped the last round (remembered_error)
-    then = _after_failure(task)
-    if last and last.code == "watermark_removal_failed":
-        return failed(
-            "watermark_removal_failed",
-            f"No clean video before the task's deadline: {last.message}",
-            then=then,
-        )
-    unknown = task.submit_intent_at is not None and task.upstream_id is None
-    if last and last.code == "upstream_outcome_unknown" and unknown:
-        return failed("upstream_outcome_unknown", last.message, then=then)
-    detail = f"; last error: {last.code}: {last.message}" if last else "."
-    return failed("timeout", f"The task did not finish before its deadline{detail}", then=then)
-
-
-def backoff_seconds(
-    attempt: int, *, base: float, cap: float, retry_after: float | None, rng: random.Random
-) -> float:
-    """Exponential backoff with 'equal jitter' (half fixed, half random), never below Retry-After."""
-    ceiling = min(cap, base * 2.0 ** min(attempt, 30))
-    delay = ceiling / 2 + rng.uniform(0, ceiling / 2)
-    return max(delay, retry_after or 0.0)
-
-
-@dataclass
-class StepDeps:
-    settings: Settings
-    store: TaskStore
-    health: ChannelHealthStore
-    blobs: BlobStore
-    catalog: Catalog
-    providers: Callable[[str], Provider]
-    fetcher: SafeFetcher
-    clock: Clock
-    rng: random.Random = field(default_factory=random.Random)
-
-
 class Steps:
     def __init__(self, deps: StepDeps) -> None:
         self.deps = deps
+        self.retries = Retries(deps)
+        self.submitter = Submitter(deps, self.retries)
 
     async def run(self, claim: Claim, ctx: StepContext, run: StepRun) -> Outcome:
         """Run the claimed task's current step and decide what follows; errors become outcomes."""
@@ -166,7 +73,7 @@ class Steps:
             if task.step is Step.INGEST:
                 return await self.ingest(task)
             if task.step is Step.SUBMIT:
-                return await self.submit(claim, ctx, run)
+                return await self.submitter.submit(claim, ctx, run)
             if task.step is Step.POLL:
                 return await self.poll(task, ctx)
             if task.step is Step.FETCH:
@@ -182,67 +89,17 @@ class Steps:
             return failed(exc.code, exc.message)
         except ProviderError as exc:
             if exc.retryable:
-                return self.retry(task, exc.code, exc.message, exc.retry_after)
-            return failed(exc.code, exc.message, then=_after_failure(task))
+                return self.retries.retry(task, exc.code, exc.message, exc.retry_after)
+            return failed(exc.code, exc.message, then=after_failure(task))
         except ClaimLost:
             raise
         except Exception:
             # A bug or an unexpected library error: retried with backoff (bounded by max_attempts
             # and the deadline) so one bad step neither wedges the task nor loops forever.
             log.exception("step failed unexpectedly", task_id=task.id, step=task.step.value)
-            return self.retry(task, "internal_error", "An internal error occurred while processing the task.")
-
-    # Retry policy -----------------------------------------------------------------------------
-
-    def retry(
-        self,
-        task: Task,
-        code: str,
-        message: str,
-        retry_after: float | None = None,
-        *,
-        step: Step | None = None,
-        changes: Mapping[str, Any] | None = None,
-        limited: bool = True,
-    ) -> Outcome:
-        """Try again later with backoff, unless attempts (when `limited`) or the deadline have run out."""
-        worker = self.deps.settings.worker
-        attempts = task.attempts + 1
-        if limited and attempts > worker.max_attempts:
-            return failed(
-                code, f"{message} (gave up after {task.attempts} retries)", then=_after_failure(task)
+            return self.retries.retry(
+                task, "internal_error", "An internal error occurred while processing the task."
             )
-        delay = backoff_seconds(
-            task.attempts,
-            base=worker.retry_base_seconds,
-            cap=worker.retry_max_seconds,
-            retry_after=retry_after,
-            rng=self.deps.rng,
-        )
-        if self.deps.clock.now_ms() + delay * 1000 >= task.deadline_at:
-            return deadline_reached(task, last_error=TaskError(code, message))
-        return Outcome(
-            step or task.step,
-            delay_seconds=delay,
-            changes={
-                "attempts": attempts,
-                "last_error": remembered_error(task, code, message),
-                **(changes or {}),
-            },
-            message=f"retry {attempts} in {delay:.1f}s: {code}: {message}",
-        )
-
-    def resubmit(self, task: Task, code: str, message: str, *, limited: bool = True) -> Outcome:
-        """A deliberate new submission (the last job failed retryably, or came out marked): a new
-        idempotency key, so an upstream that dedupes does make a new job."""
-        return self.retry(
-            task,
-            code,
-            message,
-            step=Step.SUBMIT,
-            changes={"upstream_id": None, "submissions": task.submissions + 1},
-            limited=limited,
-        )
 
     # ingest -----------------------------------------------------------------------------------
 
@@ -285,194 +142,6 @@ class Steps:
         except FetchFailed as exc:
             raise StepFailed("image_fetch_failed", f"{param}: {exc.reason}") from exc
 
-    # submit -----------------------------------------------------------------------------------
-
-    async def submit(self, claim: Claim, ctx: StepContext, run: StepRun) -> Outcome:
-        """Choose a channel, save the intent, then hand the task over (built-in engines render here)."""
-        task = claim.task
-        if task.submit_intent_at is not None and task.upstream_id is None and task.channel:
-            return await self._resolve_unknown_submit(claim, ctx, run)
-        if task.remix_upstream_id is not None:
-            channel = self.deps.catalog.by_name(task.channel or "")
-            if channel is None or not channel.enabled:
-                return failed(
-                    "remix_unsupported", f"The channel {task.channel} of the remixed video is gone."
-                )
-            return await self._submit_along(claim, ctx, run, [channel], held_back={}, pinned=True)
-        health = await self.deps.health.snapshot()
-        # The plan is advisory (admission re-checks under the database's clock), so this process's
-        # clock is good enough for it and saves a round trip per submit.
-        plan = self.deps.catalog.plan(
-            _route(task), now_ms=self.deps.clock.now_ms(), health=health, rng=self.deps.rng
-        )
-        if not plan.channels and not plan.held_back:
-            return failed("no_channel", "No configured channel can serve this task any more.")
-        return await self._submit_along(claim, ctx, run, list(plan.channels), held_back=plan.held_back)
-
-    async def _submit_along(
-        self,
-        claim: Claim,
-        ctx: StepContext,
-        run: StepRun,
-        channels: list[ChannelProfile],
-        *,
-        held_back: Mapping[str, str],
-        pinned: bool = False,
-        replaying_unknown: bool = False,
-    ) -> Outcome:
-        """Try `channels` in order until one accepts; fail over only on refusals that prove the job
-        was not made (connect errors, 429, 5xx, refused credentials). `replaying_unknown`: this is
-        the same submission again after an unknown outcome, so a retryable refusal proves nothing about
-        the first one and the intent stays saved."""
-        refused: dict[str, str] = dict(held_back)
-        failures: list[tuple[str, ProviderError]] = []
-        for channel in channels:
-            health = (await self.deps.health.snapshot()).get(channel.name)
-            admitted = await self.deps.store.admit(
-                claim,
-                channel=channel.name,
-                max_concurrent=channel.max_concurrent,
-                now=self.deps.clock.now_ms(),
-                # A built-in engine works right away; an upstream task is processing once accepted.
-                status=TaskStatus.PROCESSING if channel.traits.builtin_engine else None,
-                known_healthy=health is None or health.state is CircuitState.CLOSED,
-            )
-            if isinstance(admitted, str):
-                refused[channel.name] = admitted
-                continue
-            run.new_claim(admitted)
-            claim = admitted
-            request = self._submit_request(claim.task)
-            try:
-                with run.submit_in_flight(paid=not channel.traits.builtin_engine):
-                    job = await self.deps.providers(channel.name).submit(request, ctx)
-            except UpstreamOutcomeUnknown as exc:
-                await self.deps.health.record_failure(channel.name, exc.message)
-                return self._after_unknown_outcome(claim.task, channel, exc)
-            except ProviderError as exc:
-                if exc.retryable:
-                    await self.deps.health.record_failure(channel.name, exc.message)
-                if replaying_unknown and exc.retryable:
-                    return self.retry(claim.task, exc.code, exc.message, exc.retry_after)
-                claim = await self._clear_intent(claim, run)
-                if not exc.retryable:
-                    return failed(exc.code, exc.message)
-                failures.append((channel.name, exc))
-                if pinned:
-                    break
-                continue
-            await self.deps.health.record_success(channel.name)
-            return _accepted(job, f"submitted to {channel.name}")
-        task = claim.task
-        if failures:
-            summary = "; ".join(f"{name}: {exc.message}" for name, exc in failures)
-            last = failures[-1][1]
-            retry_after = min((e.retry_after for _, e in failures if e.retry_after is not None), default=None)
-            return self.retry(task, last.code, f"No channel accepted the task ({summary}).", retry_after)
-        return self._wait_for_a_channel(task, refused)
-
-    def _wait_for_a_channel(self, task: Task, refused: Mapping[str, str]) -> Outcome:
-        """Every suitable channel is full or its circuit is open: stay as we are and look again soon,
-        until the deadline. Not an attempt: nothing was tried."""
-        reasons = "; ".join(f"{name}: {why}" for name, why in refused.items())
-        message = f"Every suitable channel is busy or down ({reasons})."
-        settings = self.deps.settings.worker
-        delay = settings.busy_retry_seconds * self.deps.rng.uniform(0.8, 1.2)
-        if self.deps.clock.now_ms() + delay * 1000 >= task.deadline_at:
-            return deadline_reached(task, last_error=TaskError("channels_busy", message))
-        remembered = remembered_error(task, "channels_busy", message)
-        return Outcome(
-            Step.SUBMIT,
-            delay_seconds=delay,
-            changes={"last_error": remembered},
-            message=f"waiting for a channel: {reasons}",
-            # one event when the waiting starts, not one per look
-            record_event=task.last_error is None or task.last_error.code != remembered["code"],
-        )
-
-    async def _clear_intent(self, claim: Claim, run: StepRun) -> Claim:
-        """The channel answered that it did not take the job: nothing is held upstream any more."""
-        cleared = await self.deps.store.advance(
-            claim, now=self.deps.clock.now_ms(), changes={"submit_intent_at": None}
-        )
-        if cleared is None:
-            raise ClaimLost()
-        run.new_claim(cleared)
-        return cleared
-
-    def _after_unknown_outcome(self, task: Task, channel: ChannelProfile, exc: ProviderError) -> Outcome:
-        """The submit went out and no answer came back. The task stays on this channel with its intent
-        saved; the next run of this step decides how to learn the outcome."""
-        return self.retry(task, exc.code, exc.message, exc.retry_after, limited=channel.safe_to_resubmit)
-
-    async def _resolve_unknown_submit(self, claim: Claim, ctx: StepContext, run: StepRun) -> Outcome:
-        """A submit of this task was sent (or was about to be) and its outcome is unknown: a read timeout,
-        a dropped connection, or a worker that died mid-call. Sending it again could make and bill a
-        second job, so:
-        - a channel that honours idempotency keys (or a built-in engine) gets the same submission again,
-          with the same key: it answers with the job it already has, or makes the only one;
-        - a channel that can be asked is asked; a job found is adopted, none found means none was made;
-        - otherwise nothing is sent: the task waits and fails at its deadline with
-          `upstream_outcome_unknown`, rather than pay twice.
-        """
-        task = claim.task
-        channel = self.deps.catalog.by_name(task.channel or "")
-        if channel is None:
-            return deadline_reached(
-                task,
-                TaskError("upstream_outcome_unknown", f"The channel {task.channel} is no longer configured."),
-            )
-        if channel.safe_to_resubmit:
-            return await self._submit_along(
-                claim, ctx, run, [channel], held_back={}, pinned=True, replaying_unknown=True
-            )
-        if channel.traits.can_find_jobs:
-            try:
-                job = await self.deps.providers(channel.name).find_job(self._submit_request(task))
-            except ProviderError as exc:
-                if not exc.retryable:
-                    raise
-                return self.retry(task, exc.code, f"Looking for the job failed: {exc.message}", limited=False)
-            if job is not None:
-                return _accepted(job, f"found the job on {channel.name} after an unknown outcome")
-            cleared = await self._clear_intent(claim, run)
-            return await self.submit(cleared, ctx, run)
-        message = (
-            f"A submit to {channel.name} may have been accepted (no answer came back); this channel "
-            "ignores idempotency keys and cannot be asked, so it is not sent again to avoid paying twice."
-        )
-        wait_s = max(0.0, (task.deadline_at - self.deps.clock.now_ms()) / 1000)
-        return Outcome(
-            Step.SUBMIT,
-            delay_seconds=wait_s,
-            changes={"last_error": {"code": "upstream_outcome_unknown", "message": message}},
-            message=message,
-        )
-
-    def _submit_request(self, task: Task) -> SubmitRequest:
-        images = tuple(
-            InputImage(i["index"], i["source"], i["key"], i["width"], i["height"])
-            for i in (task.inputs or [])
-        )
-        extras: dict[str, Any] = {k: task.input[k] for k in RELAY_EXTRAS if k in task.input}
-        passthrough: dict[str, Any] = {k: task.input[k] for k in PASSTHROUGH_FIELDS if k in task.input}
-        return SubmitRequest(
-            task_id=task.id,
-            idempotency_key=task.submit_key,
-            model=task.model,
-            prompt=task.prompt,
-            width=task.width,
-            height=task.height,
-            seconds=task.seconds,
-            watermark_mode=task.watermark_mode,
-            private=task.private,
-            images=images,
-            extras=extras,
-            passthrough=passthrough,
-            remix_of_upstream_id=task.remix_upstream_id,
-            sent_at_ms=task.submit_intent_at or self.deps.clock.now_ms(),
-        )
-
     # poll -------------------------------------------------------------------------------------
 
     async def poll(self, task: Task, ctx: StepContext) -> Outcome:
@@ -499,7 +168,7 @@ class Steps:
             message = status.error_message or "The channel reported a failure without a reason."
             if status.retryable:
                 # A failed clean output is retried until the deadline (spec 3), anything else a few times.
-                return self.resubmit(task, code, message, limited=code != "watermark_removal_failed")
+                return self.retries.resubmit(task, code, message, limited=code != "watermark_removal_failed")
             return failed(code, message)
         channel = self.deps.catalog.by_name(task.channel)
         declared = channel.watermark_free if channel else "optional"
@@ -507,7 +176,7 @@ class Steps:
         if watermarked is not False and task.watermark_mode is WatermarkMode.REQUIRE_CLEAN:
             # watermark: false means a marked video (or one nobody vouches for) is never delivered.
             why = "a watermarked video" if watermarked else "a video it could not say is free of watermarks"
-            return self.resubmit(
+            return self.retries.resubmit(
                 task, "watermark_removal_failed", f"The channel could only produce {why}.", limited=False
             )
         memo.pop("poll_errors", None)
@@ -546,7 +215,9 @@ class Steps:
         try:
             stored = status.stored or await self._copy_result(task, status, ctx)
         except ResultExpired as exc:
-            return self.retry(task, exc.code, exc.message, step=Step.POLL)  # a fresh link comes with a poll
+            return self.retries.retry(
+                task, exc.code, exc.message, step=Step.POLL
+            )  # a fresh link comes with a poll
         return Outcome(
             Step.DONE,
             status=TaskStatus.COMPLETED,
@@ -606,7 +277,7 @@ class Steps:
         job = UpstreamJob(task.upstream_id, memo=task.upstream_state or {}) if task.upstream_id else None
         try:
             if job is None and channel.traits.can_find_jobs:
-                job = await provider.find_job(self._submit_request(task))
+                job = await provider.find_job(self.submitter.request_for(task))
             if job is None:
                 return Outcome(
                     then,
@@ -681,33 +352,6 @@ class Steps:
             changes={"callback_attempts": attempts},
             message=f"callback attempt {attempts} failed: {problem}",
         )
-
-
-def remembered_error(task: Task, code: str, message: str) -> dict[str, str]:
-    """The error to remember as the reason the task is still going round. A failed clean output stays
-    it (whatever transient trouble comes after), so a `watermark: false` task that runs out of time
-    fails with `watermark_removal_failed` as the contract says, not with the last hiccup."""
-    kept = task.last_error
-    if kept is not None and kept.code == "watermark_removal_failed":
-        return {"code": kept.code, "message": kept.message}
-    return {"code": code, "message": message}
-
-
-def _accepted(job: UpstreamJob, message: str) -> Outcome:
-    """The channel has the job: keep its id (the intent is resolved) and start polling it."""
-    return Outcome(
-        Step.POLL,
-        status=TaskStatus.PROCESSING,
-        delay_seconds=job.poll_after or 0.0,
-        changes={"upstream_id": job.upstream_id, "upstream_state": dict(job.memo), "submit_intent_at": None},
-        message=message,
-    )
-
-
-def _route(task: Task) -> RouteRequest:
-    return RouteRequest(
-        task.model, task.seconds, f"{task.width}x{task.height}", len(task.images), task.watermark_mode
-    )
 
 
 def _png_bytes(image: Image.Image) -> bytes:
