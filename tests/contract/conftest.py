@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,8 @@ class FakeServer:
         return [e.op for e in self.fake.journal.entries(prompt=prompt)]
 
 
-async def _serve_fake(**kwargs: Any) -> AsyncIterator[FakeServer]:
+@asynccontextmanager
+async def serve_fake(**kwargs: Any) -> AsyncIterator[FakeServer]:
     sock = bind_loopback()
     port = sock.getsockname()[1]
     options: dict[str, Any] = {
@@ -55,13 +57,13 @@ async def _serve_fake(**kwargs: Any) -> AsyncIterator[FakeServer]:
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[FakeServer]:
-    async for server in _serve_fake():
+    async with serve_fake() as server:
         yield server
 
 
 @pytest.fixture
 async def second_upstream() -> AsyncIterator[FakeServer]:
-    async for server in _serve_fake():
+    async with serve_fake() as server:
         yield server
 
 

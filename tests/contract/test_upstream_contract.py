@@ -15,7 +15,7 @@ import av
 import httpx
 import pytest
 
-from tests.contract.conftest import FakeServer, gateway_options, png_data_uri, upstream_channel
+from tests.contract.conftest import FakeServer, gateway_options, png_data_uri, serve_fake, upstream_channel
 from tests.helpers import query, wait_for_status
 from vidgate.domain.tasks import Step
 
@@ -237,3 +237,16 @@ async def test_watermark_false_never_delivers_a_video_whose_mark_is_unknown(
 def _only_job(server: FakeServer, text: str) -> str | None:
     [made] = server.fake.journal.creates(text)
     return made.job
+
+
+async def test_a_relays_video_link_to_a_private_address_is_refused(start_gateway) -> None:
+    """The result link of a relay is a URL someone else chose: it goes through the SSRF-safe fetcher,
+    which refuses an address like the cloud metadata service before connecting."""
+    async with serve_fake(cdn_base_url="http://metadata.example.com") as relay:  # -> 169.254.169.254
+        options = {**gateway_options(upstream_channel("unified", relay)), "fetch_allow_private": False}
+        async with start_gateway(**options) as gw:
+            async with gw.client(await gw.new_key()) as client:
+                final = await settled(gw, client, await create(client, prompt()))
+        assert final["status"] == "failed" and final["error"]["code"] == "result_url_refused", final
+        assert "non-public address" in final["error"]["message"]
+        assert relay.fake.journal.count("download") == 0  # nothing ever reached it
