@@ -118,28 +118,26 @@ class OpenAIVideosProvider:
     # create -----------------------------------------------------------------------------------
 
     async def submit(self, request: SubmitRequest, ctx: StepContext) -> UpstreamJob:
-        headers = {"Idempotency-Key": request.idempotency_key}
         if request.remix_of_upstream_id is not None:
-            what = "remix"
-            send = self.client.post(
-                f"videos/{request.remix_of_upstream_id}/remix",
-                json={"prompt": request.prompt},
-                headers=headers,
-            )
+            what, path = "remix", f"videos/{request.remix_of_upstream_id}/remix"
+            body: dict[str, Any] = {"json": {"prompt": request.prompt}}
         else:
-            what = "create"
-            send = await self._create_request(request, headers)
+            what, path = "create", "videos"
+            body = await self._create_body(request)
         with mapped_transport_errors(what, may_create=True):
-            response = await send
+            response = await self.client.post(
+                path, headers={"Idempotency-Key": request.idempotency_key}, **body
+            )
         raise_for_status(response, what, may_create=True)
-        body = json_or_none(response)
-        job_id = (body.get("id") or body.get("task_id")) if isinstance(body, dict) else None
+        answer = json_or_none(response)
+        job_id = (answer.get("id") or answer.get("task_id")) if isinstance(answer, dict) else None
         if not isinstance(job_id, str) or not job_id:
             # A 2xx we cannot read: the job may well exist. Never treat this as "not made".
             raise UpstreamOutcomeUnknown(f"{what}: the channel's answer had no job id")
         return UpstreamJob(job_id, poll_after=_poll_after(response))
 
-    async def _create_request(self, request: SubmitRequest, headers: dict[str, str]) -> Any:
+    async def _create_body(self, request: SubmitRequest) -> dict[str, Any]:
+        """httpx keyword arguments for the create: JSON, or multipart as the SDK sends it."""
         fields: dict[str, Any] = {
             "prompt": request.prompt,
             "model": self.channel.upstream_model(request.model),
@@ -153,21 +151,17 @@ class OpenAIVideosProvider:
             if image is not None:
                 ref = await image_reference(blobs, image, self.image_mode, request.width, request.height)
                 fields["input_reference"] = {"image_url": ref}
-            return self.client.post("videos", json=fields, headers=headers)
-        files: dict[str, tuple[str, bytes, str]] = {}
+            return {"json": fields}
         if image is not None and self.image_mode == "file":
             png = await reference_png(blobs, image, request.width, request.height)
-            files["input_reference"] = ("reference.png", png, "image/png")
-        elif image is not None:
+            form = {k: _form_value(v) for k, v in fields.items()}
+            return {"data": form, "files": {"input_reference": ("reference.png", png, "image/png")}}
+        if image is not None:
             fields["input_reference[image_url]"] = await image_reference(
                 blobs, image, self.image_mode, request.width, request.height
             )
-        form = {k: _form_value(v) for k, v in fields.items()}
-        if not files:
-            # httpx sends urlencoded without files; the SDK (and OpenAI) always use multipart.
-            files = {k: (None, v) for k, v in form.items()}  # type: ignore[misc]
-            return self.client.post("videos", files=files, headers=headers)
-        return self.client.post("videos", data=form, files=files, headers=headers)
+        # Fields only: httpx would send them urlencoded, but the SDK (and OpenAI) always use multipart.
+        return {"files": {k: (None, _form_value(v)) for k, v in fields.items()}}
 
     # poll -------------------------------------------------------------------------------------
 
