@@ -102,7 +102,7 @@ def create_tasks(dep: Deployment, key: str, n: int, seed: int) -> dict[str, tupl
     with httpx.Client(base_url=dep.base_url, headers={"authorization": f"Bearer {key}"}, timeout=30) as api:
         for i in range(n):
             fault = FAULTS[i % len(FAULTS)]
-            text = f"chaos task {i} {rng.randrange(10**9)} #ready={rng.uniform(3, 12):.1f} {fault.directives}"
+            text = f"chaos task {i} {rng.randrange(10**9)} #ready={rng.uniform(4, 24):.1f} {fault.directives}"
             model = "sora-2" if i % 2 == 0 else "sora-2-pro"
             r = api.post("/v1/video/create", json={"model": model, "prompt": text.strip(), "duration": 10})
             assert r.status_code == 200, r.text
@@ -201,7 +201,7 @@ def test_chaos_three_workers_on_postgres_killed_at_random(tmp_path: Path, pg_adm
         started = time.monotonic()
         created = create_tasks(dep, key, PG_TASKS, seed=7)
         roles = [(f"worker{i}", ("worker",)) for i in range(3)]
-        kills = killer_loop(dep, roles, url, every=(1.5, 4.0), deadline_s=300 + PG_TASKS * 2, seed=11)
+        kills = killer_loop(dep, roles, url, every=(1.5, 3.5), deadline_s=300 + PG_TASKS * 2, seed=11)
         check_outcome(url, created, upstream)
         print(f"\nchaos: {PG_TASKS} tasks, 3 workers, {kills} SIGKILLs, {time.monotonic() - started:.0f} s")
     for i in range(3):
