@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SRC := src/vidgate
 
-.PHONY: run test lint bench bench-polling chaos clean
+.PHONY: run test lint bench bench-polling bench-fifo chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ bench-polling: $(VENV)/.installed-test
 		export VIDGATE_TEST_PG_URL=$$(scripts/start-postgres); \
 	fi; \
 	$(BIN)/python bench/upstream_polling.py
+
+## A burst of 24 tasks on the built-in engine: FIFO claims against the old due-time order.
+bench-fifo: $(VENV)/.installed-test
+	$(BIN)/python bench/fifo_scheduling.py
 
 ## The full chaos test: 300 tasks, 3 workers on PostgreSQL, SIGKILLs every few seconds.
 chaos: $(VENV)/.installed-test

@@ -125,6 +125,24 @@ async def test_not_due_and_finished_tasks_are_not_claimed(stores) -> None:
     assert (await store.get(task.id)).completed_at == T0 + 5000
 
 
+async def test_due_tasks_are_claimed_oldest_first_and_started_ones_before_new_ingests(stores) -> None:
+    store, owner, _ = stores
+    with_image = SPEC.__class__(**{**SPEC.__dict__, "images": ("https://example.com/a.png",)})
+    new_ingest = await store.create(with_image, owner=owner, dialect="unified", now=T0, deadline_ms=10**9)
+    first, second, third = [
+        await store.create(SPEC, owner=owner, dialect="unified", now=T0 + n, deadline_ms=10**9)
+        for n in (1, 2, 3)
+    ]
+    assert new_ingest.step is Step.INGEST and first.step is Step.SUBMIT
+    # `first` moves on a step: its next step falls due later than the others' first steps did, and
+    # still goes ahead of them, because it is the oldest task that is under way.
+    [c] = await store.claim_due(worker="A", limit=1, lease_ms=LEASE, skip=[Step.INGEST])
+    assert c.task.id == first.id
+    await store.finish_step(c, now=T0 + 100, next_step=Step.POLL)
+    claims = await claim_at(store, T0 + 200, worker="A", limit=4)
+    assert [x.task.id for x in claims] == [first.id, second.id, third.id, new_ingest.id]
+
+
 async def test_status_changes_are_compare_and_set_with_an_event_each(stores) -> None:
     store, owner, _ = stores
     task = await store.create(SPEC, owner=owner, dialect="unified", now=T0, deadline_ms=10**9)

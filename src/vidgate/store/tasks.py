@@ -54,6 +54,15 @@ from vidgate.store.task_rows import (
 )
 
 _ACTIVE = [s.value for s in ACTIVE_STATUSES]
+# The claim's queue order (see `claim_due`), in SQL and in Python: started tasks before new ingests,
+# then oldest first; the id breaks ties between tasks created in the same millisecond.
+_FIFO_ORDER = (case((tasks.c.step == Step.INGEST.value, 1), else_=0), tasks.c.created_at, tasks.c.id)
+
+
+def _fifo_key(task: Task) -> tuple[int, int, str]:
+    return (1 if task.step is Step.INGEST else 0, task.created_at, task.id)
+
+
 _TERMINAL = [s.value for s in TERMINAL_STATUSES]
 _CAS_TRIES = 8
 
@@ -226,6 +235,10 @@ class TaskStore:
         On PostgreSQL, FOR UPDATE SKIP LOCKED lets concurrent workers pick disjoint rows without
         waiting; SQLite drops the clause and its single writer (BEGIN IMMEDIATE) makes it safe.
         `only` / `skip` limit the claim to some steps (the runner budgets media work apart from polls).
+
+        Among due tasks the oldest goes first, and a task already under way goes ahead of a new
+        ingest: ordering by due time instead would run every task's step N before any task's step
+        N+1, so with a backlog no task would finish until the whole backlog had been rendered.
         """
         now = self.queue_clock.expr()
         due = (
@@ -237,7 +250,7 @@ class TaskStore:
                 *([tasks.c.step.in_([s.value for s in only])] if only else []),
                 *([tasks.c.step.not_in([s.value for s in skip])] if skip else []),
             )
-            .order_by(tasks.c.next_run_at)
+            .order_by(*_FIFO_ORDER)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
@@ -255,8 +268,10 @@ class TaskStore:
         async with self._write() as conn:
             rows = (await conn.execute(claim)).mappings().all()
         # The rows of one claim share a token; that is enough, because fences compare (id, token) and
-        # every claim of the same row gets a new one.
-        return [Claim(row_to_task(r), worker) for r in rows]
+        # every claim of the same row gets a new one. RETURNING keeps no order: restore the queue's, so
+        # the runner starts (and queues for render slots) the oldest first.
+        claimed = sorted((row_to_task(r) for r in rows), key=_fifo_key)
+        return [Claim(task, worker) for task in claimed]
 
     async def heartbeat(
         self, claim: Claim, *, lease_ms: int, progress: int | None = None
