@@ -44,7 +44,8 @@ def png_bytes(image: Image.Image) -> bytes:
 
 @pytest.fixture
 def image_server() -> Iterator[tuple[str, dict[str, bytes]]]:
-    """A loopback HTTP server for test images: GET /<name> serves files[name]."""
+    """A loopback HTTP server for test images: GET /<name> serves files[name] (a body `REDIRECT:<url>`
+    answers a 302 to that URL)."""
     files: dict[str, bytes] = {}
 
     class Handler(BaseHTTPRequestHandler):
@@ -52,6 +53,12 @@ def image_server() -> Iterator[tuple[str, dict[str, bytes]]]:
             body = files.get(self.path.lstrip("/"))
             if body is None:
                 self.send_error(404)
+                return
+            if body.startswith(b"REDIRECT:"):
+                self.send_response(302)
+                self.send_header("location", body.removeprefix(b"REDIRECT:").decode())
+                self.send_header("content-length", "0")
+                self.end_headers()
                 return
             self.send_response(200)
             self.send_header("content-type", "image/png" if body[:4] == b"\x89PNG" else "text/html")
@@ -124,6 +131,8 @@ async def test_default_channel_renders_a_real_mp4_from_fetched_images(
     "name, body, code, says",
     [
         ("missing.png", None, "image_fetch_failed", "404"),
+        ("to-data.png", b"REDIRECT:data:image/png;base64,iVBORw0KGgo=", "image_fetch_failed", "redirect"),
+        ("to-script.png", b"REDIRECT:javascript:alert(1)", "image_fetch_failed", "redirect"),
         ("page.png", b"<html>not an image</html>", "invalid_image", "text/html"),
         ("trunc.png", png_bytes(gradient_image(64, 64, 1))[:60], "invalid_image", ""),
         (

@@ -618,6 +618,12 @@ class SafeFetcher:
             if redirected:
                 raise FetchRefused(f"the redirect to {_shorten(target)!r} was refused: {exc.reason}") from exc
             raise
+        except httpx.InvalidURL as exc:
+            # httpx builds the next hop's request inside `send`, and a Location it cannot make an
+            # HTTP request of (`data:`, `javascript:`) raises there; the target itself was checked.
+            raise FetchRefused(
+                "the redirect to a URL that is not http(s) was refused (the Location has no host)"
+            ) from exc
         try:
             _assert_guarded(response)
         except BaseException:

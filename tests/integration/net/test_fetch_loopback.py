@@ -296,6 +296,9 @@ async def test_public_stand_in_is_fetched_by_name(make_server: Callable[..., Loo
         "http://localhost:{port}/secret",
         "http://internal.test:{port}/secret",  # a NAME for 127.0.0.1: refused at connect time
         "file:///etc/passwd",
+        # No host: httpx cannot even build the redirect's request (InvalidURL); refused all the same.
+        "data:image/png;base64,iVBORw0KGgo=",
+        "javascript:alert(1)",
     ],
 )
 async def test_redirect_to_internal_is_refused_on_the_hop(
