@@ -81,6 +81,7 @@ def unified_view(ctx: ViewContext, task: Task) -> dict[str, Any]:
         "height": task.height,
         "video_url": signed_url(ctx, task, "video"),
         "thumbnail_url": signed_url(ctx, task, "thumbnail"),
+        "spritesheet_url": signed_url(ctx, task, "spritesheet"),
         "enhanced_prompt": "",
         "watermarked": task.watermarked,
         "error": {"code": task.error.code, "message": task.error.message} if task.error else None,

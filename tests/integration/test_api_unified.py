@@ -81,6 +81,7 @@ async def test_create_answers_exactly_three_keys_and_query_the_superset(client) 
         "height",
         "video_url",
         "thumbnail_url",
+        "spritesheet_url",
         "enhanced_prompt",
         "watermarked",
         "error",
@@ -98,6 +99,7 @@ async def test_create_answers_exactly_three_keys_and_query_the_superset(client) 
         1280,
     )
     assert state["video_url"] is None and state["thumbnail_url"] is None and state["completed_at"] is None
+    assert state["spritesheet_url"] is None
     assert state["detail"]["input"]["prompt"] == "a red kite" and state["detail"]["attempts"] == 0
 
 
@@ -243,6 +245,8 @@ async def test_signed_media_links_serve_ranges_and_refuse_tampering_and_expiry(s
 
             thumb = await anon.get(state["thumbnail_url"])
             assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/webp"
+            sheet = await anon.get(state["spritesheet_url"])
+            assert sheet.status_code == 200 and sheet.headers["content-type"] == "image/jpeg"
 
             tampered = url.replace("sig=", "sig=A")
             assert_envelope(await anon.get(tampered), 403, code="invalid_signature")

@@ -50,6 +50,7 @@ async def test_upstream_videos_get_previews_and_retention_deletes_media_but_keep
             after = await query(client, task_id)
             assert after["status"] == "completed"
             assert after["video_url"] is None and after["thumbnail_url"] is None
+            assert after["spritesheet_url"] is None
             assert "retention period of 2 days" in after["detail"]["media_deleted_reason"]
             gone = await client.get(f"/v1/videos/video_{ulid}/content")
             assert gone.status_code == 404 and gone.json()["error"]["code"] == "media_deleted"

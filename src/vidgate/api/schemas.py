@@ -82,6 +82,7 @@ class UnifiedQueryResponse(BaseModel):
     height: int
     video_url: str | None
     thumbnail_url: str | None
+    spritesheet_url: str | None
     enhanced_prompt: str
     watermarked: bool | None
     error: TaskErrorModel | None

@@ -8,13 +8,13 @@ Two sources, one layout:
   back, keeping only the few frames it needs, so memory stays bounded whatever the length.
 
 The thumbnail is frame 0 (what a player shows before pressing play), WebP. The spritesheet is up
-to `max_tiles` small frames, about one per second, evenly spaced, in rows of `columns`, JPEG.
+to `max_tiles` small frames, about one per second, evenly spaced, JPEG, in a grid sized to the tiles
+it got (up to `columns` wide, and never an empty cell).
 """
 
 from __future__ import annotations
 
 import io
-import math
 import os
 from typing import Final
 
@@ -105,12 +105,11 @@ class PreviewCollector:
         return out.getvalue()
 
     def spritesheet_jpeg(self) -> bytes:
-        """The collected tiles in time order, `columns` per row, as JPEG."""
+        """The collected tiles in time order, as JPEG, in a grid with no empty cell (see `grid`)."""
         if not self._tiles:
             raise ValueError("no spritesheet tile was added")
         tiles = [self._tiles[slot] for slot in sorted(self._tiles)]
-        columns = min(self.columns, len(tiles))
-        rows = math.ceil(len(tiles) / columns)
+        columns, rows = grid(len(tiles), self.columns)
         tw, th = self.tile_size
         sheet = Image.new("RGB", (columns * tw, rows * th))
         for k, tile in enumerate(tiles):
@@ -152,6 +151,18 @@ def previews_from_mp4(
     if not collector.has_thumbnail:
         raise NotAVideo("the video has no decodable frame")
     return collector.thumbnail_webp(), collector.spritesheet_jpeg()
+
+
+def grid(tiles: int, max_columns: int) -> tuple[int, int]:
+    """(columns, rows) for `tiles` tiles with every cell filled: the widest row of at most
+    `max_columns` that divides the count, else one row (a prime count over `max_columns`).
+
+    A decode may yield fewer frames than the container promised, so the count is not always
+    `max_tiles`: 8 tiles make 4x2, not a 5x2 sheet with two black cells."""
+    for columns in range(min(max_columns, tiles), 0, -1):
+        if tiles % columns == 0 and (columns > 1 or tiles == 1):
+            return columns, tiles // columns
+    return tiles, 1
 
 
 def _estimate_frames(duration_us: int | None, fps: float) -> int:

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from vidgate.media.encode import Mp4Writer
-from vidgate.media.previews import PreviewCollector, previews_from_mp4
+from vidgate.media.previews import PreviewCollector, grid, previews_from_mp4
 from vidgate.media.probe import NotAVideo
 
 # One distinct colour per second, far apart so JPEG and H.264 cannot blur them into each other.
@@ -84,6 +84,29 @@ def test_collector_builds_a_time_ordered_sheet_and_a_webp_thumbnail() -> None:
     assert sheet.size == (5 * 256, 2 * 144)
     colours = tile_colours(sheet.convert("RGB"), (256, 144), 10, 5)
     assert all(close_to(got, want) for got, want in zip(colours, PALETTE[:10], strict=True)), colours
+
+
+def test_a_sheet_with_fewer_tiles_than_planned_has_no_empty_cell() -> None:
+    # The container promised 300 frames (12.5 s) but 240 decoded: the last two tiles never came.
+    width, height, fps = 256, 144, 24
+    collector = PreviewCollector(width, height, total_frames=300, fps=fps)
+    for index in range(240):
+        if collector.wants(index):
+            collector.add(index, solid(PALETTE[index // fps], width, height))
+    assert not collector.done
+    sheet = Image.open(io.BytesIO(collector.spritesheet_jpeg())).convert("RGB")
+    assert sheet.size == (4 * 256, 2 * 144)  # 8 tiles: 4x2, not 5x2 with two black cells
+    colours = tile_colours(sheet, (256, 144), 8, 4)
+    assert all(max(c) > 100 for c in colours), colours  # every cell holds a frame
+
+
+@pytest.mark.parametrize(
+    "tiles, columns_rows",
+    [(1, (1, 1)), (2, (2, 1)), (5, (5, 1)), (6, (3, 2)), (7, (7, 1)), (8, (4, 2)), (9, (3, 3)), (10, (5, 2))],
+)
+def test_grid_fills_every_cell(tiles: int, columns_rows: tuple[int, int]) -> None:
+    columns, rows = grid(tiles, 5)
+    assert (columns, rows) == columns_rows and columns * rows == tiles
 
 
 def test_collector_accepts_pil_images_of_any_size_and_ignores_unwanted_frames() -> None:
