@@ -59,10 +59,12 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Listen port (VIDGATE_PORT).")] = None,
     worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Run the embedded worker.")] = True,
 ) -> None:
-    """Serve the HTTP API (and, by default, an embedded worker in the same process)."""
-    import uvicorn
+    """Serve the HTTP API (and, by default, an embedded worker in the same process).
 
+    The first SIGINT or SIGTERM stops gracefully, a second one at once (see vidgate.api.signals)."""
     from vidgate.api.app import create_app
+    from vidgate.api.http_server import uvicorn_options
+    from vidgate.api.signals import run_uvicorn
     from vidgate.logs import configure_logging
     from vidgate.runtime import SchemaOutOfDate, prepare_database
 
@@ -73,20 +75,36 @@ def serve(
     except SchemaOutOfDate as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
+    if not anyio.run(_any_active_key, settings):
+        err.print("no API key yet: create one with  vidgate keys create --name NAME")
     err.print(f"vidgate listening on {settings.base_url}  (data: {settings.data_dir.resolve()})")
-    uvicorn.run(
+    run_uvicorn(
         create_app(settings, run_worker=worker and settings.embedded_worker),
         host=settings.host,
         port=settings.port,
         log_config=None,
         access_log=False,  # access lines would carry signed-link signatures; see the request log instead
         timeout_graceful_shutdown=int(settings.worker.shutdown_grace_seconds) + 5,
+        **uvicorn_options(settings),
     )
+
+
+async def _any_active_key(settings: Settings) -> bool:
+    from vidgate.store import db
+
+    engine = db.create_engine(settings.resolved_database_url)
+    try:
+        return any(key.active for key in await KeyStore(engine).list())
+    finally:
+        await engine.dispose()
 
 
 @app.command("worker")
 def run_worker() -> None:
-    """Run a worker on its own: claim due tasks and drive them to the end. Stops cleanly on SIGTERM."""
+    """Run a worker on its own: claim due tasks and drive them to the end.
+
+    The first SIGINT or SIGTERM stops gracefully (running steps get their grace period); a second one
+    stops at once: running steps are stopped and their tasks released."""
     from vidgate.logs import configure_logging
     from vidgate.runtime import open_runtime
     from vidgate.worker.service import run_worker_services
@@ -95,17 +113,16 @@ def run_worker() -> None:
     configure_logging(settings)
 
     async def main() -> None:
-        stop = anyio.Event()
+        stop, force = anyio.Event(), anyio.Event()
         async with open_runtime(settings) as runtime, anyio.create_task_group() as tg:
 
             async def on_signals() -> None:
                 with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                    async for _ in signals:
-                        stop.set()
-                        return
+                    async for _ in signals:  # kept open: a third Ctrl-C must not interrupt the releases
+                        (force if stop.is_set() else stop).set()
 
             tg.start_soon(on_signals)
-            await run_worker_services(runtime, stop)
+            await run_worker_services(runtime, stop, force)
             tg.cancel_scope.cancel()
 
     run_or_exit(main)

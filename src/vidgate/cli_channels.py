@@ -20,8 +20,11 @@ channels_app = typer.Typer(help="Channels: list them, test them.", invoke_withou
 
 def _settings() -> Settings:
     from vidgate.cli import load_settings
+    from vidgate.logs import configure_logging
 
-    return load_settings()
+    settings = load_settings()
+    configure_logging(settings)  # to stderr: log lines (outbound requests too) stay out of stdout's table
+    return settings
 
 
 @channels_app.callback()

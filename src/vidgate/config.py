@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from vidgate.channel_config import ALL_DURATIONS, ALL_SIZES, DEFAULT_MODELS, ChannelSettings, default_channels
+from vidgate.private_files import make_private_dirs
 
 __all__ = ["ALL_DURATIONS", "ALL_SIZES", "DEFAULT_MODELS", "ChannelSettings", "Settings", "WorkerSettings"]
 
@@ -71,6 +72,21 @@ class Settings(BaseSettings):
     database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    http_header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A request's line and headers must arrive within this of the connection opening or "
+        "of the previous answer; else the connection is closed (idle and slowloris connections).",
+    )
+    http_keep_alive_seconds: int = Field(
+        default=5, ge=1, description="An idle connection is closed this long after its last answer."
+    )
+    http_max_connections: int = Field(
+        default=512,
+        ge=1,
+        description="Connections served at once; a request on one beyond that is answered 503. Keep it "
+        "below the process's file-descriptor limit (`ulimit -n`).",
+    )
     public_base_url: str | None = None
     secret_key: str | None = Field(default=None, repr=False)
     auto_migrate: bool | None = None
@@ -156,7 +172,7 @@ class Settings(BaseSettings):
             return self.secret_key.encode()
         path = self.data_dir / "secret_key"
         if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(self.data_dir)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:

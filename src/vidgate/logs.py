@@ -9,6 +9,9 @@ import structlog
 
 from vidgate.config import Settings
 
+# Libraries whose records below WARNING would carry credentials or user data; see configure_logging.
+QUIETED_LOGGERS = ("httpx", "httpcore", "aiosqlite")
+
 
 def configure_logging(settings: Settings) -> None:
     level = getattr(logging, settings.log_level.upper())
@@ -30,5 +33,9 @@ def configure_logging(settings: Settings) -> None:
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    # httpx logs every request's URL at INFO: upstream result links carry their own signatures.
-    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
+    # httpx logs every request's URL whole at INFO (and httpcore its connections at DEBUG): presigned
+    # image links, callback URLs and result links carry credentials in their query strings.
+    # vidgate.net.outbound_log logs outbound requests instead, with the query string removed.
+    # aiosqlite logs every statement with its parameters at DEBUG: prompts, callback URLs, key hashes.
+    for name in QUIETED_LOGGERS:
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))

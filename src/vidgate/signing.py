@@ -11,6 +11,20 @@ import base64
 import hashlib
 import hmac
 
+# Unix seconds: 10 digits until the year 2286; a longer number is no expiry or timestamp of ours.
+_MAX_TIME_DIGITS = 12
+
+
+def parse_unix_seconds(text: str) -> int | None:
+    """`text` as Unix seconds when it is ASCII digits of a sane length, else None.
+
+    `str.isdigit()` alone is not enough: it accepts "²" and other Unicode digits that `int()`
+    refuses, and `int()` refuses numbers of thousands of digits.
+    """
+    if not (text.isascii() and text.isdigit()) or len(text) > _MAX_TIME_DIGITS:
+        return None
+    return int(text)
+
 
 def _mac(key: bytes, task_id: str, variant: str, expires: int) -> str:
     digest = hmac.new(key, f"{task_id}/{variant}/{expires}".encode(), hashlib.sha256).digest()
@@ -47,8 +61,8 @@ def webhook_signature(secret: bytes, timestamp: int, body: bytes) -> str:
 def verify_webhook(secret: bytes, header: str, body: bytes, *, now_s: int, tolerance_s: int = 300) -> bool:
     """For receivers: True when `header` signs `body` with `secret` and is at most `tolerance_s` old."""
     parts = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
-    timestamp = parts.get("t", "")
-    if not timestamp.isdigit() or abs(now_s - int(timestamp)) > tolerance_s:
+    timestamp = parse_unix_seconds(parts.get("t", ""))
+    if timestamp is None or abs(now_s - timestamp) > tolerance_s:
         return False
-    expected = webhook_signature(secret, int(timestamp), body)
+    expected = webhook_signature(secret, timestamp, body)
     return hmac.compare_digest(expected.encode(), header.strip().encode())

@@ -65,6 +65,8 @@ def unified_view(ctx: ViewContext, task: Task) -> dict[str, Any]:
         detail["media_deleted_reason"] = task.media_deleted_reason
     if task.remixed_from:
         detail["remixed_from"] = unified_id(task.model, task.remixed_from)
+    if warnings := (task.upstream_state or {}).get("warnings"):
+        detail["warnings"] = warnings  # what the channel noticed, e.g. glyphs its card font lacked
     return {
         "id": unified_id(task.model, task.id),
         "object": "video",

@@ -144,6 +144,16 @@ def wait_until(predicate: Any, *, timeout: float, what: str) -> Any:
     raise TimeoutError(f"timed out waiting for {what}")
 
 
+def wait_for_task_end(api: httpx.Client, task_id: str, *, timeout: float, what: str) -> dict[str, Any]:
+    """Poll the unified query until the task is completed or failed; return its last state."""
+
+    def ended() -> dict[str, Any] | None:
+        state: dict[str, Any] = api.get("/v1/video/query", params={"id": task_id}).json()
+        return state if state["status"] in ("completed", "failed") else None
+
+    return wait_until(ended, timeout=timeout, what=what)
+
+
 class FakeUpstreamProcess:
     """The shipped fake upstream as its own `vidgate dev fake-upstream` process of a deployment."""
 

@@ -11,7 +11,7 @@ import av
 import httpx
 import pytest
 
-from tests.e2e.processes import Deployment, wait_until, write_config
+from tests.e2e.processes import Deployment, wait_for_task_end, wait_until, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -49,15 +49,7 @@ def test_task_survives_kill_9_mid_task_and_finishes_exactly_once(tmp_path: Path,
         Deployment.kill9(first)
 
         dep.serve()
-        final = wait_until(
-            lambda: (
-                (s := api.get("/v1/video/query", params={"id": task_id}).json())["status"]
-                in ("completed", "failed")
-                and s
-            ),
-            timeout=90,
-            what="the task to finish after the restart",
-        )
+        final = wait_for_task_end(api, task_id, timeout=90, what="the task to finish after the restart")
         assert final["status"] == "completed", final
         ops = [e["op"] for e in journal(state_dir) if e["task"] == ulid]
         assert ops.count("submit") == 1, ops

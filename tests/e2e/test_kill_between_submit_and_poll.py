@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.processes import Deployment, FakeUpstreamProcess, wait_until, write_config
+from tests.e2e.processes import Deployment, FakeUpstreamProcess, wait_for_task_end, wait_until, write_config
 
 pytestmark = pytest.mark.slow
 FAKE_KEY = "sk-e2e-fake"
@@ -66,14 +66,8 @@ def test_kill_9_between_submit_and_poll_never_makes_a_second_upstream_job(
 
         dep.serve()
         finals = {
-            name: wait_until(
-                lambda task_id=task_id: (
-                    (s := api.get("/v1/video/query", params={"id": task_id}).json())["status"]
-                    in ("completed", "failed")
-                    and s
-                ),
-                timeout=90,
-                what=f"the {name} task to finish after the restart",
+            name: wait_for_task_end(
+                api, task_id, timeout=90, what=f"the {name} task to finish after the restart"
             )
             for name, task_id in ids.items()
         }

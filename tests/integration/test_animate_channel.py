@@ -184,3 +184,43 @@ async def test_loopback_images_are_refused_with_the_default_fetch_policy(start_g
             )
     assert r.status_code == 400
     assert r.json()["error"]["param"] == "images[0]"
+
+
+DEJAVU = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+@pytest.mark.skipif(not Path(DEJAVU).is_file(), reason="DejaVu Sans is not installed")
+async def test_a_prompt_the_card_font_cannot_draw_is_delivered_with_a_warning(start_gateway) -> None:
+    from vidgate.channel_config import ChannelSettings
+
+    channel = ChannelSettings(
+        name="animate", kind="animate", models=["sora-2"], options={"fps": 4, "font": DEJAVU}
+    )
+    async with start_gateway(run_worker=True, channels=[channel]) as gw:
+        async with gw.client(await gw.new_key()) as client:
+            states = []
+            for prompt in ("一只猫在沙发上 a cat", "a cat on a sofa"):
+                r = await client.post(
+                    "/v1/video/create", json={"model": "sora-2", "prompt": prompt, "duration": 4}
+                )
+                assert r.status_code == 200, r.text
+                states.append(await wait_for_status(client, r.json()["id"], timeout=120))
+    chinese, english = states
+    assert chinese["status"] == "completed" and english["status"] == "completed"
+    [warning] = chinese["detail"]["warnings"]
+    assert (
+        "cannot draw 7 of the prompt's characters (一只猫在沙发上)" in warning and "fonts-noto-cjk" in warning
+    )
+    assert "warnings" not in english["detail"]
+
+
+async def test_a_font_option_that_is_not_a_font_stops_the_start(tmp_path: Path) -> None:
+    from vidgate.channel_config import ChannelSettings
+    from vidgate.config import Settings
+    from vidgate.providers.registry import ChannelConfigError, check_channels
+
+    bogus = tmp_path / "font.ttf"
+    bogus.write_text("not a font")
+    channel = ChannelSettings(name="animate", kind="animate", models=["sora-2"], options={"font": str(bogus)})
+    with pytest.raises(ChannelConfigError, match="font"):
+        check_channels(Settings(data_dir=tmp_path, channels=[channel]))

@@ -143,6 +143,24 @@ async def test_due_tasks_are_claimed_oldest_first_and_started_ones_before_new_in
     assert [x.task.id for x in claims] == [first.id, second.id, third.id, new_ingest.id]
 
 
+async def test_progress_never_goes_down_whatever_writes_it(stores) -> None:
+    store, owner, _ = stores
+    task = await store.create(SPEC, owner=owner, dialect="unified", now=T0, deadline_ms=10**9)
+    [c] = await claim_at(store, T0, worker="A", limit=1)
+    c = await store.advance(c, now=T0, changes={"progress": 19})
+    assert c is not None and c.task.progress == 19
+    # A late heartbeat carrying an older reading, a step that counts again from zero, a re-poll.
+    assert await store.heartbeat(c, lease_ms=LEASE, progress=5) is not None
+    assert (await store.get(task.id)).progress == 19
+    c = await store.advance(c, now=T0, changes={"progress": 0})
+    assert c is not None and c.task.progress == 19
+    assert await store.repoll_later(c, delay_ms=0, changes={"progress": 3})
+    assert (await store.get(task.id)).progress == 19
+    [c] = await claim_at(store, T0 + 1, worker="A", limit=1)
+    done = await store.finish_step(c, now=T0 + 1, next_step=Step.POLL, changes={"progress": 40})
+    assert done is not None and done.progress == 40
+
+
 async def test_status_changes_are_compare_and_set_with_an_event_each(stores) -> None:
     store, owner, _ = stores
     task = await store.create(SPEC, owner=owner, dialect="unified", now=T0, deadline_ms=10**9)

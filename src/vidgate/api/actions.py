@@ -11,10 +11,10 @@ from typing import Any
 
 from vidgate.domain.requests import BLOB_REF_PREFIX, VideoSpec
 from vidgate.domain.tasks import Task
-from vidgate.errors import InvalidRequest
+from vidgate.errors import Conflict, InvalidRequest
 from vidgate.net.policy import FetchPolicy, UrlRejected, check_url_resolves_public
 from vidgate.runtime import Runtime
-from vidgate.store.blobs import delete_task_files
+from vidgate.store.blobs import delete_task_files, upload_key
 from vidgate.store.task_rows import request_fingerprint
 
 MAX_IDEMPOTENCY_KEY_CHARS = 255
@@ -64,22 +64,39 @@ async def create_task(
     task_id: str | None = None,
     pinned_channel: str | None = None,
     remix_upstream_id: str | None = None,
+    upload: bytes | None = None,
 ) -> Task:
+    """Save the task. `upload` (an `input_reference` file; `task_id` required with it) is stored under
+    `task_id` before the task is saved, so the worker never finds the task without its input, and is
+    removed again when no task of that id comes to be: an idempotent replay (answered with the first
+    task, which has its own copy) or a key reused with another body."""
     check_idempotency_key(idempotency_key)
+    uploaded_for: str | None = None
+    if upload is not None:
+        assert task_id is not None, "an upload is stored under the id of the task it is for"
+        await runtime.blobs.put_bytes(upload, upload_key(task_id))
+        uploaded_for = task_id
     now = runtime.clock.now_ms()
-    task = await runtime.tasks.create(
-        spec,
-        owner=owner,
-        dialect=dialect,
-        now=now,
-        deadline_ms=round(runtime.settings.worker.task_deadline_seconds * 1000),
-        idempotency_key=idempotency_key,
-        request_hash=request_fingerprint({"dialect": dialect, **body}) if idempotency_key else None,
-        remixed_from=remixed_from,
-        task_id=task_id,
-        pinned_channel=pinned_channel,
-        remix_upstream_id=remix_upstream_id,
-    )
+    try:
+        task = await runtime.tasks.create(
+            spec,
+            owner=owner,
+            dialect=dialect,
+            now=now,
+            deadline_ms=round(runtime.settings.worker.task_deadline_seconds * 1000),
+            idempotency_key=idempotency_key,
+            request_hash=request_fingerprint({"dialect": dialect, **body}) if idempotency_key else None,
+            remixed_from=remixed_from,
+            task_id=task_id,
+            pinned_channel=pinned_channel,
+            remix_upstream_id=remix_upstream_id,
+        )
+    except Conflict:
+        if uploaded_for is not None:
+            await delete_task_files(runtime.blobs, uploaded_for)
+        raise
+    if uploaded_for is not None and task.id != uploaded_for:
+        await delete_task_files(runtime.blobs, uploaded_for)  # the whole `uploads/<id>/`, not just its file
     runtime.wake_worker()
     return task
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
 import httpx
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from vidgate import __version__
 from vidgate.api import health, media, openai, unified
 from vidgate.api.access_log import AccessLog
 from vidgate.api.errors import install_error_handlers
 from vidgate.api.limits import BodySizeLimit
+from vidgate.api.openapi_docs import install_openapi_docs
 from vidgate.clock import Clock
 from vidgate.config import Settings
 from vidgate.net.policy import Resolver
@@ -42,19 +45,26 @@ def create_app(
             if not embedded:
                 yield
                 return
-            stop = anyio.Event()
+            stop, force = anyio.Event(), anyio.Event()
             async with anyio.create_task_group() as tg:
-                worker = await tg.start(run_worker_services, runtime, stop)
+                worker = await tg.start(run_worker_services, runtime, stop, force)
                 runtime.wake_worker = worker.wake
+                # For a second stop signal (api.signals): callable from a signal handler or any thread.
+                loop = asyncio.get_running_loop()
+                app.state.stop_worker_now = lambda: loop.call_soon_threadsafe(force.set)
                 yield
                 stop.set()
 
-    app = FastAPI(
+    # fastapi-offline serves Swagger UI's and ReDoc's files from the package: /docs works offline.
+    app = FastAPIOffline(
         title="vidgate",
         version=__version__,
         summary="Video generation gateway: the relay unified format and OpenAI's /v1/videos, one task store.",
         lifespan=lifespan,
+        # No badge from validator.swagger.io: it would send our document's URL to a third party.
+        swagger_ui_parameters={"validatorUrl": None},
     )
+    install_openapi_docs(app)
     install_error_handlers(app)
     # Added last = outermost: the access log also sees the 413s the size limit answers itself.
     app.add_middleware(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from vidgate.errors import AuthenticationFailed
 from vidgate.runtime import Runtime
@@ -14,7 +15,16 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-async def authenticate(request: Request) -> ApiKey:
+# Declares bearer auth in the OpenAPI document (Swagger UI's Authorize button) on every route that
+# depends on `authenticate`; it never refuses a request itself: `authenticate` does, in our error shape.
+bearer_auth = HTTPBearer(
+    auto_error=False, scheme_name="bearerAuth", description="An API key from `vidgate keys create`."
+)
+
+
+async def authenticate(
+    request: Request, _declared: HTTPAuthorizationCredentials | None = Security(bearer_auth)
+) -> ApiKey:
     """The caller's active key from `Authorization: Bearer <key>`, else 401."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")

@@ -1,7 +1,9 @@
-"""One error envelope for both dialects: `{"error": {"message", "type", "param", "code"}}`."""
+"""One error envelope for both dialects: `{"error": {"message", "type", "param", "code"}}`, for every
+error, the unexpected ones included (answered without dropping the client's keep-alive connection)."""
 
 from __future__ import annotations
 
+import traceback
 from typing import Any
 
 import structlog
@@ -9,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vidgate.errors import VidgateError
 
@@ -27,10 +30,20 @@ _STATUS_CODES = {
 }
 
 
+_INTERNAL_MESSAGE = "The server had an error while processing your request."
+
+
+def printable(text: str) -> str:
+    """`text` with what UTF-8 cannot carry (an unpaired surrogate) spelled as an escape: messages
+    echo what clients sent, and one such character would make the error itself unencodable."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def envelope(
     message: str, *, type_: str, param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    shown_param = None if param is None else printable(param)
+    return {"error": {"message": printable(message), "type": type_, "param": shown_param, "code": code}}
 
 
 def error_response(
@@ -105,13 +118,49 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error", exc_info=exc)
-    return error_response(
-        500,
-        "The server had an error while processing your request.",
-        type_="server_error",
-        code="internal_error",
-    )
+    # Only what escapes the outer middlewares gets here (UnexpectedErrors answers the rest); Starlette
+    # re-raises it after this answer, and the server logs that traceback, so it is not logged here.
+    return error_response(500, _INTERNAL_MESSAGE, type_="server_error", code="internal_error")
+
+
+class UnexpectedErrors:
+    """ASGI middleware: an exception the handlers did not turn into an answer becomes the contract's
+    500, logged once. Starlette's own last-resort handler answers and then re-raises, and a server
+    that sees an exception drops the keep-alive connection, failing the client's next request too.
+
+    An exception after the answer has started cannot be turned into a 500: it is re-raised, so the
+    server closes the connection and the client sees a truncated response rather than a wrong one.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch_start(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch_start)
+        except Exception as exc:
+            if started:
+                raise
+            # Formatted here, not by the log renderer: some render each frame's local variables (where
+            # settings and keys live), and the text is made printable (a message may echo a client's).
+            log.error(
+                "unhandled error",
+                method=scope["method"],
+                path=printable(scope["path"]),  # the path only: media links carry signatures in the query
+                exception=printable("".join(traceback.format_exception(exc))),
+            )
+            response = error_response(500, _INTERNAL_MESSAGE, type_="server_error", code="internal_error")
+            await response(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -119,3 +168,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+    # Innermost of the middlewares (the app adds its own after this), so the access log records the 500.
+    app.add_middleware(UnexpectedErrors)

@@ -30,7 +30,9 @@ class BodySizeLimit:
         is_upload = headers.get("content-type", "").lower().startswith("multipart/")
         limit = self.upload_limit if is_upload else self.limit
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        # ASCII digits only ("²".isdigit() is true, and int() refuses it); a number longer than the
+        # limit's own is over it without converting, which int() refuses past 4300 digits.
+        if declared.isascii() and declared.isdigit() and _exceeds(declared, limit):
             await _reject(send, limit)
             return
         received = 0
@@ -45,6 +47,11 @@ class BodySizeLimit:
             return message
 
         await self.app(scope, counting_receive, send)
+
+
+def _exceeds(digits: str, limit: int) -> bool:
+    significant = digits.lstrip("0")
+    return len(significant) > len(str(limit)) or int(significant or "0") > limit
 
 
 async def _reject(send: Send, limit: int) -> None:

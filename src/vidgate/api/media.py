@@ -49,11 +49,12 @@ async def signed_file(
     task_id: str, filename: str, request: Request, runtime: Runtime = Depends(get_runtime)
 ) -> Response:
     variant = _FILE_VARIANTS.get(filename)
-    exp, sig = request.query_params.get("exp", ""), request.query_params.get("sig", "")
-    if variant is None or not exp.isdigit() or not sig:
+    exp = signing.parse_unix_seconds(request.query_params.get("exp", ""))
+    sig = request.query_params.get("sig", "")
+    if variant is None or exp is None or not sig:
         return _forbidden("This link is not a valid signed media link.")
     now_s = runtime.clock.now_ms() // 1000
-    if not signing.verify(runtime.settings.signing_key(), task_id, variant, int(exp), sig, now_s=now_s):
+    if not signing.verify(runtime.settings.signing_key(), task_id, variant, exp, sig, now_s=now_s):
         return _forbidden("This link's signature is invalid or has expired; query the task for a fresh link.")
     task = await runtime.tasks.get(task_id)
     if task is None:

@@ -14,9 +14,10 @@ from starlette.datastructures import UploadFile
 
 from vidgate.api.actions import check_urls_fetchable, create_task, delete_task
 from vidgate.api.deps import authenticate, get_runtime
+from vidgate.api.inline_images import check_inline_images
+from vidgate.api.json_body import check_storable, read_json_object
 from vidgate.api.media import stream_variant
 from vidgate.api.schemas import ERROR_RESPONSES, OpenAIDeleted, OpenAIVideo, OpenAIVideoList
-from vidgate.api.unified import read_json_object
 from vidgate.domain.requests import BLOB_REF_PREFIX, PASSTHROUGH_FIELDS, check_image_ref, parse_openai
 from vidgate.domain.routing import RemixSupport
 from vidgate.domain.tasks import Task, TaskStatus, WatermarkMode
@@ -60,9 +61,13 @@ async def _read_form(request: Request, runtime: Runtime) -> tuple[dict[str, Any]
             if isinstance(value, UploadFile):
                 if name != "input_reference":
                     raise InvalidRequest(f"Unexpected file field '{name}'.", param=name)
+                if not value.filename and not await value.read(1):
+                    continue  # a form's file input left empty (browsers, Swagger UI): no image
+                await value.seek(0)
                 upload = await _upload_bytes(value, runtime)
-            elif name in _FORM_FIELDS:
-                fields[name] = value
+            elif name in _FORM_FIELDS and not (name.startswith("input_reference") and value == ""):
+                fields[name] = value  # (an empty input_reference field is one left blank: absent)
+    check_storable(fields)
     return fields, upload
 
 
@@ -117,11 +122,11 @@ async def create_video(
     spec = parse_openai(
         fields, runtime.catalog, max_prompt_chars=runtime.settings.max_prompt_chars, images=images
     )
+    check_inline_images(runtime, spec, first_param="input_reference", indexed=False)
     await check_urls_fetchable(runtime, spec, first_param="input_reference", indexed=False)
     fingerprint_body = {k: v for k, v in fields.items() if isinstance(v, (str, int, float, bool, dict))}
     if upload_data is not None:
         fingerprint_body["input_reference"] = hashlib.sha256(upload_data).hexdigest()
-        await runtime.blobs.put_bytes(upload_data, upload_key(task_id))
     task = await create_task(
         runtime,
         spec,
@@ -130,9 +135,8 @@ async def create_video(
         dialect="openai",
         task_id=task_id,
         idempotency_key=request.headers.get("idempotency-key"),
+        upload=upload_data,
     )
-    if task.id != task_id and upload_data is not None:  # an idempotent replay: the first task has its copy
-        await runtime.blobs.delete(upload_key(task_id))
     return openai_view(runtime, task)
 
 

@@ -9,7 +9,12 @@ from fastapi.responses import Response, StreamingResponse
 
 from vidgate.store.blobs import BlobStore
 
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# ASCII digits only: `\d` would also take other scripts' digits, which RFC 9110's DIGIT is not.
+_RANGE_RE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
+# A position of more digits than this is past the end of any file we store (and `int()` refuses
+# numbers of thousands of digits), so it stands for "past the end" exactly as its real value would.
+_MAX_POSITION_DIGITS = 18
+_PAST_ANY_END = 10**_MAX_POSITION_DIGITS
 
 
 class RangeNotSatisfiable(ValueError):
@@ -28,16 +33,21 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not match or match.group(1) == match.group(2) == "":
         return None
     first, last = match.group(1), match.group(2)
-    if first == "":  # suffix: the last N bytes
-        length = int(last)
+    if first == "":  # suffix: the last N bytes (all of them when N is more than the size)
+        length = _position(last)
         if length == 0:
             raise RangeNotSatisfiable(header)
         return max(0, size - length), size - 1
-    start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
+    start = _position(first)
+    end = min(_position(last), size - 1) if last else size - 1
     if start >= size or end < start:
         raise RangeNotSatisfiable(header)
     return start, end
+
+
+def _position(digits: str) -> int:
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= _MAX_POSITION_DIGITS else _PAST_ANY_END
 
 
 def blob_response(

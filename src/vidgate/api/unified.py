@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from vidgate.api.actions import check_urls_fetchable, create_task
 from vidgate.api.deps import authenticate, get_runtime
+from vidgate.api.inline_images import check_inline_images
+from vidgate.api.json_body import read_json_object
 from vidgate.api.schemas import (
     ERROR_RESPONSES,
     UnifiedCreateBody,
@@ -17,29 +18,13 @@ from vidgate.api.schemas import (
     json_body_schema,
 )
 from vidgate.domain.requests import parse_unified
-from vidgate.errors import InvalidRequest, NotFound, UnsupportedMediaType
+from vidgate.errors import NotFound
 from vidgate.ids import parse_task_id, unified_id
 from vidgate.runtime import Runtime
 from vidgate.store.keys import ApiKey
 from vidgate.views import unified_view
 
 router = APIRouter(tags=["unified"])
-
-
-async def read_json_object(request: Request) -> dict[str, Any]:
-    # Relay clients are sloppy with Content-Type (often none, sometimes text/plain), so any body is
-    # tried as JSON; only form encodings, which can never be the JSON this route takes, are a 415.
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type.startswith(("multipart/", "application/x-www-form-urlencoded")):
-        raise UnsupportedMediaType("This route takes a JSON body (Content-Type: application/json).")
-    raw = await request.body()
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}.", code="invalid_json") from exc
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
-    return body
 
 
 @router.post(
@@ -54,6 +39,7 @@ async def create_video(
 ) -> dict[str, Any]:
     body = await read_json_object(request)
     spec = parse_unified(body, runtime.catalog, max_prompt_chars=runtime.settings.max_prompt_chars)
+    check_inline_images(runtime, spec)
     await check_urls_fetchable(runtime, spec)
     task = await create_task(
         runtime,

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import colorsys
 import contextlib
-import functools
 import hashlib
 import importlib
 import math
@@ -43,6 +42,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from vidgate.engines.card_fonts import Font, card_font_warning, default_font_path, load_font
 from vidgate.media.encode import Mp4Writer, rgb_to_yuv444p, yuv420p_to_rgb
 from vidgate.media.images import cover_box
 from vidgate.media.previews import PreviewCollector
@@ -96,6 +96,7 @@ class AnimateJob:
     height: int
     seconds: int
     fps: int = 24
+    font: str | None = None  # the title card's font file; None: see card_fonts.default_font_path
 
     def __post_init__(self) -> None:
         if self.width <= 0 or self.height <= 0 or self.width % 2 or self.height % 2:
@@ -122,6 +123,8 @@ class AnimateResult:
     seconds: float
     width: int
     height: int
+    # What the task's detail should say (e.g. the card's font could not draw part of the prompt).
+    warnings: tuple[str, ...] = ()
 
 
 def render_animate(
@@ -173,7 +176,15 @@ def render_animate(
         seconds=total / job.fps,
         width=job.width,
         height=job.height,
+        warnings=_warnings(job),
     )
+
+
+def _warnings(job: AnimateJob) -> tuple[str, ...]:
+    if job.images:
+        return ()  # no title card
+    font_warning = card_font_warning(_card_text(job.prompt), job.font or default_font_path())
+    return (font_warning,) if font_warning else ()
 
 
 def iter_animate_frames(job: AnimateJob) -> Iterator[Frame]:
@@ -234,7 +245,7 @@ def _sources(job: AnimateJob) -> Iterator[Image.Image]:
     """The job's images, one at a time (a full-size source can be 100+ MB; only its plate is kept),
     or the title card when there are none."""
     if not job.images:
-        yield prompt_card(job.prompt, job.width, job.height)
+        yield prompt_card(job.prompt, job.width, job.height, font=job.font)
     for path in job.images:
         with Image.open(path) as im:
             yield im.convert("RGB")
@@ -423,20 +434,25 @@ def _blend(below: Frame, above: Frame, weight: float) -> Frame:
 # --- the title card -----------------------------------------------------------------------------
 
 
-def prompt_card(prompt: str, width: int, height: int) -> Image.Image:
+def prompt_card(prompt: str, width: int, height: int, *, font: str | None = None) -> Image.Image:
     """A title card for a text-only request: a gradient whose colours come from a hash of the prompt,
     with the prompt wrapped on it. Deterministic: the same prompt always gives the same pixels.
 
-    It is `MAX_ZOOM` times the output size, so the pan/zoom never upscales it.
+    It is `MAX_ZOOM` times the output size, so the pan/zoom never upscales it. `font` is a font
+    file (default: `card_fonts.default_font_path()`).
     """
     digest = hashlib.sha256(prompt.encode("utf-8")).digest()
     card = _gradient((round(width * MAX_ZOOM), round(height * MAX_ZOOM)), digest)
+    _draw_text(card, _card_text(prompt), width, height, font or default_font_path())
+    return card
+
+
+def _card_text(prompt: str) -> str:
     text = prompt.strip() or " "
     if len(text) > _CARD_MAX_CHARS:
         # A card shows a few hundred characters at most; wrapping 4000 would only cost time.
         text = text[:_CARD_MAX_CHARS] + "…"
-    _draw_text(card, text, width, height)
-    return card
+    return text
 
 
 def _gradient(size: tuple[int, int], digest: bytes) -> Image.Image:
@@ -461,7 +477,7 @@ def _gradient(size: tuple[int, int], digest: bytes) -> Image.Image:
     return Image.fromarray(pixels, "RGB")
 
 
-def _draw_text(card: Image.Image, text: str, width: int, height: int) -> None:
+def _draw_text(card: Image.Image, text: str, width: int, height: int, font_path: str | None) -> None:
     """Centre `text` on `card` in the largest size that fits, with a soft shadow.
 
     `width` x `height` (the output size) is the crop at the deepest zoom; it drifts by up to 6 % of
@@ -471,7 +487,7 @@ def _draw_text(card: Image.Image, text: str, width: int, height: int) -> None:
     max_w = 0.72 * width
     max_h = 0.6 * height
     for fraction in (0.075, 0.06, 0.05, 0.042):
-        font = card_font(max(10, round(short_side * fraction)))
+        font = load_font(font_path, max(10, round(short_side * fraction)))
         line_h = round(font.size * 1.3) if isinstance(font, ImageFont.FreeTypeFont) else 14
         max_lines = max(1, int(max_h // line_h))
         lines = _wrap(text, font, max_w)
@@ -496,31 +512,7 @@ def _draw_text(card: Image.Image, text: str, width: int, height: int) -> None:
         draw.text((x, y), line, font=font, fill=(255, 255, 255))
 
 
-_Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
-
-# System fonts tried for the title card, widest script coverage first. Pillow's own default font draws
-# ASCII only, so a Chinese prompt (most relay clients) needs e.g. Debian's fonts-noto-cjk.
-CARD_FONTS: Final = (
-    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
-    "/usr/share/fonts/truetype/noto/NotoSansCJK-Regular.ttc",
-    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
-    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-)
-
-
-@functools.cache
-def _card_font_path() -> str | None:
-    return next((path for path in CARD_FONTS if os.path.exists(path)), None)
-
-
-def card_font(size: int) -> _Font:
-    """The first installed font of `CARD_FONTS` at `size`, else Pillow's bundled (ASCII-only) one."""
-    path = _card_font_path()
-    return ImageFont.truetype(path, size) if path else ImageFont.load_default(size=size)
-
-
-def _wrap(text: str, font: _Font, max_w: float) -> list[str]:
+def _wrap(text: str, font: Font, max_w: float) -> list[str]:
     """Greedy word wrap; words wider than a line (URLs, CJK without spaces) are split by character."""
     lines: list[str] = []
     for paragraph in text.splitlines() or [""]:
@@ -536,7 +528,7 @@ def _wrap(text: str, font: _Font, max_w: float) -> list[str]:
     return lines
 
 
-def _split_long_words(words: Sequence[str], font: _Font, max_w: float) -> Iterator[str]:
+def _split_long_words(words: Sequence[str], font: Font, max_w: float) -> Iterator[str]:
     for word in words:
         while font.getlength(word) > max_w and len(word) > 1:
             cut = max(1, _fitting_prefix(word, font, max_w))
@@ -545,7 +537,7 @@ def _split_long_words(words: Sequence[str], font: _Font, max_w: float) -> Iterat
         yield word
 
 
-def _fitting_prefix(word: str, font: _Font, max_w: float) -> int:
+def _fitting_prefix(word: str, font: Font, max_w: float) -> int:
     """Length of the longest prefix of `word` no wider than `max_w` (binary search)."""
     lo, hi = 0, len(word)
     while lo < hi:
@@ -557,7 +549,7 @@ def _fitting_prefix(word: str, font: _Font, max_w: float) -> int:
     return lo
 
 
-def _truncate(lines: list[str], max_lines: int, font: _Font, max_w: float) -> list[str]:
+def _truncate(lines: list[str], max_lines: int, font: Font, max_w: float) -> list[str]:
     if len(lines) <= max_lines:
         return lines
     kept = lines[:max_lines]

@@ -3,7 +3,8 @@
 :func:`decode_data_uri` checks only the URI's form and size. Whether the bytes
 really are an image is the magic-byte sniff's job: go through
 :meth:`vidgate.net.fetch.SafeFetcher.fetch_bytes` (which accepts data: URIs for
-image kinds) rather than trusting the declared type.
+image kinds) rather than trusting the declared type. :func:`check_image_data_uri`
+makes both checks up front, so a create can refuse what the fetch would.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import base64
 import binascii
 import re
 
+from vidgate.media.sniff import sniff_image
 from vidgate.net.policy import UrlRejected
 
-__all__ = ["DataUriRejected", "DataUriTooLarge", "decode_data_uri", "is_data_uri"]
+__all__ = ["DataUriRejected", "DataUriTooLarge", "check_image_data_uri", "decode_data_uri", "is_data_uri"]
 
 # A media type token per RFC 6838 (lower-cased before matching).
 _IMAGE_TYPE = re.compile(r"image/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
@@ -83,3 +85,14 @@ def decode_data_uri(uri: str, *, max_bytes: int) -> tuple[str, bytes]:
     if not data:
         raise DataUriRejected("the data: URI contains no data")
     return media_type, data
+
+
+def check_image_data_uri(uri: str, *, max_bytes: int) -> None:
+    """Raise :class:`DataUriRejected` unless ``uri`` decodes (as :func:`decode_data_uri` does) to
+    bytes the sniff proves are an image we decode: what fetching the URI would decide, known now."""
+    _declared, data = decode_data_uri(uri, max_bytes=max_bytes)
+    if sniff_image(data[:64]) is None:
+        raise DataUriRejected(
+            "the data: URI's bytes are not an image of a supported type"
+            " (PNG, JPEG, WebP, GIF, AVIF, BMP or TIFF)"
+        )

@@ -40,6 +40,7 @@ import httpx
 
 from vidgate.media.sniff import sniff_image, sniff_mp4
 from vidgate.net.datauri import DataUriTooLarge, decode_data_uri, is_data_uri
+from vidgate.net.outbound_log import loggable_url, outbound_event_hooks
 from vidgate.net.policy import (
     FetchPolicy,
     Resolver,
@@ -322,6 +323,7 @@ def _build_client(backend: GuardedBackend, timeout: float, user_agent: str) -> h
         timeout=httpx.Timeout(phase, pool=min(timeout, 5.0)),
         cookies=_no_cookies(),
         headers={"User-Agent": user_agent, "Accept-Encoding": "identity"},
+        event_hooks=outbound_event_hooks(),
     )
 
 
@@ -410,7 +412,9 @@ def _translate_errors() -> Iterator[None]:
 
 
 def _shorten(url: httpx.URL) -> str:
-    text = str(url)
+    """`url` for an error message: no query string or userinfo (a presigned link's signature would
+    end up in the task's error), and at most 200 characters."""
+    text = loggable_url(url)
     return text if len(text) <= 200 else text[:197] + "..."
 
 

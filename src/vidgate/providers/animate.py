@@ -3,27 +3,26 @@
 It is procedural (keyframed pan/zoom and crossfades over the input images, or an animated card
 from the prompt), not a generative model; tasks it serves say `engine: "animate"`.
 
-Each render runs in its own spawned process, at most `worker.render_processes` at once per worker
-process: the event loop stays free for the API, and a cancelled or abandoned render (the task was
-cancelled, the lease lost, the worker stopping) is killed at once instead of running on. Progress
-crosses the process boundary through a small file that the parent reads while it waits.
+Each render runs in its own spawned process (`render_process`), at most `worker.render_processes` at
+once per worker process: the event loop stays free for the API, and a cancelled or abandoned render
+(the task was cancelled, the lease lost, the worker stopping or killed) is killed at once instead of
+running on.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 from dataclasses import asdict
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import anyio
-from pydantic import BaseModel, Field
+import structlog
+from pydantic import BaseModel, Field, field_validator
 
 from vidgate.channel_config import ChannelSettings
 from vidgate.domain.routing import ChannelTraits, RemixSupport
-from vidgate.engines.animate import AnimateJob, AnimateResult, render_animate
+from vidgate.engines.animate import AnimateJob
+from vidgate.engines.card_fonts import INSTALL_HINT, check_font_file, cjk_capable, default_font_path
 from vidgate.providers.base import (
     FetchedResult,
     ProbeResult,
@@ -36,13 +35,23 @@ from vidgate.providers.base import (
     UpstreamStatus,
 )
 from vidgate.providers.registry import ProviderDeps
+from vidgate.providers.render_process import render_in_subprocess
 from vidgate.store.blobs import media_key
 
-_PROGRESS_READ_SECONDS = 0.5
+log = structlog.get_logger("vidgate.animate")
 
 
 class AnimateOptions(BaseModel, extra="forbid"):
     fps: int = Field(default=24, ge=1, le=60, description="Frames per second of the rendered clip.")
+    font: str | None = Field(
+        default=None,
+        description="Font file for the prompt card (default: an installed font that can draw CJK).",
+    )
+
+    @field_validator("font")
+    @classmethod
+    def _loadable(cls, font: str | None) -> str | None:
+        return None if font is None else check_font_file(font)
 
 
 class AnimateProvider:
@@ -53,7 +62,19 @@ class AnimateProvider:
 
     def __init__(self, channel: ChannelSettings, deps: ProviderDeps) -> None:
         self.blobs = deps.blobs
-        self.fps = AnimateOptions.model_validate(channel.options).fps
+        options = AnimateOptions.model_validate(channel.options)
+        self.fps, self.font = options.fps, options.font
+        font_path = self.font or default_font_path()
+        draws_cjk = cjk_capable(font_path)
+        font_name = Path(font_path).name if font_path else "Pillow's built-in font"
+        self.font_note = f"prompt card font {font_name} ({'CJK' if draws_cjk else 'no CJK glyphs'})"
+        if not draws_cjk:
+            log.warning(
+                "the prompt card's font cannot draw Chinese, Japanese or Korean prompts",
+                channel=channel.name,
+                font=font_name,
+                hint=INSTALL_HINT,
+            )
         self.processes = deps.settings.worker.render_processes
         self._slots: anyio.Semaphore | None = None
 
@@ -66,20 +87,29 @@ class AnimateProvider:
             images.append(str(path))
         try:
             job = AnimateJob(
-                tuple(images), request.prompt, request.width, request.height, request.seconds, self.fps
+                tuple(images),
+                request.prompt,
+                request.width,
+                request.height,
+                request.seconds,
+                self.fps,
+                font=self.font,
             )
         except ValueError as exc:
             raise ProviderError("invalid_request", str(exc)) from exc
         if self._slots is None:
             self._slots = anyio.Semaphore(self.processes)
         async with self._slots:
-            result = await _render_in_subprocess(job, ctx)
+            result = await render_in_subprocess(job, ctx)
         video = await self.blobs.put_file(Path(result.video), media_key(request.task_id, "video"), move=True)
         stored = StoredMedia.of(request.task_id, video)
         assert stored.thumbnail_key and stored.spritesheet_key
         await self.blobs.put_file(Path(result.thumbnail), stored.thumbnail_key, move=True)
         await self.blobs.put_file(Path(result.spritesheet), stored.spritesheet_key, move=True)
-        return UpstreamJob(f"animate:{request.task_id}", memo={"stored": asdict(stored)})
+        memo: dict[str, Any] = {"stored": asdict(stored)}
+        if result.warnings:
+            memo["warnings"] = list(result.warnings)  # shown in the task's detail
+        return UpstreamJob(f"animate:{request.task_id}", memo=memo)
 
     async def poll(self, job: UpstreamJob, ctx: StepContext) -> UpstreamStatus:
         stored = job.memo.get("stored")
@@ -106,74 +136,9 @@ class AnimateProvider:
         return None  # renders leave nothing behind to find: a lost one is simply rendered again
 
     async def probe(self) -> ProbeResult:
-        return ProbeResult(True, f"built-in engine, renders on this machine at {self.fps} fps")
+        return ProbeResult(
+            True, f"built-in engine, renders on this machine at {self.fps} fps; {self.font_note}"
+        )
 
     async def aclose(self) -> None:
         return None
-
-
-class ProgressFile:
-    """A picklable progress callback: writes the fraction to a file the parent process reads."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __call__(self, fraction: float) -> None:
-        tmp = f"{self.path}.tmp"
-        with open(tmp, "w") as fh:
-            fh.write(f"{fraction:.4f}")
-        os.replace(tmp, self.path)
-
-
-def _render_child(conn: Connection, job: AnimateJob, out_dir: str, progress_path: str) -> None:
-    try:
-        conn.send(("ok", render_animate(job, out_dir, ProgressFile(progress_path))))
-    except BaseException as exc:  # report everything; the parent decides what it means
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
-
-
-async def _render_in_subprocess(job: AnimateJob, ctx: StepContext) -> AnimateResult:
-    out_dir = ctx.work_dir / "out"
-    progress_path = ctx.work_dir / "progress"
-    spawn = multiprocessing.get_context("spawn")  # never fork a process that runs an event loop
-    parent, child = spawn.Pipe(duplex=False)
-    process = spawn.Process(
-        target=_render_child,
-        args=(child, job, str(out_dir), str(progress_path)),
-        name=f"render-{ctx.task_id}",
-    )
-    process.start()
-    child.close()
-    outcome: tuple[str, Any] | None = None
-    try:
-        while not parent.poll():
-            if not process.is_alive() and not parent.poll():
-                raise ProviderError(
-                    "render_crashed",
-                    f"the render process died (exit code {process.exitcode})",
-                    retryable=True,
-                )
-            await anyio.sleep(_PROGRESS_READ_SECONDS)
-            await ctx.report_progress(_read_progress(progress_path))
-        outcome = parent.recv()
-    finally:
-        if outcome is None and process.is_alive():
-            process.kill()  # cancelled: the task was cancelled, its lease lost, or the worker is stopping
-        with anyio.CancelScope(shield=True):  # reap the child even when we are being cancelled
-            await anyio.to_thread.run_sync(process.join, 10)
-        parent.close()
-    assert outcome is not None  # the loop only ends with a message received
-    kind, value = outcome
-    if kind == "error":
-        raise ProviderError("render_failed", f"The animate engine failed: {value}")
-    assert isinstance(value, AnimateResult)
-    return value
-
-
-def _read_progress(path: Path) -> int:
-    try:
-        return round(float(path.read_text()) * 100)
-    except (OSError, ValueError):
-        return 0

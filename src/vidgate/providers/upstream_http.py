@@ -33,6 +33,7 @@ import httpx
 from vidgate import __version__
 from vidgate.channel_config import ChannelSettings
 from vidgate.media.sniff import sniff_mp4
+from vidgate.net.outbound_log import outbound_event_hooks
 from vidgate.providers.base import ProbeResult, ProviderError, ResultExpired, UpstreamOutcomeUnknown
 
 USER_AGENT = f"vidgate/{__version__}"
@@ -71,6 +72,7 @@ class UpstreamHttp:
             proxy=channel.proxy if self.transport is None else None,
             transport=self.transport,
             follow_redirects=False,
+            event_hooks=outbound_event_hooks(),
         )
 
 

@@ -19,6 +19,8 @@ from typing import Protocol
 
 import anyio
 
+from vidgate.private_files import FILE_MODE, make_private_dirs
+
 CHUNK_BYTES = 256 * 1024
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 
@@ -32,8 +34,13 @@ TASK_PREFIXES = ("videos", "inputs", "uploads")
 MEDIA_FILES = {"video": "video.mp4", "thumbnail": "thumbnail.webp", "spritesheet": "spritesheet.jpg"}
 
 
+def media_prefix(task_id: str) -> str:
+    """Where a task's result and previews live (`media_key`)."""
+    return f"videos/{task_id}"
+
+
 def media_key(task_id: str, variant: str) -> str:
-    return f"videos/{task_id}/{MEDIA_FILES[variant]}"
+    return f"{media_prefix(task_id)}/{MEDIA_FILES[variant]}"
 
 
 def input_key(task_id: str, index: int) -> str:
@@ -78,7 +85,7 @@ def check_key(key: str) -> str:
 class LocalBlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.root)
 
     def path(self, key: str) -> Path:
         return self.root / check_key(key)
@@ -134,13 +141,14 @@ class LocalBlobStore:
 
     def _put_file(self, src: Path, key: str, move: bool) -> BlobInfo:
         dest = self.path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(dest.parent)
         digest = hashlib.sha256()
         if move and src.stat().st_dev == dest.parent.stat().st_dev:
             with src.open("rb") as fh:
                 for chunk in iter(lambda: fh.read(CHUNK_BYTES), b""):
                     digest.update(chunk)
             _fsync_file(src)
+            os.chmod(src, FILE_MODE)  # it keeps its mode: whoever wrote it (PyAV, say) used the umask's
             os.replace(src, dest)
             return BlobInfo(key, dest.stat().st_size, digest.hexdigest())
         with src.open("rb") as fh, _atomic_writer(dest) as out:
@@ -153,7 +161,7 @@ class LocalBlobStore:
 
     def _put_bytes(self, data: bytes, key: str) -> BlobInfo:
         dest = self.path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(dest.parent)
         with _atomic_writer(dest) as out:
             out.write(data)
         return BlobInfo(key, len(data), hashlib.sha256(data).hexdigest())

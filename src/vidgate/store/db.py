@@ -16,6 +16,8 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from vidgate.private_files import make_private_file
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Marks a connection whose transactions will write; on SQLite they start with BEGIN IMMEDIATE.
 WRITE_OPTION = "vidgate_write"
@@ -24,6 +26,9 @@ WRITE_OPTION = "vidgate_write"
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """An async engine; on SQLite with WAL, a busy timeout and write locks taken up front.
 
+    `hide_parameters`: a database error's message (and so its logged traceback) must not carry the
+    statement's values, which hold prompts and callback URLs.
+
     SQLite's default deferred BEGIN lets a read-then-write transaction fail with SQLITE_BUSY (a
     stale snapshot) that busy_timeout does not retry; BEGIN IMMEDIATE takes the write lock first,
     so writers queue instead of failing. Reads keep a plain BEGIN so they never wait for writers.
@@ -31,11 +36,13 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+            make_private_file(Path(parsed.database))
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, hide_parameters=True)
         _install_sqlite_hooks(engine)
         return engine
-    return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_async_engine(
+        url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10, hide_parameters=True
+    )
 
 
 @asynccontextmanager
@@ -90,7 +97,7 @@ def head_revision() -> str | None:
 def upgrade_sync(url: str, revision: str = "head") -> None:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        make_private_file(Path(parsed.database))
     command.upgrade(alembic_config(url), revision)
 
 

@@ -294,7 +294,7 @@ class TaskStore:
         progress = {claim.task.id: p for claim, p in beats if p is not None}
         values: dict[str, Any] = {"lease_expires_at": self.queue_clock.expr() + lease_ms}
         if progress:
-            values["progress"] = case(progress, value=tasks.c.id, else_=tasks.c.progress)
+            values["progress"] = _never_lower(case(progress, value=tasks.c.id, else_=tasks.c.progress))
         query = (
             update(tasks)
             .where(tuple_(tasks.c.id, tasks.c.lease_token).in_([(c.task.id, c.token) for c, _ in beats]))
@@ -366,7 +366,7 @@ class TaskStore:
             update(tasks)
             .where(*_fence(claim))
             .values(
-                **changes,
+                **_monotonic(changes),
                 version=claim.version + 1,
                 next_run_at=self.queue_clock.expr() + delay_ms,
                 lease_owner=None,
@@ -543,7 +543,7 @@ class TaskStore:
         current = claim.task
         target = status or current.status
         check_transition(current.status, target)
-        values: dict[str, Any] = {**changes, "step": step.value, "version": claim.version + 1}
+        values: dict[str, Any] = {**_monotonic(changes), "step": step.value, "version": claim.version + 1}
         status_changed = target != current.status
         if status_changed:
             values.update(status=target.value, status_update_time=max(now, current.status_update_time + 1))
@@ -658,14 +658,15 @@ class TaskStore:
             )
 
     async def media_older_than(self, cutoff_ms: int, limit: int = 100) -> list[Task]:
-        """Completed tasks whose media is due for deletion under the retention setting."""
+        """Ended tasks whose files are due for deletion under the retention setting: the media of a
+        completed one, and the inputs (uploads, ingested images) of every one, whatever its outcome."""
         query = (
             select(tasks)
             .where(
                 and_(
                     tasks.c.completed_at.is_not(None),
                     tasks.c.completed_at < cutoff_ms,
-                    or_(tasks.c.video_key.is_not(None), tasks.c.thumbnail_key.is_not(None)),
+                    tasks.c.media_deleted_at.is_(None),
                 )
             )
             .limit(limit)
@@ -673,6 +674,37 @@ class TaskStore:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [row_to_task(r) for r in rows]
+
+    async def deleted_with_files(self, limit: int = 100) -> list[Task]:
+        """Deleted tasks whose files have not been swept yet and that no live claim holds (so no step
+        can still be storing files for them)."""
+        now = self.queue_clock.expr()
+        query = (
+            select(tasks)
+            .where(
+                tasks.c.deleted_at.is_not(None),
+                tasks.c.media_deleted_at.is_(None),
+                or_(tasks.c.lease_expires_at.is_(None), tasks.c.lease_expires_at < now),
+            )
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [row_to_task(r) for r in rows]
+
+    async def live_claims(self, claims: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (task id, lease token) pairs still hold an unexpired lease."""
+        live: set[tuple[str, str]] = set()
+        pairs = list(claims)
+        now = self.queue_clock.expr()
+        async with self.engine.connect() as conn:
+            for start in range(0, len(pairs), 500):
+                query = select(tasks.c.id, tasks.c.lease_token).where(
+                    tuple_(tasks.c.id, tasks.c.lease_token).in_(pairs[start : start + 500]),
+                    tasks.c.lease_expires_at >= now,
+                )
+                live.update((row[0], row[1]) for row in (await conn.execute(query)).all())
+        return live
 
 
 def _fence(claim: Claim) -> Sequence[Any]:
@@ -693,6 +725,18 @@ def _occupies_slot() -> Any:
 
 def _case_ended(step_if_ended: str) -> Any:
     return case((tasks.c.status.in_(_TERMINAL), step_if_ended), else_=tasks.c.step)
+
+
+def _never_lower(progress: Any) -> Any:
+    """Progress only goes up: a client polling a task must never see it move back (a late heartbeat
+    of an older reading, a retried step starting its count again)."""
+    return case((tasks.c.progress > progress, tasks.c.progress), else_=progress)
+
+
+def _monotonic(changes: Mapping[str, Any]) -> Mapping[str, Any]:
+    if "progress" not in changes:
+        return changes
+    return {**changes, "progress": _never_lower(changes["progress"])}
 
 
 def _new_token() -> str:

@@ -10,7 +10,12 @@
   step can stop that job.
 - A crashed worker's tasks are taken up by any worker once their leases expire.
 - Stopping (SIGTERM) is graceful: no new claims, running steps get `shutdown_grace_seconds` to
-  finish, and whatever is left is released so another worker can take it at once.
+  finish, and whatever is left is released so another worker can take it at once. A forced stop (a
+  second signal) does not wait: running steps are stopped and released at once.
+- A step that writes files does so in a scratch directory of its own claim (`worker.scratch`), removed
+  when it ends; the directories a killed process left are swept at start and after each such step. A
+  file step that ends without committing removes what it stored for a task the client ended meanwhile
+  (`worker.leftovers`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,10 +35,13 @@ from anyio.abc import TaskGroup
 
 from vidgate.domain.tasks import Step
 from vidgate.ids import new_ulid
+from vidgate.private_files import make_private_dirs
 from vidgate.providers.base import StepContext
 from vidgate.store.task_rows import Claim, ClaimLost
 from vidgate.worker.deps import StepDeps
+from vidgate.worker.leftovers import remove_unclaimed_files
 from vidgate.worker.outcomes import Outcome, deadline_reached
+from vidgate.worker.scratch import scratch_dir, sweep_scratch
 from vidgate.worker.steps import Steps
 
 log = structlog.get_logger("vidgate.worker")
@@ -79,14 +86,12 @@ class _Running:
 
 
 class Worker:
-    def __init__(
-        self, deps: StepDeps, *, worker_id: str | None = None, scratch_root: Path | None = None
-    ) -> None:
+    def __init__(self, deps: StepDeps, *, scratch_root: Path, worker_id: str | None = None) -> None:
         self.deps = deps
         self.steps = Steps(deps)
         self.id = worker_id or make_worker_id()
         self.settings = deps.settings.worker
-        self.scratch_root = scratch_root or Path(tempfile.gettempdir()) / "vidgate-work"
+        self.scratch_root = scratch_root  # may be shared with other processes: see worker.scratch
         self._running: dict[str, _Running] = {}
         self._wake = anyio.Event()
         self._slot_freed = anyio.Event()
@@ -103,19 +108,23 @@ class Worker:
 
     # The loop ---------------------------------------------------------------------------------
 
-    async def run(self, stop: anyio.Event) -> None:
-        """Claim and run steps until `stop` is set, then shut down gracefully."""
+    async def run(self, stop: anyio.Event, *, force: anyio.Event | None = None) -> None:
+        """Claim and run steps until `stop` is set, then shut down gracefully: running steps get
+        `shutdown_grace_seconds`. Once `force` is set (with or without `stop`), stop at once: running
+        steps are stopped and their tasks released."""
+        force = force or anyio.Event()
         log.info("worker started", worker=self.id, concurrency=self.settings.concurrency)
+        await self.sweep_scratch()
         async with anyio.create_task_group() as beats:
             beats.start_soon(self._heartbeats)
             async with anyio.create_task_group() as steps_group:
-                await self._claim_loop(stop, steps_group)
-                await self._drain(steps_group)
+                await self._claim_loop((stop, force), steps_group)
+                await self._drain(force)
             beats.cancel_scope.cancel()  # every step has ended (and released its task)
         log.info("worker stopped", worker=self.id, steps_run=self.steps_run)
 
-    async def _claim_loop(self, stop: anyio.Event, steps_group: TaskGroup) -> None:
-        while not stop.is_set():
+    async def _claim_loop(self, stops: tuple[anyio.Event, ...], steps_group: TaskGroup) -> None:
+        while not any(stop.is_set() for stop in stops):
             # Fresh events BEFORE looking: a wake-up or a freed slot that arrives while the claim runs
             # sets these, and the idle wait below returns at once instead of sleeping a full tick.
             self._slot_freed = anyio.Event()
@@ -131,7 +140,7 @@ class Worker:
                     steps_group.start_soon(self._run_one, running)
                 if full:
                     continue  # there may be more due right now
-            await self._idle(stop, wait_for_slot=free <= 0, wait_for_media_slot=media_waiting)
+            await self._idle(stops, wait_for_slot=free <= 0, wait_for_media_slot=media_waiting)
 
     async def _claim(self, free: int) -> tuple[list[Claim], bool, bool]:
         """Claim up to `free` due steps, media steps within their own budget. Returns the claims,
@@ -158,33 +167,31 @@ class Worker:
         full = rest > 0 and len(light) == rest
         return media + light, full, media_free <= 0 or len(media) == media_free
 
-    async def _idle(self, stop: anyio.Event, *, wait_for_slot: bool, wait_for_media_slot: bool) -> None:
+    async def _idle(
+        self, stops: tuple[anyio.Event, ...], *, wait_for_slot: bool, wait_for_media_slot: bool
+    ) -> None:
         """Sleep until the next tick, a wake-up (when a slot is free), a freed slot (when full), a freed
         media slot (when media steps may be waiting for one) or stop."""
         jitter = self.deps.rng.uniform(0.8, 1.2)
+        events = [*stops, self._slot_freed if wait_for_slot else self._wake]
+        if wait_for_media_slot and not wait_for_slot:
+            events.append(self._media_slot_freed)
         with anyio.move_on_after(self.settings.idle_poll_seconds * jitter):
-            async with anyio.create_task_group() as tg:
+            await _wait_any(*events)
 
-                async def waiter(event: anyio.Event) -> None:
-                    await event.wait()
-                    tg.cancel_scope.cancel()
-
-                tg.start_soon(waiter, stop)
-                tg.start_soon(waiter, self._slot_freed if wait_for_slot else self._wake)
-                if wait_for_media_slot and not wait_for_slot:
-                    tg.start_soon(waiter, self._media_slot_freed)
-
-    async def _drain(self, steps_group: TaskGroup) -> None:
-        if self._running:
+    async def _drain(self, force: anyio.Event) -> None:
+        if self._running and not force.is_set():
             log.info(
-                "waiting for running steps",
+                "waiting for running steps (a second signal stops them now)",
                 count=len(self._running),
                 grace=self.settings.shutdown_grace_seconds,
             )
         with anyio.move_on_after(self.settings.shutdown_grace_seconds):
-            while self._running:
+            while self._running and not force.is_set():
                 self._slot_freed = anyio.Event()
-                await self._slot_freed.wait()
+                await _wait_any(self._slot_freed, force)
+        if self._running:
+            log.info("stopping running steps", count=len(self._running), forced=force.is_set())
         for running in list(self._running.values()):
             running.scope.cancel()  # _run_one releases the lease on its way out
 
@@ -208,17 +215,23 @@ class Worker:
 
     async def _run_one(self, running: _Running) -> None:
         task_id = running.claim.task.id
-        log_ = log.bind(task_id=task_id, step=running.claim.task.step.value, worker=self.id)
+        step = running.claim.task.step
+        log_ = log.bind(task_id=task_id, step=step.value, worker=self.id)
         try:
             outcome = await self._run_step(running, log_)
             with anyio.CancelScope(shield=True):  # a half-done commit is worse than a late stop
+                committed = False
                 if outcome is not None:
-                    await self._commit(running, outcome, log_)
+                    committed = await self._commit(running, outcome, log_)
                 else:
                     # Stopped (shutdown, a client's cancel) or the lease was lost: hand the task back
                     # so whatever is next can run at once (a no-op if another claim holds it now).
                     await self.deps.store.release(running.claim)
                     self.wake()
+                if step in _STEPS_WITH_FILES:
+                    if not committed:
+                        await self._remove_unclaimed_files(task_id)
+                    await self.sweep_scratch()
         except Exception:
             log_.exception("step crashed; the task will be retried when its lease expires")
         finally:
@@ -237,9 +250,9 @@ class Worker:
             return None
         if self.deps.clock.now_ms() >= task.deadline_at and not task.status.is_terminal:
             return deadline_reached(task)
-        work_dir = self.scratch_root / f"{task.id}-{claim.version}"
+        work_dir = scratch_dir(self.scratch_root, claim)
         if task.step in _STEPS_WITH_FILES:  # polls are the hot path: no directory churn for them
-            work_dir.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(work_dir)
 
         async def report_progress(percent: int) -> None:
             running.progress = max(0, min(99, int(percent)))
@@ -307,9 +320,27 @@ class Worker:
         if not running.protected:  # a paid submit in flight is let finish: see _commit
             running.scope.cancel()
 
+    async def _remove_unclaimed_files(self, task_id: str) -> None:
+        try:
+            await remove_unclaimed_files(self.deps.store, self.deps.blobs, task_id)
+        except Exception:  # the sweep of deleted tasks (worker.service) finds them later
+            log.warning("removing the files of an ended task failed", task_id=task_id, exc_info=True)
+
+    async def sweep_scratch(self) -> None:
+        """Remove the scratch directories of claims that are over (a killed process's, mostly)."""
+        running = [r.claim for r in self._running.values()]
+        try:
+            removed = await sweep_scratch(self.scratch_root, self.deps.store, running=running)
+        except Exception:  # the database went away for a moment: the next sweep will do it
+            log.warning("scratch sweep failed", worker=self.id, exc_info=True)
+            return
+        if removed:
+            log.info("removed scratch directories of claims that are over", count=removed)
+
     async def _commit(
         self, running: _Running, outcome: Outcome, log_: structlog.typing.FilteringBoundLogger
-    ) -> None:
+    ) -> bool:
+        """Record the step's outcome; False when it lost to a change of the task (it is dropped)."""
         now = self.deps.clock.now_ms()
         next_step = outcome.next_step
         ended = outcome.status is not None and outcome.status.is_terminal
@@ -322,11 +353,11 @@ class Worker:
             # The hot path (thousands of jobs in flight): one statement, no event, nothing read back.
             delay_ms = round(outcome.delay_seconds * 1000)
             if await self.deps.store.repoll_later(running.claim, delay_ms=delay_ms, changes=changes):
-                return
+                return True
             log_.info("the task changed before the poll's commit; its outcome is dropped")
             await self.deps.store.release(running.claim)
             self.wake()
-            return
+            return False
         task = await self.deps.store.finish_step(
             running.claim,
             now=now,
@@ -349,8 +380,21 @@ class Worker:
             log_.info("the task changed before the step's commit; its outcome is dropped")
             await self.deps.store.release(running.claim)
             self.wake()
-            return
+            return False
         if outcome.status is not None and outcome.status is not running.claim.task.status:
             log_.info("task status", status=task.status.value, error=task.error.code if task.error else None)
         if outcome.delay_seconds == 0 and task.step is not Step.DONE:
             self.wake()  # the next step is due now: no reason to wait for the next tick
+        return True
+
+
+async def _wait_any(*events: anyio.Event) -> None:
+    """Return once any of `events` is set."""
+    async with anyio.create_task_group() as tg:
+
+        async def waiter(event: anyio.Event) -> None:
+            await event.wait()
+            tg.cancel_scope.cancel()
+
+        for event in events:
+            tg.start_soon(waiter, event)

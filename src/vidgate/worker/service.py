@@ -1,4 +1,5 @@
-"""Running a worker inside a process: the claim loop plus the media retention sweep."""
+"""Running a worker inside a process: the claim loop plus housekeeping (the files of deleted tasks,
+media and inputs past their retention, scratch directories of claims that are over)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from vidgate.worker.deps import StepDeps
 from vidgate.worker.runner import Worker
 
 log = structlog.get_logger("vidgate.worker")
-_RETENTION_SWEEP_SECONDS = 600.0
+_HOUSEKEEPING_SECONDS = 600.0
 
 
 def build_worker(runtime: Runtime) -> Worker:
@@ -30,20 +31,40 @@ def build_worker(runtime: Runtime) -> Worker:
 
 
 async def run_worker_services(
-    runtime: Runtime, stop: anyio.Event, *, task_status: StartStatus[Worker] = anyio.TASK_STATUS_IGNORED
+    runtime: Runtime,
+    stop: anyio.Event,
+    force: anyio.Event | None = None,
+    *,
+    task_status: StartStatus[Worker] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run until `stop` is set. Reports the Worker through `task_status` once it is running."""
+    """Run until `stop` is set (running steps get their grace period) or `force` is (they are stopped
+    at once). Reports the Worker through `task_status` once it is running."""
     worker = build_worker(runtime)
     async with anyio.create_task_group() as tg:
-        if runtime.settings.media_retention_days is not None:
-            tg.start_soon(_retention_loop, runtime, stop)
+        tg.start_soon(_housekeeping, runtime, worker, stop)
         task_status.started(worker)
-        await worker.run(stop)
+        await worker.run(stop, force=force)
         tg.cancel_scope.cancel()
 
 
+async def delete_files_of_deleted_tasks(runtime: Runtime) -> int:
+    """Remove whatever is still stored for deleted tasks that no step holds any more.
+
+    The API removes a task's files when it is deleted, and a step that stores files after that
+    removes them itself (`worker.leftovers`); this finds what a process killed in between left."""
+    now = runtime.clock.now_ms()
+    swept = 0
+    while batch := await runtime.tasks.deleted_with_files():
+        for task in batch:
+            await delete_task_files(runtime.blobs, task.id)
+            await runtime.tasks.mark_media_deleted(task.id, now=now, reason="the task was deleted")
+            swept += 1
+    return swept
+
+
 async def delete_expired_media(runtime: Runtime) -> int:
-    """Delete media older than the retention setting; the task stays, with the reason recorded."""
+    """Delete the files of tasks that ended longer ago than the retention setting: a completed task's
+    media, and every ended task's inputs. The task stays, with the reason recorded."""
     days = runtime.settings.media_retention_days
     if days is None:
         return 0
@@ -59,13 +80,20 @@ async def delete_expired_media(runtime: Runtime) -> int:
     return deleted
 
 
-async def _retention_loop(runtime: Runtime, stop: anyio.Event) -> None:
-    while not stop.is_set():
+async def _housekeeping(runtime: Runtime, worker: Worker, stop: anyio.Event) -> None:
+    """Every few minutes (and at start, where `Worker.run` sweeps its scratch itself)."""
+    while True:
         try:
+            swept = await delete_files_of_deleted_tasks(runtime)
+            if swept:
+                log.info("removed the files of deleted tasks", tasks=swept)
             deleted = await delete_expired_media(runtime)
             if deleted:
                 log.info("media retention", deleted=deleted)
         except Exception:
-            log.exception("media retention sweep failed")
-        with anyio.move_on_after(_RETENTION_SWEEP_SECONDS):
+            log.exception("housekeeping sweep failed")
+        with anyio.move_on_after(_HOUSEKEEPING_SECONDS):
             await stop.wait()
+        if stop.is_set():
+            return
+        await worker.sweep_scratch()

@@ -295,6 +295,7 @@ async def test_public_stand_in_is_fetched_by_name(make_server: Callable[..., Loo
         "http://[::ffff:127.0.0.1]:{port}/secret",
         "http://localhost:{port}/secret",
         "http://internal.test:{port}/secret",  # a NAME for 127.0.0.1: refused at connect time
+        "http://127.0.0.1:{port}/secret?X-Amz-Signature=SECRET",  # the message drops the query
         "file:///etc/passwd",
         # No host: httpx cannot even build the redirect's request (InvalidURL); refused all the same.
         "data:image/png;base64,iVBORw0KGgo=",

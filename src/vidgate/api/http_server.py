@@ -1,0 +1,76 @@
+"""How `vidgate serve` runs uvicorn: timeouts and a connection limit, so idle or slow clients cannot hold
+the server's sockets forever.
+
+uvicorn itself closes a kept-alive connection that stays idle after an answer, but it has no deadline for
+a request's head: a connection that never sends a byte, or sends its headers a byte at a time
+(slowloris), stays open for good, and enough of them exhaust the file descriptors. `HeadDeadlineProtocol`
+adds that deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from vidgate.config import Settings
+
+
+class HeadDeadlineProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, closing a connection whose request line and headers have not all
+    arrived within `head_timeout` seconds of the connection opening or of the previous answer.
+
+    The deadline is for the whole head, not per read, so trickling bytes does not extend it. A request
+    body is the application's to pace (uploads may be slow); uvicorn's keep-alive timer closes idle
+    connections between requests."""
+
+    head_timeout: float = 10.0
+    _head_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_deadline()
+        super().connection_lost(exc)
+
+    def on_headers_complete(self) -> None:
+        self._disarm_head_deadline()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # A pipelined request already read its head; otherwise the next one starts its clock now.
+        if not self.transport.is_closing() and not self.pipeline:
+            self._arm_head_deadline()
+
+    def _arm_head_deadline(self) -> None:
+        self._disarm_head_deadline()
+        self._head_deadline = self.loop.call_later(self.head_timeout, self._head_deadline_passed)
+
+    def _disarm_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_deadline_passed(self) -> None:
+        self._head_deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """The keyword arguments for `uvicorn.run` that bound what clients can hold."""
+
+    class Protocol(HeadDeadlineProtocol):
+        head_timeout = settings.http_header_timeout_seconds
+
+    return {
+        "http": Protocol,
+        "timeout_keep_alive": settings.http_keep_alive_seconds,
+        # uvicorn answers 503 once the open connections, this one included, reach its limit: +1 so
+        # that `http_max_connections` connections are served.
+        "limit_concurrency": settings.http_max_connections + 1,
+    }

@@ -1,0 +1,52 @@
+"""How `vidgate serve` stops: the first SIGINT or SIGTERM gracefully, a second one at once.
+
+uvicorn's own handling stops gracefully on the first signal: it waits for open connections, then runs
+the app's shutdown, where the embedded worker gives its running steps `shutdown_grace_seconds`. A second
+SIGINT only sets uvicorn's `force_exit`, which stops the wait for connections but skips the app's
+shutdown altogether (the worker's leases would be left to expire) and does nothing for a shutdown
+already under way; a second SIGTERM does nothing at all. Here either second signal tells the app to
+stop its worker now (`app.state.stop_worker_now`: running steps are stopped, render processes killed,
+leases released) and the app's shutdown always runs, which is quick once the worker is stopping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sys
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+from uvicorn.config import STARTUP_FAILURE
+
+
+class _TwoStageServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self.app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        again = self.should_exit
+        super().handle_exit(sig, frame)
+        if again:
+            self.force_exit = True
+            stop_now = getattr(self.app.state, "stop_worker_now", None)  # absent without a worker
+            if stop_now is not None:
+                stop_now()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        lifespan_done = getattr(self.lifespan, "shutdown_event", None)
+        if self.force_exit and lifespan_done is not None and not lifespan_done.is_set():
+            await self.lifespan.shutdown()  # uvicorn skipped it: it is what releases the worker's leases
+
+
+def run_uvicorn(app: FastAPI, **options: Any) -> None:
+    """`uvicorn.run(app, **options)` for one process, with the stop described above."""
+    server = _TwoStageServer(uvicorn.Config(app, **options), app)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it stopped for
+        server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)

@@ -1,0 +1,120 @@
+"""`/docs` in a real headless browser with every request off loopback refused (the network unplugged):
+Swagger UI renders from the package's own files, shows the operations and an Authorize button, and an
+authenticated route can be tried with a key entered there.
+
+Needs Chromium (Debian: `apt-get install chromium`) and the `playwright` package from the test extra;
+skipped without them, except where VIDGATE_TEST_REQUIRE_BROWSER=1 (CI) makes that a failure."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+pytestmark = pytest.mark.anyio
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+BROWSER_REQUIRED = os.environ.get("VIDGATE_TEST_REQUIRE_BROWSER") == "1"
+TIMEOUT_MS = 30_000
+
+
+@pytest.fixture
+def chromium() -> str:
+    missing = [
+        what
+        for what, present in (
+            ("the chromium browser", CHROMIUM is not None),
+            ("the playwright package", importlib.util.find_spec("playwright") is not None),
+        )
+        if not present
+    ]
+    if missing:
+        message = f"the /docs browser test needs {' and '.join(missing)}"
+        if BROWSER_REQUIRED:
+            pytest.fail(f"VIDGATE_TEST_REQUIRE_BROWSER=1 but {message}")
+        pytest.skip(message)
+    assert CHROMIUM is not None
+    return CHROMIUM
+
+
+async def test_docs_work_offline_and_can_try_an_authenticated_route(
+    chromium: str, gateway: Any, api_key: str
+) -> None:
+    from playwright.async_api import Route, async_playwright, expect
+
+    refused: list[str] = []
+
+    async def loopback_only(route: Route) -> None:
+        url = urlsplit(route.request.url)
+        if url.scheme in ("http", "https", "ws", "wss") and url.hostname != "127.0.0.1":
+            refused.append(route.request.url)
+            await route.abort("internetdisconnected")
+        else:
+            await route.continue_()
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium)
+        try:
+            page = await browser.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            await page.route("**/*", loopback_only)
+            await page.goto(f"{gateway.base_url}/docs")
+
+            paths = page.locator(".opblock-summary-path")
+            await expect(paths.first).to_be_visible(timeout=TIMEOUT_MS)
+            shown = set(await paths.all_inner_texts())
+            assert {"/v1/video/create", "/v1/video/query", "/v1/videos", "/v1/videos/{video_id}"} <= {
+                p.replace("\u200b", "") for p in shown
+            }
+
+            await page.locator("button.authorize").first.click()
+            modal = page.locator(".modal-ux")
+            await modal.locator("input").first.fill(api_key)
+            await modal.locator("button.authorize").click()
+            await modal.locator("button.btn-done").click()
+
+            listing = page.locator("#operations-openai-list_videos_v1_videos_get")
+            await listing.locator(".opblock-summary").click()
+            await listing.locator("button.try-out__btn").click()
+            await listing.locator("button.execute").click()
+            status = listing.locator(".live-responses-table tbody .response-col_status").first
+            await expect(status).to_have_text("200", timeout=TIMEOUT_MS)
+        finally:
+            await browser.close()
+    assert refused == []
+
+
+async def test_the_openapi_document_declares_bearer_auth_and_both_create_bodies(gateway: Any) -> None:
+    async with gateway.client(None) as client:
+        document = (await client.get("/openapi.json")).json()
+    assert document["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key from `vidgate keys create`.",
+    }
+    operations = {
+        (method.upper(), path): op for path, ops in document["paths"].items() for method, op in ops.items()
+    }
+    for (method, path), op in operations.items():
+        secured = op.get("security") == [{"bearerAuth": []}]
+        assert secured == path.startswith("/v1/"), (method, path)
+    assert len({op["operationId"] for op in operations.values()}) == len(operations)
+
+    def body_schema(method: str, path: str, content_type: str) -> dict[str, Any]:
+        schema: dict[str, Any] = operations[(method, path)]["requestBody"]["content"][content_type]["schema"]
+        if "$ref" in schema:
+            schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+        return schema
+
+    unified = body_schema("POST", "/v1/video/create", "application/json")
+    assert {"model", "prompt", "images", "duration", "callback_url"} <= unified["properties"].keys()
+    form = body_schema("POST", "/v1/videos", "multipart/form-data")
+    assert form["properties"]["input_reference"]["format"] == "binary"
+    assert {"prompt", "seconds", "size", "input_reference[image_url]"} <= form["properties"].keys()
+    as_json = body_schema("POST", "/v1/videos", "application/json")
+    assert {"prompt", "seconds", "size", "input_reference"} <= as_json["properties"].keys()
+    assert body_schema("POST", "/v1/videos/{video_id}/remix", "application/json")["required"] == ["prompt"]
