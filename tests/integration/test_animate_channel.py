@@ -214,6 +214,21 @@ async def test_a_prompt_the_card_font_cannot_draw_is_delivered_with_a_warning(st
     assert "warnings" not in english["detail"]
 
 
+@pytest.mark.skipif(not Path(DEJAVU).is_file(), reason="DejaVu Sans is not installed")
+async def test_a_worker_whose_card_font_lacks_cjk_warns_at_start(start_gateway) -> None:
+    from structlog.testing import capture_logs
+
+    from vidgate.channel_config import ChannelSettings
+
+    channel = ChannelSettings(name="animate", kind="animate", models=["sora-2"], options={"font": DEJAVU})
+    with capture_logs() as logs:
+        async with start_gateway(run_worker=True, channels=[channel]):
+            pass  # no task: the warning must not wait for the first one
+    [warning] = [e for e in logs if "cannot draw Chinese" in e["event"]]
+    assert warning["log_level"] == "warning" and warning["font"] == "DejaVuSans.ttf"
+    assert "fonts-noto-cjk" in warning["hint"]
+
+
 async def test_a_font_option_that_is_not_a_font_stops_the_start(tmp_path: Path) -> None:
     from vidgate.channel_config import ChannelSettings
     from vidgate.config import Settings

@@ -40,6 +40,9 @@ async def run_worker_services(
     """Run until `stop` is set (running steps get their grace period) or `force` is (they are stopped
     at once). Reports the Worker through `task_status` once it is running."""
     worker = build_worker(runtime)
+    for channel in runtime.catalog.channels:
+        if channel.enabled and channel.traits.builtin_engine:
+            runtime.providers(channel.name)  # built now, so its checks warn at start (the card's font)
     async with anyio.create_task_group() as tg:
         tg.start_soon(_housekeeping, runtime, worker, stop)
         task_status.started(worker)
