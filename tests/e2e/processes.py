@@ -85,6 +85,12 @@ class Deployment:
     def new_key(self) -> str:
         return self.cli("keys", "create", "--name", "e2e").stdout.strip().splitlines()[-1]
 
+    def client(self, key: str, *, timeout: float = 10) -> httpx.Client:
+        """An HTTP client for this deployment's API, authenticated with `key`."""
+        return httpx.Client(
+            base_url=self.base_url, headers={"authorization": f"Bearer {key}"}, timeout=timeout
+        )
+
     def start(self, *args: str, log_name: str) -> subprocess.Popen[bytes]:
         with open(self.root / f"{log_name}.log", "ab") as log:  # the child keeps its own copy of the fd
             proc = subprocess.Popen(

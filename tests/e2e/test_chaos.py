@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -99,7 +98,7 @@ def chaos_config(path: Path, upstream: str) -> Path:
 def create_tasks(dep: Deployment, key: str, n: int, seed: int) -> dict[str, tuple[str, Fault]]:
     rng = random.Random(seed)
     created: dict[str, tuple[str, Fault]] = {}
-    with httpx.Client(base_url=dep.base_url, headers={"authorization": f"Bearer {key}"}, timeout=30) as api:
+    with dep.client(key, timeout=30) as api:
         for i in range(n):
             fault = FAULTS[i % len(FAULTS)]
             text = f"chaos task {i} {rng.randrange(10**9)} #ready={rng.uniform(4, 24):.1f} {fault.directives}"

@@ -33,7 +33,7 @@ def test_task_survives_kill_9_mid_task_and_finishes_exactly_once(tmp_path: Path,
     with contextlib.ExitStack() as stack:
         stack.callback(dep.stop_all)
         key = dep.new_key()
-        api = httpx.Client(base_url=dep.base_url, headers={"authorization": f"Bearer {key}"}, timeout=10)
+        api = dep.client(key)
         stack.callback(api.close)
         first = dep.serve()
         task_id = api.post("/v1/video/create", json={"model": "sora-2", "prompt": "crash me"}).json()["id"]

@@ -10,7 +10,6 @@ import signal
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import create_engine, select
 
@@ -46,7 +45,7 @@ def test_sigterm_releases_the_running_step_and_exits_zero(tmp_path: Path, db_url
         stack.callback(dep.stop_all)
         key = dep.new_key()
         api_server = dep.serve("--no-worker") if command == "worker" else dep.serve()
-        with httpx.Client(base_url=dep.base_url, headers={"authorization": f"Bearer {key}"}) as api:
+        with dep.client(key, timeout=5) as api:
             assert api.post("/v1/video/create", json={"model": "sora-2", "prompt": "x"}).status_code == 200
             proc = dep.start("worker", log_name="worker") if command == "worker" else api_server
             wait_for_submit(state_dir)

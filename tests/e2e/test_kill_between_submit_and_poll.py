@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.e2e.processes import Deployment, FakeUpstreamProcess, wait_for_task_end, wait_until, write_config
@@ -46,7 +45,7 @@ def test_kill_9_between_submit_and_poll_never_makes_a_second_upstream_job(
             options={},
         )
         key = dep.new_key()
-        api = httpx.Client(base_url=dep.base_url, headers={"authorization": f"Bearer {key}"}, timeout=10)
+        api = dep.client(key)
         stack.callback(api.close)
         first = dep.serve()
         prompts = {"unknown": "a kite #accept_then_hang=1", "polling": "a kite #ready=6"}

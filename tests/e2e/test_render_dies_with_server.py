@@ -9,7 +9,6 @@ import os
 import signal
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.e2e.proc_tree import children, is_running, render_children
@@ -32,7 +31,7 @@ def test_kill_9_of_serve_takes_its_render_along_and_the_retry_sweeps_its_scratch
     with contextlib.ExitStack() as stack:
         stack.callback(dep.stop_all)
         key = dep.new_key()
-        api = httpx.Client(base_url=dep.base_url, headers={"authorization": f"Bearer {key}"}, timeout=10)
+        api = dep.client(key)
         stack.callback(api.close)
         first = dep.serve()
         body = {"model": "sora-2", "prompt": "orphan", "size": "large", "duration": 15}

@@ -65,7 +65,7 @@ def test_a_second_sigint_stops_at_once_and_releases_the_rendering_task(
         stack.callback(dep.stop_all)
         key = dep.new_key()
         api_server = dep.serve("--no-worker") if command == "worker" else dep.serve()
-        with httpx.Client(base_url=dep.base_url, headers={"authorization": f"Bearer {key}"}) as api:
+        with dep.client(key, timeout=5) as api:
             body = {"model": "sora-2", "prompt": "long", "size": "large", "duration": 25}
             assert api.post("/v1/video/create", json=body).status_code == 200
         proc = dep.start("worker", log_name="worker") if command == "worker" else api_server
