@@ -182,3 +182,31 @@ async def api_key(gateway: Gateway) -> str:
 async def client(gateway: Gateway, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
     async with gateway.client(api_key) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[Any]:
+    """One moto S3 server on loopback for the session (tests/s3.py); each test takes its own bucket."""
+    from tests.s3 import running_moto
+
+    with running_moto() as moto:
+        yield moto
+
+
+@pytest.fixture
+def s3_settings(moto_server: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Settings overrides for a gateway whose storage is a fresh bucket on the session's moto server."""
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    settings: dict[str, Any] = moto_server.settings(moto_server.new_bucket())
+    return settings
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One redis-server child on loopback for the session (tests/redis_server.py); skips without one
+    unless VIDGATE_TEST_REQUIRE_REDIS=1. Tests that count in it call `flush()` first."""
+    from tests.redis_server import running_redis
+
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server

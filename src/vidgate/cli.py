@@ -58,17 +58,27 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Listen address (VIDGATE_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port (VIDGATE_PORT).")] = None,
     worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Run the embedded worker.")] = True,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="API processes on the one port (VIDGATE_HTTP_WORKERS); the embedded worker runs in "
+            "the first only. See docs/scaling.md.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (and, by default, an embedded worker in the same process).
 
-    The first SIGINT or SIGTERM stops gracefully, a second one at once (see vidgate.api.signals)."""
+    The first SIGINT or SIGTERM stops gracefully, a second one at once (see vidgate.api.signals);
+    with --workers N, a supervising process passes them on to each (see vidgate.api.supervisor)."""
     from vidgate.api.app import create_app
     from vidgate.api.http_server import uvicorn_options
     from vidgate.api.signals import run_uvicorn
     from vidgate.logs import configure_logging
     from vidgate.runtime import SchemaOutOfDate, prepare_database
 
-    settings = load_settings(host=host, port=port)
+    settings = load_settings(host=host, port=port, http_workers=workers)
     configure_logging(settings)
     try:
         anyio.run(prepare_database, settings)
@@ -77,14 +87,16 @@ def serve(
         raise typer.Exit(1) from exc
     if not anyio.run(_any_active_key, settings):
         err.print("no API key yet: create one with  vidgate keys create --name NAME")
+    run_worker = worker and settings.embedded_worker
+    if settings.http_workers > 1:
+        from vidgate.api.supervisor import serve_processes
+
+        raise typer.Exit(serve_processes(settings, run_worker=run_worker, say=err.print))
     err.print(f"vidgate listening on {settings.base_url}  (data: {settings.data_dir.resolve()})")
     run_uvicorn(
-        create_app(settings, run_worker=worker and settings.embedded_worker),
+        create_app(settings, run_worker=run_worker),
         host=settings.host,
         port=settings.port,
-        log_config=None,
-        access_log=False,  # access lines would carry signed-link signatures; see the request log instead
-        timeout_graceful_shutdown=int(settings.worker.shutdown_grace_seconds) + 5,
         **uvicorn_options(settings),
     )
 
@@ -100,21 +112,29 @@ async def _any_active_key(settings: Settings) -> bool:
 
 
 @app.command("worker")
-def run_worker() -> None:
+def run_worker(
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve GET /metrics on this port (VIDGATE_WORKER__METRICS_PORT).")
+    ] = None,
+) -> None:
     """Run a worker on its own: claim due tasks and drive them to the end.
 
     The first SIGINT or SIGTERM stops gracefully (running steps get their grace period); a second one
     stops at once: running steps are stopped and their tasks released."""
     from vidgate.logs import configure_logging
     from vidgate.runtime import open_runtime
+    from vidgate.worker.metrics_server import serve_worker_metrics
     from vidgate.worker.service import run_worker_services
 
     settings = load_settings()
     configure_logging(settings)
+    port = settings.worker.metrics_port if metrics_port is None else metrics_port
 
     async def main() -> None:
         stop, force = anyio.Event(), anyio.Event()
         async with open_runtime(settings) as runtime, anyio.create_task_group() as tg:
+            if port is not None:
+                await tg.start(serve_worker_metrics, runtime, port)
 
             async def on_signals() -> None:
                 with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -174,13 +194,74 @@ def _with_keys(action: Callable[[KeyStore, int], Awaitable[T]]) -> T:
     return run_or_exit(main)
 
 
+_LIMIT_OPTIONS = {
+    "requests_per_minute": "--requests-per-minute",
+    "creates_per_minute": "--creates-per-minute",
+    "max_active_tasks": "--max-active-tasks",
+}
+_LIMIT_HELP = "N (1 or more), `unlimited`, or `default` (VIDGATE_{}; unlimited when unset)."
+RequestsPerMinute = Annotated[
+    str | None,
+    typer.Option(
+        "--requests-per-minute", help="Requests per minute: " + _LIMIT_HELP.format("REQUESTS_PER_MINUTE")
+    ),
+]
+CreatesPerMinute = Annotated[
+    str | None,
+    typer.Option(
+        "--creates-per-minute",
+        help="Creates and remixes per minute: " + _LIMIT_HELP.format("CREATES_PER_MINUTE"),
+    ),
+]
+MaxActiveTasks = Annotated[
+    str | None,
+    typer.Option(
+        "--max-active-tasks",
+        help="Tasks pending or processing at once: " + _LIMIT_HELP.format("MAX_ACTIVE_TASKS"),
+    ),
+]
+
+
+def _key_limits(**given: str | None) -> dict[str, int | None]:
+    """The limit options given, as stored: None = the setting's default, 0 = unlimited for this key."""
+    out: dict[str, int | None] = {}
+    for field, text in given.items():
+        if text is None:
+            continue
+        word = text.strip().lower()
+        if word in ("default", "unlimited"):
+            out[field] = None if word == "default" else 0
+            continue
+        try:
+            value = int(word)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise typer.BadParameter(
+                f"{text!r} is not a whole number of 1 or more, `unlimited` or `default`",
+                param_hint=_LIMIT_OPTIONS[field],
+            )
+        out[field] = value
+    return out
+
+
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="A label for the key (who or what uses it).")],
     admin: Annotated[bool, typer.Option("--admin", help="May use admin routes.")] = False,
+    requests_per_minute: RequestsPerMinute = None,
+    creates_per_minute: CreatesPerMinute = None,
+    max_active_tasks: MaxActiveTasks = None,
 ) -> None:
     """Create a key. The key is printed once, as the last line of stdout; only its hash is kept."""
-    record, plaintext = _with_keys(lambda keys, now: keys.create(name=name, is_admin=admin, now=now))
+    limits = _key_limits(
+        requests_per_minute=requests_per_minute,
+        creates_per_minute=creates_per_minute,
+        max_active_tasks=max_active_tasks,
+    )
+    record, plaintext = _with_keys(
+        lambda keys, now: keys.create(name=name, is_admin=admin, now=now, limits=limits)
+    )
     err.print(
         f"created key {record.id} ({record.name}{', admin' if admin else ''}); "
         "store it now, it is not shown again:"
@@ -213,6 +294,36 @@ def keys_revoke(
         err.print(f"[red]no active key with id {key_id}[/red]")
         raise typer.Exit(1)
     err.print(f"revoked {key_id}")
+
+
+@keys_app.command("limits")
+def keys_limits(
+    key_id: Annotated[str, typer.Argument(help="The key's id (from `vidgate keys list`).")],
+    requests_per_minute: RequestsPerMinute = None,
+    creates_per_minute: CreatesPerMinute = None,
+    max_active_tasks: MaxActiveTasks = None,
+) -> None:
+    """Show a key's limits, or change those given. API processes apply a change within seconds
+    (when their cached copy of the key expires); tasks already running are never stopped."""
+    changes = _key_limits(
+        requests_per_minute=requests_per_minute,
+        creates_per_minute=creates_per_minute,
+        max_active_tasks=max_active_tasks,
+    )
+    settings = load_settings()
+    record = _with_keys(lambda keys, now: keys.set_limits(key_id, changes))
+    if record is None:
+        err.print(f"[red]no key with id {key_id}[/red]")
+        raise typer.Exit(1)
+
+    def shown(own: int | None, default: int | None) -> tuple[str, str]:
+        in_effect = default if own is None else own or None
+        return ("default" if own is None else "unlimited" if own == 0 else str(own)), (
+            "unlimited" if in_effect is None else str(in_effect)
+        )
+
+    rows = [(field, *shown(getattr(record, field), getattr(settings, field))) for field in _LIMIT_OPTIONS]
+    print_rows(("limit", "this key", "in effect"), rows)
 
 
 @dev_app.command("fake-upstream")

@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,7 +25,15 @@ from pydantic_settings import (
 from vidgate.channel_config import ALL_DURATIONS, ALL_SIZES, DEFAULT_MODELS, ChannelSettings, default_channels
 from vidgate.private_files import make_private_dirs
 
-__all__ = ["ALL_DURATIONS", "ALL_SIZES", "DEFAULT_MODELS", "ChannelSettings", "Settings", "WorkerSettings"]
+__all__ = [
+    "ALL_DURATIONS",
+    "ALL_SIZES",
+    "DEFAULT_MODELS",
+    "ChannelSettings",
+    "S3Settings",
+    "Settings",
+    "WorkerSettings",
+]
 
 
 class WorkerSettings(BaseModel):
@@ -55,6 +63,50 @@ class WorkerSettings(BaseModel):
     busy_retry_seconds: float = Field(
         default=2.0, gt=0, description="Re-check pace of a task whose channels are all full or down."
     )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="`vidgate worker` serves GET /metrics on this port (on VIDGATE_HOST); unset: none.",
+    )
+
+
+class S3Settings(BaseModel):
+    """How to reach the bucket named by `storage_url` (docs/storage.md). Unset credentials fall back to
+    the `AWS_*` environment variables, then to the instance's or container's role."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # errors never echo the secret
+
+    endpoint: str | None = Field(
+        default=None, description="S3-compatible endpoint URL (MinIO, R2, ...); unset: AWS for the region."
+    )
+    region: str | None = Field(default=None, description="Region used to sign requests; unset: AWS_REGION.")
+    access_key_id: str | None = Field(default=None, description="Static credentials: the key id.")
+    secret_access_key: SecretStr | None = Field(
+        default=None, repr=False, description="Static credentials: the secret (never shown or logged)."
+    )
+    session_token: SecretStr | None = Field(
+        default=None, repr=False, description="Static credentials: a session token, for temporary ones."
+    )
+    allow_http: bool = Field(default=False, description="Allow a plain-http endpoint (a local MinIO).")
+    virtual_hosted_style: bool = Field(
+        default=False, description="Address the bucket as `bucket.endpoint` rather than `endpoint/bucket`."
+    )
+    presign_seconds: int = Field(
+        default=600,
+        ge=1,
+        le=7 * 24 * 3600,
+        description="Longest life of a presigned URL that a signed link redirects to "
+        "(`media_delivery=redirect`); never past the signed link's own expiry.",
+    )
+
+    @model_validator(mode="after")
+    def _key_pair(self) -> S3Settings:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("s3.access_key_id and s3.secret_access_key must be set together")
+        if self.session_token is not None and self.access_key_id is None:
+            raise ValueError("s3.session_token needs s3.access_key_id and s3.secret_access_key")
+        return self
 
 
 class Settings(BaseSettings):
@@ -87,6 +139,13 @@ class Settings(BaseSettings):
         description="Connections served at once; a request on one beyond that is answered 503. Keep it "
         "below the process's file-descriptor limit (`ulimit -n`).",
     )
+    http_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="API processes `vidgate serve` runs on its one port (`--workers`); above 1, the "
+        "embedded worker runs in the first of them only (docs/scaling.md).",
+    )
     public_base_url: str | None = None
     secret_key: str | None = Field(default=None, repr=False)
     auto_migrate: bool | None = None
@@ -101,10 +160,45 @@ class Settings(BaseSettings):
     fetch_timeout_seconds: float = Field(default=30.0, gt=0)
     max_image_pixels: int = Field(default=40_000_000, ge=1)
     max_video_bytes: int = Field(default=2 * 1024**3, ge=1024)
+    redis_url: str | None = Field(
+        default=None,
+        repr=False,  # it may carry a password
+        description="Shared rate-limit counters (`redis://`, `rediss://` or `unix://`); unset: in memory, "
+        "per process.",
+    )
+    requests_per_minute: int | None = Field(
+        default=None, ge=1, description="Per-key requests per minute on /v1/* by default; unset: unlimited."
+    )
+    creates_per_minute: int | None = Field(
+        default=None, ge=1, description="Per-key creates and remixes per minute by default; unset: unlimited."
+    )
+    max_active_tasks: int | None = Field(
+        default=None, ge=1, description="Per-key tasks pending or processing at once by default; unset: any."
+    )
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="A directory shared by every vidgate process on this host: Prometheus multiprocess "
+        "mode (exported as PROMETHEUS_MULTIPROC_DIR), so /metrics in any process shows them all.",
+    )
+    metrics_token: str | None = Field(
+        default=None, repr=False, description="When set, GET /metrics needs `Authorization: Bearer <it>`."
+    )
+    storage_url: str | None = Field(
+        default=None,
+        description="Where videos and inputs live: `s3://bucket/prefix` (see `s3`); unset: DATA_DIR/media.",
+    )
+    s3: S3Settings = Field(default_factory=S3Settings)
+    media_delivery: Literal["stream", "redirect"] = Field(
+        default="stream",
+        description="How a signed /files link answers on S3 storage: stream the bytes through the gateway, "
+        "or 302 to a presigned URL of the bucket. Local storage always streams.",
+    )
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     channels: list[ChannelSettings] = Field(default_factory=default_channels)
+    # signing_key() reads a file at most once per Settings: it runs for every signed link.
+    _signing_key: bytes | None = PrivateAttr(default=None)
 
     @classmethod
     def settings_customise_sources(
@@ -125,6 +219,22 @@ class Settings(BaseSettings):
                 tomllib.load(fh)  # fail early with the parser's line/column on a broken file
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_scheme(cls, value: str | None) -> str | None:
+        if value is not None:
+            bucket = value.removeprefix("s3://").split("/", 1)[0]
+            if not value.startswith("s3://") or not bucket:
+                raise ValueError("storage_url must be s3://bucket or s3://bucket/prefix (unset: local files)")
+        return value
 
     @model_validator(mode="after")
     def _channel_names_unique(self) -> Settings:
@@ -168,6 +278,11 @@ class Settings(BaseSettings):
         Generated on first use with mode 0600 so that signed links survive restarts without the
         operator having to invent a secret; several processes sharing a data dir share it.
         """
+        if self._signing_key is None:
+            self._signing_key = self._load_signing_key()
+        return self._signing_key
+
+    def _load_signing_key(self) -> bytes:
         if self.secret_key:
             return self.secret_key.encode()
         path = self.data_dir / "secret_key"

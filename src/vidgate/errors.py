@@ -98,8 +98,8 @@ class RateLimited(VidgateError):
     """Too many requests; retry after the time in the Retry-After header."""
 
     status_code = 429
-    error_type = "rate_limit_error"
-    default_code = "rate_limited"
+    error_type = "requests"  # what OpenAI's API answers with its rate-limit 429s
+    default_code = "rate_limit_exceeded"
 
 
 class ServiceUnavailable(VidgateError):

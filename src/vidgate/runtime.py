@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from vidgate import metrics
+from vidgate.api.ratelimit import RateLimiter, build_rate_limiter
 from vidgate.clock import Clock, SystemClock
 from vidgate.config import Settings
 from vidgate.domain.routing import Catalog
@@ -40,8 +42,19 @@ class Runtime:
     providers: ProviderRegistry
     clock: Clock
     resolver: Resolver  # DNS for user URLs (request-time checks and the fetcher's connect-time check)
+    rate_limiter: RateLimiter  # per-key request and create rates (api/ratelimit.py)
     # Tells this process's worker (when it runs one) that something is due now; a no-op otherwise.
     wake_worker: Callable[[], None] = field(default=lambda: None)
+
+
+def open_blob_store(settings: Settings) -> BlobStore:
+    """S3 when `storage_url` names a bucket, else the local media directory. Called in the serving
+    process only: obstore's client (and its Tokio runtime) must not be created before a fork."""
+    if settings.storage_url:
+        from vidgate.store.s3_blobs import S3BlobStore  # obstore is loaded only by those who use it
+
+        return S3BlobStore.from_settings(settings)
+    return LocalBlobStore(settings.media_dir)
 
 
 async def prepare_database(settings: Settings) -> None:
@@ -73,9 +86,10 @@ async def open_runtime(
     """Everything a process needs. `clock` (tests) also drives lease decisions, which otherwise use
     the database's clock; `upstream_transport` (tests) replaces the network for every upstream channel."""
     check_channels(settings)
+    metrics.configure(settings)  # before this process's first metric: see vidgate.metrics
     await prepare_database(settings)
     engine = db.create_engine(settings.resolved_database_url)
-    blobs = LocalBlobStore(settings.media_dir)
+    blobs = open_blob_store(settings)
     policy = FetchPolicy(allow_private=settings.fetch_allow_private)
     resolver = resolver or system_resolver
     fetcher = SafeFetcher(policy, resolver=resolver, timeout=settings.fetch_timeout_seconds)
@@ -88,6 +102,7 @@ async def open_runtime(
         failure_threshold=settings.worker.circuit_failures,
         cooldown_ms=round(settings.worker.circuit_cooldown_seconds * 1000),
     )
+    rate_limiter = build_rate_limiter(settings)  # here, inside the running loop (see its docstring)
     try:
         yield Runtime(
             settings=settings,
@@ -101,8 +116,10 @@ async def open_runtime(
             providers=providers,
             clock=clock or SystemClock(),
             resolver=resolver,
+            rate_limiter=rate_limiter,
         )
     finally:
+        await rate_limiter.aclose()
         await providers.aclose()
         await fetcher.aclose()
         await engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -30,9 +31,30 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def spawned_children(pid: int) -> list[int]:
+    """`pid`'s children started by multiprocessing's spawn (render processes, `serve --workers` ones)."""
+    return [child for child in children(pid) if "spawn_main" in cmdline(child)]
+
+
 def render_children(pid: int) -> list[int]:
     """`pid`'s spawned render processes (multiprocessing's spawn entry point)."""
-    return [child for child in children(pid) if "spawn_main" in cmdline(child)]
+    return spawned_children(pid)
+
+
+def with_environment(marker: str) -> list[int]:
+    """Processes of this user whose environment holds `marker` (a test's own directory, say): what a
+    test started, however reparented."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone, or another user's
+            continue
+        if marker.encode() in environ and is_running(int(entry.name)):
+            found.append(int(entry.name))
+    return found
 
 
 def is_running(pid: int) -> bool:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from vidgate import metrics
+from vidgate.api.observe import current_request_id, note_task
 from vidgate.domain.requests import BLOB_REF_PREFIX, VideoSpec
 from vidgate.domain.tasks import Task
-from vidgate.errors import Conflict, InvalidRequest
+from vidgate.errors import Conflict, InvalidRequest, RateLimited
 from vidgate.net.policy import FetchPolicy, UrlRejected, check_url_resolves_public
 from vidgate.runtime import Runtime
 from vidgate.store.blobs import delete_task_files, upload_key
@@ -65,11 +67,13 @@ async def create_task(
     pinned_channel: str | None = None,
     remix_upstream_id: str | None = None,
     upload: bytes | None = None,
+    max_active_tasks: int | None = None,
 ) -> Task:
     """Save the task. `upload` (an `input_reference` file; `task_id` required with it) is stored under
     `task_id` before the task is saved, so the worker never finds the task without its input, and is
     removed again when no task of that id comes to be: an idempotent replay (answered with the first
-    task, which has its own copy) or a key reused with another body."""
+    task, which has its own copy), a key reused with another body, or a refusal by `max_active_tasks`
+    (the owner's cap on tasks pending or processing; see `TaskStore.create`)."""
     check_idempotency_key(idempotency_key)
     uploaded_for: str | None = None
     if upload is not None:
@@ -90,13 +94,18 @@ async def create_task(
             task_id=task_id,
             pinned_channel=pinned_channel,
             remix_upstream_id=remix_upstream_id,
+            max_active_tasks=max_active_tasks,
+            request_id=current_request_id(),
         )
-    except Conflict:
+    except (Conflict, RateLimited) as exc:
+        if isinstance(exc, RateLimited):
+            metrics.RATE_LIMITED.labels(limit="active_tasks").inc()
         if uploaded_for is not None:
             await delete_task_files(runtime.blobs, uploaded_for)
         raise
     if uploaded_for is not None and task.id != uploaded_for:
         await delete_task_files(runtime.blobs, uploaded_for)  # the whole `uploads/<id>/`, not just its file
+    note_task(task.id)
     runtime.wake_worker()
     return task
 

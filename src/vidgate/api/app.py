@@ -12,10 +12,10 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from vidgate import __version__
-from vidgate.api import health, media, openai, unified
-from vidgate.api.access_log import AccessLog
+from vidgate.api import health, media, metrics_endpoint, openai, unified
 from vidgate.api.errors import install_error_handlers
 from vidgate.api.limits import BodySizeLimit
+from vidgate.api.observe import Observe
 from vidgate.api.openapi_docs import install_openapi_docs
 from vidgate.clock import Clock
 from vidgate.config import Settings
@@ -66,12 +66,13 @@ def create_app(
     )
     install_openapi_docs(app)
     install_error_handlers(app)
-    # Added last = outermost: the access log also sees the 413s the size limit answers itself.
+    # Added last = outermost: the access log and metrics also see the 413s the size limit answers itself.
     app.add_middleware(
         BodySizeLimit, limit=settings.max_body_bytes, upload_limit=settings.max_upload_bytes + 64 * 1024
     )
-    app.add_middleware(AccessLog)
+    app.add_middleware(Observe)
     app.include_router(health.router)
+    app.include_router(metrics_endpoint.router)
     app.include_router(unified.router)
     app.include_router(openai.router)
     app.include_router(media.router)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from vidgate.api.ratelimit import is_create
 from vidgate.errors import AuthenticationFailed
 from vidgate.runtime import Runtime
 from vidgate.store.keys import ApiKey
@@ -25,13 +26,16 @@ bearer_auth = HTTPBearer(
 async def authenticate(
     request: Request, _declared: HTTPAuthorizationCredentials | None = Security(bearer_auth)
 ) -> ApiKey:
-    """The caller's active key from `Authorization: Bearer <key>`, else 401."""
+    """The caller's active key from `Authorization: Bearer <key>`, else 401; then the key's rate
+    limits, else 429 (counted only once the key is known, so a bad key is always a 401)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationFailed("Missing API key. Send the header `Authorization: Bearer <key>`.")
-    key = await get_runtime(request).keys.authenticate(token.strip())
+    runtime = get_runtime(request)
+    key = await runtime.keys.authenticate(token.strip())
     if key is None:
         raise AuthenticationFailed("Incorrect or revoked API key.")
     request.state.api_key_id = key.id
+    await runtime.rate_limiter.check(key, create=is_create(request))
     return key

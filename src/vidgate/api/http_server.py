@@ -10,6 +10,7 @@ adds that deadline.
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -25,8 +26,11 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
     body is the application's to pace (uploads may be slow); uvicorn's keep-alive timer closes idle
     connections between requests."""
 
-    head_timeout: float = 10.0
     _head_deadline: asyncio.TimerHandle | None = None
+
+    def __init__(self, *args: Any, head_timeout: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.head_timeout = head_timeout
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -62,15 +66,16 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """The keyword arguments for `uvicorn.run` that bound what clients can hold."""
-
-    class Protocol(HeadDeadlineProtocol):
-        head_timeout = settings.http_header_timeout_seconds
-
+    """The keyword arguments for `uvicorn.Config` (all but where to listen) that `vidgate serve` uses,
+    in one process or in each of `--workers N`: bounds on what clients can hold, no uvicorn logging."""
     return {
-        "http": Protocol,
+        # A partial of a module-level class, not a class made here: it pickles, and uvicorn only calls it.
+        "http": functools.partial(HeadDeadlineProtocol, head_timeout=settings.http_header_timeout_seconds),
         "timeout_keep_alive": settings.http_keep_alive_seconds,
         # uvicorn answers 503 once the open connections, this one included, reach its limit: +1 so
         # that `http_max_connections` connections are served.
         "limit_concurrency": settings.http_max_connections + 1,
+        "log_config": None,
+        "access_log": False,  # access lines would carry signed-link signatures; see the request log instead
+        "timeout_graceful_shutdown": int(settings.worker.shutdown_grace_seconds) + 5,
     }

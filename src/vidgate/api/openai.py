@@ -17,6 +17,8 @@ from vidgate.api.deps import authenticate, get_runtime
 from vidgate.api.inline_images import check_inline_images
 from vidgate.api.json_body import check_storable, read_json_object
 from vidgate.api.media import stream_variant
+from vidgate.api.observe import note_task
+from vidgate.api.ratelimit import active_task_cap
 from vidgate.api.schemas import ERROR_RESPONSES, OpenAIDeleted, OpenAIVideo, OpenAIVideoList
 from vidgate.domain.requests import BLOB_REF_PREFIX, PASSTHROUGH_FIELDS, check_image_ref, parse_openai
 from vidgate.domain.routing import RemixSupport
@@ -45,6 +47,7 @@ async def resolve_task(runtime: Runtime, raw_id: str, owner: str) -> Task:
     task = await runtime.tasks.get(ulid, owner=owner) if ulid else None
     if task is None:
         raise NotFound(f"No video found with id '{raw_id}'.", param="video_id")
+    note_task(task.id)
     return task
 
 
@@ -132,6 +135,7 @@ async def create_video(
         spec,
         body=fingerprint_body,
         owner=key.id,
+        max_active_tasks=active_task_cap(runtime.settings, key),
         dialect="openai",
         task_id=task_id,
         idempotency_key=request.headers.get("idempotency-key"),
@@ -272,6 +276,7 @@ async def remix_video(
         spec,
         body={"remix_of": source.id, **body},
         owner=key.id,
+        max_active_tasks=active_task_cap(runtime.settings, key),
         dialect="openai",
         idempotency_key=request.headers.get("idempotency-key"),
         remixed_from=source.id,

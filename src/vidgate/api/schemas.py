@@ -31,6 +31,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (409, "State conflict (e.g. an Idempotency-Key reused with another body)."),
         (413, "Request body too large."),
         (415, "Unsupported Content-Type."),
+        (429, "A rate limit or the cap on tasks in flight of this key; retry after `Retry-After`."),
         (500, "Internal error (no details are leaked)."),
         (503, "No channel can serve this now."),
     ]

@@ -7,6 +7,9 @@ shutdown altogether (the worker's leases would be left to expire) and does nothi
 already under way; a second SIGTERM does nothing at all. Here either second signal tells the app to
 stop its worker now (`app.state.stop_worker_now`: running steps are stopped, render processes killed,
 leases released) and the app's shutdown always runs, which is quick once the worker is stopping.
+
+`serve --workers N` (api.supervisor) runs this same server in each child, on the socket its parent bound,
+and forwards each signal it gets to every child: so the two stages hold there too.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import sys
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -22,10 +26,13 @@ from fastapi import FastAPI
 from uvicorn.config import STARTUP_FAILURE
 
 
-class _TwoStageServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+class TwoStageServer(uvicorn.Server):
+    def __init__(
+        self, config: uvicorn.Config, app: FastAPI, on_started: Callable[[], None] | None = None
+    ) -> None:
         super().__init__(config)
         self.app = app
+        self.on_started = on_started  # called once the app has started and the server listens
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         again = self.should_exit
@@ -36,6 +43,11 @@ class _TwoStageServer(uvicorn.Server):
             if stop_now is not None:
                 stop_now()
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.on_started is not None:
+            self.on_started()
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await super().shutdown(sockets)
         lifespan_done = getattr(self.lifespan, "shutdown_event", None)
@@ -43,10 +55,18 @@ class _TwoStageServer(uvicorn.Server):
             await self.lifespan.shutdown()  # uvicorn skipped it: it is what releases the worker's leases
 
 
-def run_uvicorn(app: FastAPI, **options: Any) -> None:
-    """`uvicorn.run(app, **options)` for one process, with the stop described above."""
-    server = _TwoStageServer(uvicorn.Config(app, **options), app)
+def run_uvicorn(
+    app: FastAPI,
+    *,
+    sockets: list[socket.socket] | None = None,
+    on_started: Callable[[], None] | None = None,
+    **options: Any,
+) -> None:
+    """`uvicorn.run(app, **options)` for one process, with the stop described above; on `sockets`
+    already bound (by a supervisor) when given. Exits with uvicorn's startup-failure status if the app
+    or the server did not start."""
+    server = TwoStageServer(uvicorn.Config(app, **options), app, on_started)
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it stopped for
-        server.run()
+        server.run(sockets)
     if not server.started:
         sys.exit(STARTUP_FAILURE)

@@ -10,6 +10,8 @@ from vidgate.api.actions import check_urls_fetchable, create_task
 from vidgate.api.deps import authenticate, get_runtime
 from vidgate.api.inline_images import check_inline_images
 from vidgate.api.json_body import read_json_object
+from vidgate.api.observe import note_task
+from vidgate.api.ratelimit import active_task_cap
 from vidgate.api.schemas import (
     ERROR_RESPONSES,
     UnifiedCreateBody,
@@ -46,6 +48,7 @@ async def create_video(
         spec,
         body=body,
         owner=key.id,
+        max_active_tasks=active_task_cap(runtime.settings, key),
         dialect="unified",
         idempotency_key=request.headers.get("idempotency-key"),
     )
@@ -68,4 +71,5 @@ async def query_video(
     task = await runtime.tasks.get(ulid, owner=key.id) if ulid else None
     if task is None:
         raise NotFound(f"No task with id '{id}'.", param="id")
+    note_task(task.id)
     return unified_view(runtime, task)

@@ -116,6 +116,7 @@ class Task:
     callback_attempts: int
     idempotency_key: str | None
     request_hash: str | None
+    request_id: str | None = None  # the create request's id (x-request-id), carried into worker logs
 
     @property
     def submit_key(self) -> str:

@@ -32,6 +32,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -39,6 +40,7 @@ from typing import Any
 
 import anyio
 
+from vidgate import metrics
 from vidgate.engines.animate import AnimateJob, AnimateResult, render_animate
 from vidgate.providers.base import ProviderError, StepContext
 
@@ -78,6 +80,7 @@ async def render_in_subprocess(job: AnimateJob, ctx: StepContext) -> AnimateResu
         args=(child_results, child_watch, os.getpid(), job, str(out_dir), str(progress_path)),
         name=f"render-{ctx.task_id}",
     )
+    started = time.perf_counter()
     _start_with_signals_blocked(process)
     child_results.close()
     child_watch.close()
@@ -93,6 +96,8 @@ async def render_in_subprocess(job: AnimateJob, ctx: StepContext) -> AnimateResu
             await anyio.sleep(_PROGRESS_READ_SECONDS)
             await ctx.report_progress(_read_progress(progress_path))
         outcome = results.recv()
+        # Renders that ran to a result (or the engine's error); a killed one measures nothing.
+        metrics.observe_render("animate", time.perf_counter() - started)
     finally:
         if outcome is None and process.is_alive():
             process.kill()  # cancelled: the task was cancelled, its lease lost, or the worker is stopping

@@ -12,6 +12,9 @@ Error mapping, for every adapter alike:
 - 429 and 5xx: retryable, honouring Retry-After (a 504 on a create is an unknown outcome: a gateway in
   front of the upstream may have passed it on); 401/403: the channel's credentials, retryable elsewhere;
 - other 4xx: final, with the upstream's own code and message; moderation refusals: final `content_policy`.
+
+Every request is counted in `vidgate_upstream_requests_total{channel,operation,outcome}` (see
+`MeteredClient`): the operation is the `what` of the `mapped_transport_errors` block it is sent in.
 """
 
 from __future__ import annotations
@@ -24,13 +27,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 
-from vidgate import __version__
+from vidgate import __version__, metrics
 from vidgate.channel_config import ChannelSettings
 from vidgate.media.sniff import sniff_mp4
 from vidgate.net.outbound_log import outbound_event_hooks
@@ -47,6 +51,49 @@ VIDEO_CONTENT_TYPES = ("video/mp4", "application/octet-stream", "binary/octet-st
 _CHUNK = 256 * 1024
 
 
+# What the request being sent is for (create, poll, download, ...) and whether it may make a job:
+# set by `mapped_transport_errors` around the send, read by `MeteredClient`.
+_OPERATION: ContextVar[tuple[str, bool]] = ContextVar("vidgate_upstream_operation", default=("other", False))
+
+
+class MeteredClient(httpx.AsyncClient):
+    """An upstream channel's client that counts every request it sends by outcome."""
+
+    def __init__(self, *, channel: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.channel_name = channel
+
+    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        operation, may_create = _OPERATION.get()
+        try:
+            response = await super().send(request, **kwargs)
+        except httpx.TransportError as exc:
+            metrics.count_upstream(
+                self.channel_name, operation, transport_outcome(exc, may_create=may_create)
+            )
+            raise
+        metrics.count_upstream(self.channel_name, operation, status_outcome(response.status_code))
+        return response
+
+
+def status_outcome(status: int) -> str:
+    if status < 400:
+        return "ok"
+    if status == 429:
+        return "http_429"
+    return "http_5xx" if status >= 500 else "http_4xx"
+
+
+def transport_outcome(exc: httpx.TransportError, *, may_create: bool) -> str:
+    """The same split as `mapped_transport_errors`: nothing sent, no answer, or a request that may
+    have made a job."""
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return "connect"
+    if may_create:
+        return "unknown_outcome"
+    return "timeout" if isinstance(exc, httpx.TimeoutException) else "broken"
+
+
 class UpstreamHttp:
     """Builds the httpx client of every upstream channel."""
 
@@ -60,7 +107,8 @@ class UpstreamHttp:
         if channel.api_key is not None:
             headers["Authorization"] = f"Bearer {channel.api_key.get_secret_value()}"
         request_timeout = channel.request_timeout_seconds
-        return httpx.AsyncClient(
+        return MeteredClient(
+            channel=channel.name,
             base_url=channel.base_url + "/",
             headers=headers,
             timeout=httpx.Timeout(request_timeout, connect=min(10.0, request_timeout)),
@@ -81,7 +129,9 @@ class UpstreamHttp:
 
 @contextmanager
 def mapped_transport_errors(what: str, *, may_create: bool = False) -> Iterator[None]:
-    """httpx exceptions -> ProviderError. `may_create`: the request could make a job upstream."""
+    """httpx exceptions -> ProviderError. `may_create`: the request could make a job upstream.
+    `what` also names the operation in the requests' metrics, so it must be one of a few words."""
+    token = _OPERATION.set((what, may_create))
     try:
         yield
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -100,6 +150,8 @@ def mapped_transport_errors(what: str, *, may_create: bool = False) -> Iterator[
         raise ProviderError(
             "upstream_connection_failed", f"{what}: the connection to the channel failed", retryable=True
         ) from exc
+    finally:
+        _OPERATION.reset(token)
 
 
 # Statuses and bodies ---------------------------------------------------------------------------------

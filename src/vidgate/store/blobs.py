@@ -1,8 +1,9 @@
 """Where videos, previews and normalised inputs live: a small BlobStore interface.
 
 `LocalBlobStore` keeps them in a directory: write to a temporary file beside the target, fsync,
-then `os.replace`, so a reader (or a crash) never sees half a file. An S3-compatible store can
-implement the same interface for scale-out deployments.
+then `os.replace`, so a reader (or a crash) never sees half a file. `S3BlobStore` (s3_blobs.py)
+implements the same interface on an S3-compatible bucket for scale-out deployments; one contract
+suite (tests/contract/test_blob_store.py) runs against both.
 """
 
 from __future__ import annotations
@@ -11,17 +12,21 @@ import hashlib
 import os
 import re
 import shutil
+import socket
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import anyio
+from anyio import AsyncFile
 
 from vidgate.private_files import FILE_MODE, make_private_dirs
+from vidgate.store.byte_ranges import ByteRange
 
 CHUNK_BYTES = 256 * 1024
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4 refuses presigned URLs that live longer
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 
 
@@ -53,11 +58,56 @@ def upload_key(task_id: str) -> str:
     return f"uploads/{task_id}/input_reference"
 
 
+_CONTENT_TYPES = {".mp4": "video/mp4", ".webp": "image/webp", ".jpg": "image/jpeg", ".png": "image/png"}
+
+
+def content_type(key: str) -> str:
+    """What a stored blob is, from its name: stores that keep headers (S3) answer presigned GETs with it."""
+    return _CONTENT_TYPES.get(Path(key).suffix, "application/octet-stream")
+
+
+def download_name(key: str) -> str | None:
+    """The file name a result is saved as (`<task>-video.mp4`, as the streamed answer says), else None."""
+    parts = key.split("/")
+    if len(parts) == 3 and parts[0] == "videos":
+        return f"{parts[1]}-{parts[2]}"
+    return None
+
+
+def probe_key() -> str:
+    """Where /readyz writes and deletes: one key per process, so concurrent probes never collide."""
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()).lstrip(".-_") or "host"
+    return f"readyz/{host[:64]}-{os.getpid()}"
+
+
 @dataclass(frozen=True, slots=True)
 class BlobInfo:
     key: str
     size: int
     sha256: str
+
+
+@dataclass(slots=True)
+class OpenedBlob:
+    """A blob being read: its whole size, the inclusive byte span served (`end < start` when that span
+    is empty) and the body of that span in chunks. Whoever opens one iterates `chunks` to the end or
+    calls `aclose()`, which releases the file or the connection at once."""
+
+    size: int
+    start: int
+    end: int
+    chunks: AsyncGenerator[bytes, None]
+    # Closing a generator that never started skips its `finally`: what it holds is released here too.
+    release: Callable[[], Awaitable[None]] | None = None
+
+    @property
+    def length(self) -> int:
+        return max(0, self.end - self.start + 1)
+
+    async def aclose(self) -> None:
+        await self.chunks.aclose()
+        if self.release is not None:
+            await self.release()
 
 
 class BlobStore(Protocol):
@@ -66,7 +116,19 @@ class BlobStore(Protocol):
     async def size(self, key: str) -> int | None: ...
     async def read_bytes(self, key: str) -> bytes: ...
     async def copy_to_file(self, key: str, dest: Path) -> None: ...
-    def open_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]: ...
+
+    async def open(self, key: str, byte_range: ByteRange | None = None) -> OpenedBlob:
+        """Size and body from one request; BlobNotFound, or RangeNotSatisfiable (with the size)."""
+        ...
+
+    async def presign(self, key: str, method: Literal["GET", "HEAD"], expires_in_s: int) -> str | None:
+        """A URL that serves the blob without us for `expires_in_s` seconds, or None (local files)."""
+        ...
+
+    async def probe(self) -> None:
+        """Write and delete a small per-process blob; raises when the store cannot do both."""
+        ...
+
     async def delete(self, key: str) -> None: ...
     async def delete_prefix(self, prefix: str) -> None: ...
 
@@ -114,21 +176,28 @@ class LocalBlobStore:
         except FileNotFoundError as exc:
             raise BlobNotFound(key) from exc
 
-    async def open_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
-        """Bytes `start..end` (inclusive) in chunks: constant memory whatever the file size."""
+    async def open(self, key: str, byte_range: ByteRange | None = None) -> OpenedBlob:
         try:
             fh = await anyio.open_file(self.path(key), "rb")
         except FileNotFoundError as exc:
             raise BlobNotFound(key) from exc
-        async with fh:
-            await fh.seek(start)
-            remaining = end - start + 1
-            while remaining > 0:
-                chunk = await fh.read(min(CHUNK_BYTES, remaining))
-                if not chunk:
-                    return
-                remaining -= len(chunk)
-                yield chunk
+        try:
+            # fstat of the open file: the size of exactly the bytes we are about to read.
+            size = os.fstat(fh.wrapped.fileno()).st_size
+            start, end = byte_range.resolve(size) if byte_range else (0, size - 1)
+        except BaseException:
+            await fh.aclose()
+            raise
+        return OpenedBlob(size, start, end, _read_span(fh, start, end), release=fh.aclose)
+
+    async def presign(self, key: str, method: Literal["GET", "HEAD"], expires_in_s: int) -> str | None:
+        check_key(key)
+        return None  # local files are only ever served by the gateway itself
+
+    async def probe(self) -> None:
+        key = probe_key()
+        await self.put_bytes(b"ok", key)
+        await self.delete(key)
 
     async def delete(self, key: str) -> None:
         await anyio.Path(self.path(key)).unlink(missing_ok=True)
@@ -165,6 +234,19 @@ class LocalBlobStore:
         with _atomic_writer(dest) as out:
             out.write(data)
         return BlobInfo(key, len(data), hashlib.sha256(data).hexdigest())
+
+
+async def _read_span(fh: AsyncFile[bytes], start: int, end: int) -> AsyncGenerator[bytes, None]:
+    """Bytes `start..end` (inclusive) in chunks: constant memory whatever the file size."""
+    async with fh:
+        await fh.seek(start)
+        remaining = end - start + 1
+        while remaining > 0:
+            chunk = await fh.read(min(CHUNK_BYTES, remaining))
+            if not chunk:
+                return
+            remaining -= len(chunk)
+            yield chunk
 
 
 class _atomic_writer:

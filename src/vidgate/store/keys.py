@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import insert, select, update
@@ -21,6 +22,7 @@ from vidgate.store.db import WRITE_OPTION
 from vidgate.store.tables import api_keys
 
 KEY_PREFIX = "vg-"
+LIMIT_FIELDS = ("requests_per_minute", "creates_per_minute", "max_active_tasks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,10 @@ class ApiKey:
     is_admin: bool
     created_at: int
     revoked_at: int | None
+    # Per-key limits (see docs/rate-limits.md): None = the settings' default, 0 = unlimited for this key.
+    requests_per_minute: int | None = None
+    creates_per_minute: int | None = None
+    max_active_tasks: int | None = None
 
     @property
     def active(self) -> bool:
@@ -49,8 +55,11 @@ class KeyStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def create(self, *, name: str, is_admin: bool, now: int) -> tuple[ApiKey, str]:
-        """A new key: the record, and the plaintext key to show once."""
+    async def create(
+        self, *, name: str, is_admin: bool, now: int, limits: Mapping[str, int | None] | None = None
+    ) -> tuple[ApiKey, str]:
+        """A new key: the record, and the plaintext key to show once. `limits`: any of LIMIT_FIELDS."""
+        limits = _checked_limits(limits or {})
         plaintext = generate_key()
         record = ApiKey(
             id=new_ulid(),
@@ -59,6 +68,7 @@ class KeyStore:
             is_admin=is_admin,
             created_at=now,
             revoked_at=None,
+            **limits,
         )
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(**{WRITE_OPTION: True})
@@ -71,6 +81,7 @@ class KeyStore:
                         key_hint=record.key_hint,
                         is_admin=is_admin,
                         created_at=now,
+                        **limits,
                     )
                 )
         return record, plaintext
@@ -105,6 +116,28 @@ class KeyStore:
             async with conn.begin():
                 return (await conn.execute(query)).rowcount == 1
 
+    async def set_limits(self, key_id: str, limits: Mapping[str, int | None]) -> ApiKey | None:
+        """Change some of a key's limits (None = back to the default); the key after, or None when no
+        key has that id. API processes see the change when their cached copy of the key expires."""
+        limits = _checked_limits(limits)
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(**{WRITE_OPTION: True})
+            async with conn.begin():
+                if limits:
+                    await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(**limits))
+                row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).mappings().first()
+        return None if row is None else _to_key(row)
+
+
+def _checked_limits(limits: Mapping[str, int | None]) -> dict[str, int | None]:
+    unknown = set(limits) - set(LIMIT_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown key limits: {sorted(unknown)}")
+    for name, value in limits.items():
+        if value is not None and value < 0:
+            raise ValueError(f"{name} must be 0 (unlimited) or more, not {value}")
+    return dict(limits)
+
 
 def _to_key(row: RowMapping) -> ApiKey:
     return ApiKey(
@@ -114,4 +147,7 @@ def _to_key(row: RowMapping) -> ApiKey:
         is_admin=bool(row["is_admin"]),
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
+        requests_per_minute=row["requests_per_minute"],
+        creates_per_minute=row["creates_per_minute"],
+        max_active_tasks=row["max_active_tasks"],
     )

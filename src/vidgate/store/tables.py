@@ -33,6 +33,7 @@ metadata = MetaData(naming_convention=NAMING)
 # The rows the claim query looks at: active tasks, and ended ones with a webhook still to send.
 DUE_WHERE = "status IN ('pending', 'processing') OR step IN ('notify', 'cancel')"
 # The rows that may occupy a slot of their channel (max_concurrent) and are counted at admission.
+OWNER_ACTIVE_WHERE = "status IN ('pending', 'processing')"
 ACTIVE_ON_CHANNEL_WHERE = "channel IS NOT NULL AND status IN ('pending', 'processing')"
 
 api_keys = Table(
@@ -45,6 +46,10 @@ api_keys = Table(
     Column("is_admin", Boolean, nullable=False, server_default=text("false")),
     Column("created_at", BigInteger, nullable=False),
     Column("revoked_at", BigInteger, nullable=True),
+    # Per-key overrides of the rate-limit settings; NULL = the gateway's default.
+    Column("requests_per_minute", Integer, nullable=True),
+    Column("creates_per_minute", Integer, nullable=True),
+    Column("max_active_tasks", Integer, nullable=True),  # tasks pending or processing at once
 )
 
 tasks = Table(
@@ -70,6 +75,7 @@ tasks = Table(
     Column("remixed_from", String(26), nullable=True),
     Column("idempotency_key", String(255), nullable=True),
     Column("request_hash", String(64), nullable=True),
+    Column("request_id", String(64), nullable=True),  # the create request's id, carried into worker logs
     # Where it stands
     Column("status", String(16), nullable=False),
     Column("step", String(16), nullable=False),
@@ -114,6 +120,13 @@ tasks = Table(
         "next_run_at",
         postgresql_where=text(DUE_WHERE),
         sqlite_where=text(DUE_WHERE),
+    ),
+    # The cap on a key's tasks in flight counts these at every create (store/tasks.py).
+    Index(
+        "ix_tasks_owner_active",
+        "owner",
+        postgresql_where=text(OWNER_ACTIVE_WHERE),
+        sqlite_where=text(OWNER_ACTIVE_WHERE),
     ),
     Index(
         "ix_tasks_channel_active",

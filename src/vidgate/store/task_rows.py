@@ -110,6 +110,7 @@ def row_to_task(row: RowMapping) -> Task:
         callback_attempts=row["callback_attempts"],
         idempotency_key=row["idempotency_key"],
         request_hash=row["request_hash"],
+        request_id=row.get("request_id"),
     )
 
 

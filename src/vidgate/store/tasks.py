@@ -38,12 +38,12 @@ from vidgate.domain.tasks import (
     TaskStatus,
 )
 from vidgate.domain.transitions import check_transition
-from vidgate.errors import Conflict
+from vidgate.errors import Conflict, RateLimited
 from vidgate.ids import new_ulid
 from vidgate.store.channels import lock_health, save_health
 from vidgate.store.db import write_transaction
 from vidgate.store.dbtime import QueueClock
-from vidgate.store.tables import task_events, tasks
+from vidgate.store.tables import api_keys, task_events, tasks
 from vidgate.store.task_rows import (
     Claim,
     ClaimLost,
@@ -65,6 +65,8 @@ def _fifo_key(task: Task) -> tuple[int, int, str]:
 
 _TERMINAL = [s.value for s in TERMINAL_STATUSES]
 _CAS_TRIES = 8
+# Retry-After of a create refused by the cap on tasks in flight (a task takes seconds to minutes).
+ACTIVE_CAP_RETRY_AFTER_S = 5
 
 
 class TaskStore:
@@ -96,12 +98,15 @@ class TaskStore:
         task_id: str | None = None,
         pinned_channel: str | None = None,
         remix_upstream_id: str | None = None,
+        max_active_tasks: int | None = None,
+        request_id: str | None = None,
     ) -> Task:
         """Save a new pending task (and its `created` event) before anything is sent anywhere.
 
         With an `idempotency_key`, a retry of the same request returns the first task; a
         different request under the same key is a 409. `pinned_channel` with `remix_upstream_id`
         makes an upstream remix: it can only go to the channel that holds the source job.
+        `max_active_tasks`: refuse (429) when the owner already has that many pending or processing.
         """
         if idempotency_key is not None:
             existing = await self._by_idempotency_key(owner, idempotency_key)
@@ -128,6 +133,7 @@ class TaskStore:
             "remixed_from": remixed_from,
             "idempotency_key": idempotency_key,
             "request_hash": request_hash,
+            "request_id": request_id,  # the create request's id, so the worker's log lines carry it
             "status": TaskStatus.PENDING.value,
             "step": first_step.value,
             "inputs": None if spec.images else [],
@@ -143,6 +149,10 @@ class TaskStore:
         }
         try:
             async with self._write() as conn:
+                if max_active_tasks is not None:
+                    replay = await _admit_within_cap(conn, owner, max_active_tasks, idempotency_key)
+                    if replay is not None:  # a concurrent create with this key won: answer with it
+                        return self._idempotent_match(replay, request_hash)
                 await conn.execute(insert(tasks).values(**values))
                 await conn.execute(
                     insert(task_events).values(
@@ -712,6 +722,34 @@ def _fence(claim: Claim) -> Sequence[Any]:
         tasks.c.id == claim.task.id,
         tasks.c.version == claim.version,
         tasks.c.lease_token == claim.token,
+    )
+
+
+async def _admit_within_cap(
+    conn: AsyncConnection, owner: str, cap: int, idempotency_key: str | None
+) -> Task | None:
+    """Inside the create's write transaction: pass when `owner` has fewer than `cap` tasks pending or
+    processing, else raise RateLimited; or return the task an idempotency key already names (a replay
+    is answered, never refused). Exact under concurrent creates because writers are serialised first:
+    SQLite's BEGIN IMMEDIATE already did, and on PostgreSQL the owner's key row is locked here, so a
+    second create of the same key waits for the first to commit and then counts its task."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(select(api_keys.c.id).where(api_keys.c.id == owner).with_for_update())
+    # Counting stops at `cap` rows: only "at least cap" matters.
+    active = select(tasks.c.id).where(tasks.c.owner == owner, tasks.c.status.in_(_ACTIVE)).limit(cap)
+    count = (await conn.execute(select(func.count()).select_from(active.subquery()))).scalar_one()
+    if count < cap:
+        return None
+    if idempotency_key is not None:
+        query = select(tasks).where(tasks.c.owner == owner, tasks.c.idempotency_key == idempotency_key)
+        row = (await conn.execute(query)).mappings().first()
+        if row is not None:
+            return row_to_task(row)
+    raise RateLimited(
+        f"This API key already has {cap} tasks pending or processing, its limit. "
+        "Retry when one has finished (or cancel one).",
+        code="too_many_active_tasks",
+        headers={"retry-after": str(ACTIVE_CAP_RETRY_AFTER_S)},
     )
 
 

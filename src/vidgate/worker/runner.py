@@ -33,6 +33,7 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
+from vidgate import metrics
 from vidgate.domain.tasks import Step
 from vidgate.ids import new_ulid
 from vidgate.private_files import make_private_dirs
@@ -214,32 +215,47 @@ class Worker:
     # One step ---------------------------------------------------------------------------------
 
     async def _run_one(self, running: _Running) -> None:
-        task_id = running.claim.task.id
-        step = running.claim.task.step
-        log_ = log.bind(task_id=task_id, step=step.value, worker=self.id)
-        try:
-            outcome = await self._run_step(running, log_)
-            with anyio.CancelScope(shield=True):  # a half-done commit is worse than a late stop
-                committed = False
-                if outcome is not None:
-                    committed = await self._commit(running, outcome, log_)
-                else:
-                    # Stopped (shutdown, a client's cancel) or the lease was lost: hand the task back
-                    # so whatever is next can run at once (a no-op if another claim holds it now).
-                    await self.deps.store.release(running.claim)
-                    self.wake()
-                if step in _STEPS_WITH_FILES:
-                    if not committed:
-                        await self._remove_unclaimed_files(task_id)
-                    await self.sweep_scratch()
-        except Exception:
-            log_.exception("step crashed; the task will be retried when its lease expires")
-        finally:
-            self._running.pop(task_id, None)
-            self.steps_run += 1
-            self._slot_freed.set()
-            if running.claim.task.step in MEDIA_STEPS:
-                self._media_slot_freed.set()
+        task = running.claim.task
+        task_id, step = task.id, task.step
+        # Every line logged while the step runs (the worker's, the providers', the webhook's, the
+        # outbound requests') names the task, the step and the create request's id: the context is
+        # this task's own (anyio copies it per task), so nothing leaks into other steps.
+        context = {"task_id": task_id, "step": step.value, "worker": self.id}
+        if task.request_id is not None:
+            context["request_id"] = task.request_id
+        result = "stopped"  # the step's outcome in vidgate_step_duration_seconds (cancelled: stopped)
+        started = time.perf_counter()
+        running_gauge = metrics.steps_running()
+        running_gauge.inc()
+        with structlog.contextvars.bound_contextvars(**context):
+            try:
+                outcome = await self._run_step(running, log)
+                with anyio.CancelScope(shield=True):  # a half-done commit is worse than a late stop
+                    committed = False
+                    if outcome is not None:
+                        committed = await self._commit(running, outcome, log)
+                        result = "committed" if committed else "lost"
+                    else:
+                        # Stopped (shutdown, a client's cancel) or the lease was lost: hand the task back
+                        # so whatever is next can run at once (a no-op if another claim holds it now).
+                        result = "lost" if running.lease_lost else "stopped"
+                        await self.deps.store.release(running.claim)
+                        self.wake()
+                    if step in _STEPS_WITH_FILES:
+                        if not committed:
+                            await self._remove_unclaimed_files(task_id)
+                        await self.sweep_scratch()
+            except Exception:
+                result = "crashed"
+                log.exception("step crashed; the task will be retried when its lease expires")
+            finally:
+                running_gauge.dec()
+                metrics.observe_step(step.value, result, time.perf_counter() - started)
+                self._running.pop(task_id, None)
+                self.steps_run += 1
+                self._slot_freed.set()
+                if running.claim.task.step in MEDIA_STEPS:
+                    self._media_slot_freed.set()
 
     async def _run_step(
         self, running: _Running, log_: structlog.typing.FilteringBoundLogger
@@ -383,6 +399,8 @@ class Worker:
             return False
         if outcome.status is not None and outcome.status is not running.claim.task.status:
             log_.info("task status", status=task.status.value, error=task.error.code if task.error else None)
+            if task.status.is_terminal:
+                metrics.count_task_ended(task.status.value)
         if outcome.delay_seconds == 0 and task.step is not Step.DONE:
             self.wake()  # the next step is due now: no reason to wait for the next tick
         return True
