@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     channels: list[ChannelSettings] = Field(default_factory=default_channels)
+    # signing_key() reads a file at most once per Settings: it runs for every signed link.
+    _signing_key: bytes | None = PrivateAttr(default=None)
 
     @classmethod
     def settings_customise_sources(
@@ -168,6 +170,11 @@ class Settings(BaseSettings):
         Generated on first use with mode 0600 so that signed links survive restarts without the
         operator having to invent a secret; several processes sharing a data dir share it.
         """
+        if self._signing_key is None:
+            self._signing_key = self._load_signing_key()
+        return self._signing_key
+
+    def _load_signing_key(self) -> bytes:
         if self.secret_key:
             return self.secret_key.encode()
         path = self.data_dir / "secret_key"

@@ -45,6 +45,10 @@ api_keys = Table(
     Column("is_admin", Boolean, nullable=False, server_default=text("false")),
     Column("created_at", BigInteger, nullable=False),
     Column("revoked_at", BigInteger, nullable=True),
+    # Per-key overrides of the rate-limit settings; NULL = the gateway's default.
+    Column("requests_per_minute", Integer, nullable=True),
+    Column("creates_per_minute", Integer, nullable=True),
+    Column("max_active_tasks", Integer, nullable=True),  # tasks pending or processing at once
 )
 
 tasks = Table(
@@ -70,6 +74,7 @@ tasks = Table(
     Column("remixed_from", String(26), nullable=True),
     Column("idempotency_key", String(255), nullable=True),
     Column("request_hash", String(64), nullable=True),
+    Column("request_id", String(64), nullable=True),  # the create request's id, carried into worker logs
     # Where it stands
     Column("status", String(16), nullable=False),
     Column("step", String(16), nullable=False),
