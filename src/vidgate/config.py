@@ -101,6 +101,20 @@ class Settings(BaseSettings):
     fetch_timeout_seconds: float = Field(default=30.0, gt=0)
     max_image_pixels: int = Field(default=40_000_000, ge=1)
     max_video_bytes: int = Field(default=2 * 1024**3, ge=1024)
+    db_read_pool_size: int = Field(
+        default=16,
+        ge=1,
+        le=1000,
+        description="PostgreSQL: connections each API or worker process keeps for the hot reads (task "
+        "polls, key lookups); a fixed pool, so a burst waits in line instead of opening connections.",
+    )
+    key_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="How long a process remembers an authenticated API key: a key revoked in another "
+        "process keeps working for at most this long there. 0 reads the key on every request.",
+    )
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     worker: WorkerSettings = Field(default_factory=WorkerSettings)

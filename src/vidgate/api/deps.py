@@ -10,7 +10,8 @@ from vidgate.runtime import Runtime
 from vidgate.store.keys import ApiKey
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: FastAPI runs a plain `def` dependency on a worker thread, a hop per request for nothing.
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -30,7 +31,8 @@ async def authenticate(
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationFailed("Missing API key. Send the header `Authorization: Bearer <key>`.")
-    key = await get_runtime(request).keys.authenticate(token.strip())
+    runtime: Runtime = request.app.state.runtime
+    key = await runtime.keys.authenticate(token.strip())
     if key is None:
         raise AuthenticationFailed("Incorrect or revoked API key.")
     request.state.api_key_id = key.id

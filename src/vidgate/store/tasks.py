@@ -41,8 +41,10 @@ from vidgate.domain.transitions import check_transition
 from vidgate.errors import Conflict
 from vidgate.ids import new_ulid
 from vidgate.store.channels import lock_health, save_health
+from vidgate.store.create_batch import DB_NOW, SqliteCreateWriter
 from vidgate.store.db import write_transaction
 from vidgate.store.dbtime import QueueClock
+from vidgate.store.fast_reads import FastReads
 from vidgate.store.tables import task_events, tasks
 from vidgate.store.task_rows import (
     Claim,
@@ -68,9 +70,18 @@ _CAS_TRIES = 8
 
 
 class TaskStore:
-    def __init__(self, engine: AsyncEngine, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        clock: Clock | None = None,
+        reads: FastReads | None = None,
+        creates: SqliteCreateWriter | None = None,
+    ) -> None:
         self.engine = engine
         self.queue_clock = QueueClock(clock)
+        self._reads = reads  # the hot paths' reads (`get`, `list_page`) in one driver call
+        self._creates = creates  # SQLite: new tasks committed in groups (store/create_batch.py)
 
     def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return write_transaction(self.engine)
@@ -134,21 +145,21 @@ class TaskStore:
             "progress": 0,
             "created_at": now,
             "status_update_time": now,
-            "next_run_at": self.queue_clock.expr(),
             "deadline_at": now + deadline_ms,
             "attempts": 0,
             "version": 0,
             "channel": pinned_channel,
             "remix_upstream_id": remix_upstream_id,
         }
+        event = {
+            "task_id": ulid,
+            "at": now,
+            "kind": "created",
+            "to_status": "pending",
+            "step": first_step.value,
+        }
         try:
-            async with self._write() as conn:
-                await conn.execute(insert(tasks).values(**values))
-                await conn.execute(
-                    insert(task_events).values(
-                        task_id=ulid, at=now, kind="created", to_status="pending", step=first_step.value
-                    )
-                )
+            await self._insert_new(values, event)
         except IntegrityError:
             # Two concurrent creates with one idempotency key: the loser answers with the winner's task.
             if idempotency_key is None:
@@ -160,6 +171,16 @@ class TaskStore:
         task = await self.get(ulid)
         assert task is not None
         return task
+
+    async def _insert_new(self, values: dict[str, Any], event: dict[str, Any]) -> None:
+        """Insert a new task and its first event in one transaction; due at once by the queue clock."""
+        if self._creates is not None:
+            now = DB_NOW if self.queue_clock.clock is None else self.queue_clock.clock.now_ms()
+            await self._creates.insert({**values, "next_run_at": now}, event)
+            return
+        async with self._write() as conn:
+            await conn.execute(insert(tasks).values(**values, next_run_at=self.queue_clock.expr()))
+            await conn.execute(insert(task_events).values(**event))
 
     @staticmethod
     def _idempotent_match(existing: Task, request_hash: str | None) -> Task:
@@ -179,6 +200,8 @@ class TaskStore:
 
     async def get(self, ulid: str, *, owner: str | None = None, include_deleted: bool = False) -> Task | None:
         """The task, or None when it does not exist, was deleted, or belongs to another owner."""
+        if self._reads is not None and not include_deleted:
+            return await self._reads.task(ulid, owner=owner)
         query = select(tasks).where(tasks.c.id == ulid)
         if not include_deleted:
             query = query.where(tasks.c.deleted_at.is_(None))
@@ -192,6 +215,8 @@ class TaskStore:
         self, *, owner: str, after: str | None, limit: int, descending: bool
     ) -> tuple[list[Task], bool]:
         """One page of an owner's tasks by id (= creation time), and whether more follow."""
+        if self._reads is not None:
+            return await self._reads.page(owner=owner, after=after, limit=limit, descending=descending)
         query = select(tasks).where(tasks.c.owner == owner, tasks.c.deleted_at.is_(None))
         if after is not None:
             query = query.where(tasks.c.id < after if descending else tasks.c.id > after)
