@@ -33,7 +33,7 @@ from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from vidgate.domain.tasks import Task
+from vidgate.domain.tasks import SUMMARY_COLUMNS, Task, TaskSummary, summary_from_row
 from vidgate.store.tables import api_keys, tasks
 from vidgate.store.task_rows import row_to_task
 
@@ -73,14 +73,19 @@ _TASK_FOR_OWNER = select(tasks).where(
 )
 _TASK_BY_ID = select(tasks).where(tasks.c.id == bindparam("id"), tasks.c.deleted_at.is_(None))
 _LIVE = (tasks.c.owner == bindparam("owner"), tasks.c.deleted_at.is_(None))
-_PAGES = {
-    # (descending, has a cursor): keyset pagination on the (owner, id) index.
-    (True, False): select(tasks).where(*_LIVE).order_by(tasks.c.id.desc()),
-    (True, True): select(tasks).where(*_LIVE, tasks.c.id < bindparam("after")).order_by(tasks.c.id.desc()),
-    (False, False): select(tasks).where(*_LIVE).order_by(tasks.c.id.asc()),
-    (False, True): select(tasks).where(*_LIVE, tasks.c.id > bindparam("after")).order_by(tasks.c.id.asc()),
-}
-_PAGES = {k: v.limit(bindparam("limit")) for k, v in _PAGES.items()}
+_SUMMARY = select(*(tasks.c[name] for name in SUMMARY_COLUMNS))
+
+
+def page_statement(*, descending: bool, after: bool) -> Select[Any]:
+    """An owner's live tasks as summaries, by id (= creation time) from `:after`, at most `:limit`:
+    keyset pagination on the (owner, id) index."""
+    stmt = _SUMMARY.where(*_LIVE)
+    if after:
+        stmt = stmt.where(tasks.c.id < bindparam("after") if descending else tasks.c.id > bindparam("after"))
+    return stmt.order_by(tasks.c.id.desc() if descending else tasks.c.id.asc()).limit(bindparam("limit"))
+
+
+_PAGES = {(d, a): page_statement(descending=d, after=a) for d in (True, False) for a in (True, False)}
 
 # What raw sqlite3 hands back as text or 0/1 where SQLAlchemy's types would have decoded them.
 _JSON_COLUMNS = frozenset(c.key for t in (tasks, api_keys) for c in t.c if isinstance(c.type, JSON))
@@ -132,11 +137,11 @@ class FastReads:
 
     async def page(
         self, *, owner: str, after: str | None, limit: int, descending: bool
-    ) -> tuple[list[Task], bool]:
-        """One page of an owner's live tasks by id (= creation time), and whether more follow."""
+    ) -> tuple[list[TaskSummary], bool]:
+        """One page of an owner's live tasks (see `page_statement`), and whether more follow."""
         stmt = self._pages[(descending, after is not None)]
-        rows = await self._rows(stmt, {"owner": owner, "after": after, "limit": limit + 1})
-        return [row_to_task(r) for r in rows[:limit]], len(rows) > limit  # type: ignore[arg-type]
+        rows = await self._driver.fetch(stmt, {"owner": owner, "after": after, "limit": limit + 1})
+        return [summary_from_row(r) for r in rows[:limit]], len(rows) > limit
 
     async def aclose(self) -> None:
         await self._driver.aclose()

@@ -36,6 +36,8 @@ from vidgate.domain.tasks import (
     Step,
     Task,
     TaskStatus,
+    TaskSummary,
+    summary_from_row,
 )
 from vidgate.domain.transitions import check_transition
 from vidgate.errors import Conflict
@@ -44,7 +46,7 @@ from vidgate.store.channels import lock_health, save_health
 from vidgate.store.create_batch import DB_NOW, SqliteCreateWriter
 from vidgate.store.db import write_transaction
 from vidgate.store.dbtime import QueueClock
-from vidgate.store.fast_reads import FastReads
+from vidgate.store.fast_reads import FastReads, page_statement
 from vidgate.store.tables import task_events, tasks
 from vidgate.store.task_rows import (
     Claim,
@@ -213,17 +215,14 @@ class TaskStore:
 
     async def list_page(
         self, *, owner: str, after: str | None, limit: int, descending: bool
-    ) -> tuple[list[Task], bool]:
+    ) -> tuple[list[TaskSummary], bool]:
         """One page of an owner's tasks by id (= creation time), and whether more follow."""
         if self._reads is not None:
             return await self._reads.page(owner=owner, after=after, limit=limit, descending=descending)
-        query = select(tasks).where(tasks.c.owner == owner, tasks.c.deleted_at.is_(None))
-        if after is not None:
-            query = query.where(tasks.c.id < after if descending else tasks.c.id > after)
-        query = query.order_by(tasks.c.id.desc() if descending else tasks.c.id.asc()).limit(limit + 1)
+        query = page_statement(descending=descending, after=after is not None)
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [row_to_task(r) for r in rows[:limit]], len(rows) > limit
+            rows = (await conn.execute(query, {"owner": owner, "after": after, "limit": limit + 1})).all()
+        return [summary_from_row(tuple(r)) for r in rows[:limit]], len(rows) > limit
 
     async def events(self, ulid: str) -> list[TaskEvent]:
         query = select(task_events).where(task_events.c.task_id == ulid).order_by(task_events.c.id)
