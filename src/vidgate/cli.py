@@ -289,11 +289,12 @@ def keys_list() -> None:
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The key's id (from `vidgate keys list`).")],
 ) -> None:
-    """Revoke a key; requests with it get 401 from now on."""
+    """Revoke a key; requests with it get 401 once running servers' key caches expire (5 s by default)."""
     if not _with_keys(lambda keys, now: keys.revoke(key_id, now=now)):
         err.print(f"[red]no active key with id {key_id}[/red]")
         raise typer.Exit(1)
-    err.print(f"revoked {key_id}")
+    seconds = load_settings().key_cache_seconds
+    err.print(f"revoked {key_id}; running servers refuse it within {seconds:g} s (their key cache)")
 
 
 @keys_app.command("limits")

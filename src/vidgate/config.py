@@ -175,6 +175,20 @@ class Settings(BaseSettings):
     max_active_tasks: int | None = Field(
         default=None, ge=1, description="Per-key tasks pending or processing at once by default; unset: any."
     )
+    db_read_pool_size: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="PostgreSQL: connections each API or worker process keeps for the hot reads (task "
+        "polls, key lookups); a fixed pool, so a burst waits in line instead of opening connections.",
+    )
+    key_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="How long a process remembers an authenticated API key: a key revoked in another "
+        "process keeps working for at most this long there. 0 reads the key on every request.",
+    )
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     metrics_dir: Path | None = Field(

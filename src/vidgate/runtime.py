@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import httpx
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vidgate import metrics
@@ -21,6 +22,8 @@ from vidgate.providers.upstream_http import UpstreamHttp
 from vidgate.store import db
 from vidgate.store.blobs import BlobStore, LocalBlobStore
 from vidgate.store.channels import ChannelHealthStore
+from vidgate.store.create_batch import SqliteCreateWriter
+from vidgate.store.fast_reads import FastReads
 from vidgate.store.keys import KeyStore
 from vidgate.store.tasks import TaskStore
 
@@ -89,13 +92,18 @@ async def open_runtime(
     metrics.configure(settings)  # before this process's first metric: see vidgate.metrics
     await prepare_database(settings)
     engine = db.create_engine(settings.resolved_database_url)
+    reads = FastReads(settings.resolved_database_url, pool_size=settings.db_read_pool_size)
+    writer_lock = db.sqlite_writer_lock(engine)
+    creates = None
+    if writer_lock is not None:
+        creates = SqliteCreateWriter(make_url(settings.resolved_database_url).database or "", writer_lock)
     blobs = open_blob_store(settings)
     policy = FetchPolicy(allow_private=settings.fetch_allow_private)
     resolver = resolver or system_resolver
     fetcher = SafeFetcher(policy, resolver=resolver, timeout=settings.fetch_timeout_seconds)
     http = UpstreamHttp(upstream_transport)
     providers = ProviderRegistry(ProviderDeps(settings=settings, blobs=blobs, fetcher=fetcher, http=http))
-    tasks = TaskStore(engine, clock=clock)
+    tasks = TaskStore(engine, clock=clock, reads=reads, creates=creates)
     health = ChannelHealthStore(
         engine,
         tasks.queue_clock,
@@ -109,7 +117,7 @@ async def open_runtime(
             engine=engine,
             tasks=tasks,
             health=health,
-            keys=KeyStore(engine),
+            keys=KeyStore(engine, reads=reads, cache_seconds=settings.key_cache_seconds),
             blobs=blobs,
             catalog=catalog_from_settings(settings),
             fetcher=fetcher,
@@ -122,4 +130,7 @@ async def open_runtime(
         await rate_limiter.aclose()
         await providers.aclose()
         await fetcher.aclose()
+        await reads.aclose()
+        if creates is not None:
+            creates.close()
         await engine.dispose()

@@ -9,7 +9,7 @@ from vidgate import signing
 from vidgate.clock import Clock
 from vidgate.config import Settings
 from vidgate.domain.routing import Catalog
-from vidgate.domain.tasks import Task, TaskStatus
+from vidgate.domain.tasks import Task, TaskStatus, TaskSummary
 from vidgate.ids import openai_id, unified_id
 from vidgate.store.blobs import MEDIA_FILES
 
@@ -47,7 +47,7 @@ def _seconds(ms: int | None) -> int | None:
     return None if ms is None else ms // 1000
 
 
-def media_expires_at(ctx: ViewContext, task: Task) -> int | None:
+def media_expires_at(ctx: ViewContext, task: Task | TaskSummary) -> int | None:
     days = ctx.settings.media_retention_days
     if days is None or task.completed_at is None or task.status is not TaskStatus.COMPLETED:
         return None
@@ -101,8 +101,9 @@ _OPENAI_STATUS = {
 }
 
 
-def openai_view(ctx: ViewContext, task: Task) -> dict[str, Any]:
-    """The `Video` object of OpenAI's API (what `client.videos.*` parses)."""
+def openai_view(ctx: ViewContext, task: Task | TaskSummary) -> dict[str, Any]:
+    """The `Video` object of OpenAI's API (what `client.videos.*` parses); a list's summaries carry
+    every field it needs."""
     error = {"code": task.error.code, "message": task.error.message} if task.error else None
     return {
         "id": openai_id(task.id),

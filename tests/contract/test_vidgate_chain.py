@@ -62,10 +62,14 @@ async def test_the_openai_sdk_through_two_gateways(start_gateway, tmp_path: Path
         inner_tasks, _ = await inner.runtime.tasks.list_page(
             owner=(await inner.runtime.keys.authenticate(inner_key)).id, after=None, limit=10, descending=True
         )
+        inner_task = await inner.runtime.tasks.get(inner_tasks[0].id) if inner_tasks else None
     assert video.status == "completed", video.error
     assert (video.seconds, video.size) == ("8", "720x1280")
-    [inner_task] = inner_tasks  # exactly one job on the inner gateway
-    assert inner_task.status.value == "completed" and inner_task.images  # the reference went through
+    [inner_summary] = inner_tasks  # exactly one job on the inner gateway
+    inner_task = await inner.runtime.tasks.get(inner_summary.id)
+    assert (
+        inner_task is not None and inner_task.status.value == "completed" and inner_task.images
+    )  # the reference went through
     assert outer_task is not None and outer_task.channel == "inner-vidgate"
     path = tmp_path / "chained.mp4"
     path.write_bytes(content.content)

@@ -306,7 +306,7 @@ async def test_an_unexpected_error_is_a_json_500_that_keeps_the_connection(
     assert "SECRET-SIG" not in str(logs) and api_key not in str(logs)
     assert "Exception in ASGI application" not in caplog.text  # logged once, by us
     [access] = [entry for entry in logs if entry["event"] == "request" and entry["status"] == 500]
-    assert access["path"] == "/v1/video/query"
+    assert access["route"] == "/v1/video/query"
 
 
 async def test_an_empty_input_reference_in_a_form_means_no_image(client) -> None:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
 from vidgate import metrics
-from vidgate.api.deps import get_runtime
+from vidgate.api.deps import runtime_of
 from vidgate.errors import AuthenticationFailed
 from vidgate.store.queue_stats import QueueStats
 
@@ -34,7 +34,7 @@ def queue_stats(app: FastAPI) -> QueueStats:
 
 @router.get("/metrics")
 async def metrics_text(request: Request) -> Response:
-    token = get_runtime(request).settings.metrics_token
+    token = runtime_of(request).settings.metrics_token
     if token is not None:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):

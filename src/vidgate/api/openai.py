@@ -16,6 +16,7 @@ from vidgate.api.actions import check_urls_fetchable, create_task, delete_task
 from vidgate.api.deps import authenticate, get_runtime
 from vidgate.api.inline_images import check_inline_images
 from vidgate.api.json_body import check_storable, read_json_object
+from vidgate.api.json_response import json_response
 from vidgate.api.media import stream_variant
 from vidgate.api.observe import note_task
 from vidgate.api.ratelimit import active_task_cap
@@ -152,14 +153,14 @@ async def create_video(
 )
 async def retrieve_video(
     video_id: str,
-    response: Response,
     key: ApiKey = Depends(authenticate),
     runtime: Runtime = Depends(get_runtime),
-) -> dict[str, Any]:
+) -> Response:
     task = await resolve_task(runtime, video_id, key.id)
-    if task.status in POLL_AFTER_MS:
-        response.headers["openai-poll-after-ms"] = str(POLL_AFTER_MS[task.status])
-    return openai_view(runtime, task)
+    headers = (
+        {"openai-poll-after-ms": str(POLL_AFTER_MS[task.status])} if task.status in POLL_AFTER_MS else None
+    )
+    return json_response(openai_view(runtime, task), headers=headers)
 
 
 @router.get("/v1/videos", response_model=OpenAIVideoList, responses=ERROR_RESPONSES, summary="List videos")
@@ -169,7 +170,7 @@ async def list_videos(
     order: Literal["asc", "desc"] = Query(default="desc"),
     key: ApiKey = Depends(authenticate),
     runtime: Runtime = Depends(get_runtime),
-) -> dict[str, Any]:
+) -> Response:
     cursor = None
     if after is not None:
         cursor = parse_task_id(after)
@@ -179,13 +180,15 @@ async def list_videos(
         owner=key.id, after=cursor, limit=limit, descending=order == "desc"
     )
     data = [openai_view(runtime, t) for t in tasks]
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": has_more,
-    }
+    return json_response(
+        {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": has_more,
+        }
+    )
 
 
 @router.api_route(

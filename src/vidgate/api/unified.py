@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from vidgate.api.actions import check_urls_fetchable, create_task
 from vidgate.api.deps import authenticate, get_runtime
 from vidgate.api.inline_images import check_inline_images
 from vidgate.api.json_body import read_json_object
+from vidgate.api.json_response import json_response
 from vidgate.api.observe import note_task
 from vidgate.api.ratelimit import active_task_cap
 from vidgate.api.schemas import (
@@ -66,10 +67,10 @@ async def query_video(
     id: str = Query(description="The id from create, in any accepted form"),
     key: ApiKey = Depends(authenticate),
     runtime: Runtime = Depends(get_runtime),
-) -> dict[str, Any]:
+) -> Response:
     ulid = parse_task_id(id)
     task = await runtime.tasks.get(ulid, owner=key.id) if ulid else None
     if task is None:
         raise NotFound(f"No task with id '{id}'.", param="id")
     note_task(task.id)
-    return unified_view(runtime, task)
+    return json_response(unified_view(runtime, task))

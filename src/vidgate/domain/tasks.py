@@ -127,3 +127,34 @@ class Task:
     def may_hold_upstream_job(self) -> bool:
         """Whether a channel may be working on this task (a job id known, or a submit of unknown outcome)."""
         return self.upstream_id is not None or self.submit_intent_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSummary:
+    """What a list of tasks shows of each (OpenAI's `Video` object): a page reads only these columns."""
+
+    id: str
+    model: str
+    prompt: str
+    status: TaskStatus
+    progress: int
+    width: int
+    height: int
+    seconds: int
+    created_at: int
+    completed_at: int | None
+    remixed_from: str | None
+    error: TaskError | None
+
+
+SUMMARY_COLUMNS = ("id", "model", "prompt", "status", "progress", "width", "height", "seconds",
+                   "created_at", "completed_at", "remixed_from", "error_code", "error_message")  # fmt: skip
+
+
+def summary_from_row(row: tuple[Any, ...]) -> TaskSummary:
+    """A TaskSummary from a row of SUMMARY_COLUMNS, in that order."""
+    (id_, model, prompt, status, progress, width, height, seconds,
+     created_at, completed_at, remixed_from, error_code, error_message) = row  # fmt: skip
+    error = TaskError(error_code, error_message or "") if error_code else None
+    return TaskSummary(id_, model, prompt, TaskStatus(status), progress, width, height, seconds,
+                       created_at, completed_at, remixed_from, error)  # fmt: skip

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import anyio
 from alembic import command
@@ -13,7 +15,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from vidgate.private_files import make_private_file
@@ -21,6 +23,15 @@ from vidgate.private_files import make_private_file
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Marks a connection whose transactions will write; on SQLite they start with BEGIN IMMEDIATE.
 WRITE_OPTION = "vidgate_write"
+
+# SQLite takes one writer at a time. Left to SQLite, writers that find the lock taken poll it with
+# sleeps of up to 100 ms (its busy handler), so under a burst of creates a write could wait a second
+# for a lock that was free most of that time. Within a process, writers instead wait their turn on
+# this lock, first come first served, and SQLite's busy timeout only arbitrates between processes.
+_SQLITE_WRITERS: WeakKeyDictionary[Engine, anyio.Lock] = WeakKeyDictionary()
+# Set while a task holds its engine's writer: a write transaction opened inside another would wait
+# for itself forever, so it fails at once instead.
+_holding_writer: ContextVar[bool] = ContextVar("vidgate_holding_writer", default=False)
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
@@ -39,15 +50,48 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             make_private_file(Path(parsed.database))
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, hide_parameters=True)
         _install_sqlite_hooks(engine)
+        _SQLITE_WRITERS[engine.sync_engine] = anyio.Lock()
         return engine
     return create_async_engine(
-        url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10, hide_parameters=True
+        # The hot reads have a pool of their own (store/fast_reads.py); this one serves writes and the
+        # rest. Budget per process: docs/scaling.md.
+        url,
+        echo=echo,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        hide_parameters=True,
     )
+
+
+def sqlite_writer_lock(engine: AsyncEngine) -> anyio.Lock | None:
+    """The in-process writer lock of a SQLite engine (None on PostgreSQL): every writer takes it."""
+    return _SQLITE_WRITERS.get(engine.sync_engine)
 
 
 @asynccontextmanager
 async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A transaction that will write (BEGIN IMMEDIATE on SQLite): commits on success, else rolls back."""
+    """A transaction that will write (BEGIN IMMEDIATE on SQLite): commits on success, else rolls back.
+
+    On SQLite it first takes the engine's writer lock (above); never await anything slow inside."""
+    lock = sqlite_writer_lock(engine)
+    if lock is None:
+        async with _transaction(engine) as conn:
+            yield conn
+        return
+    if _holding_writer.get():
+        raise RuntimeError("a write transaction was opened inside another: it would wait for itself")
+    async with lock:
+        token = _holding_writer.set(True)
+        try:
+            async with _transaction(engine) as conn:
+                yield conn
+        finally:
+            _holding_writer.reset(token)
+
+
+@asynccontextmanager
+async def _transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     async with engine.connect() as conn:
         conn = await conn.execution_options(**{WRITE_OPTION: True})
         async with conn.begin():

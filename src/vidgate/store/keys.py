@@ -12,13 +12,15 @@ import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vidgate.ids import new_ulid
 from vidgate.store.db import WRITE_OPTION
+from vidgate.store.fast_reads import FastReads
+from vidgate.store.key_cache import KeyCache
 from vidgate.store.tables import api_keys
 
 KEY_PREFIX = "vg-"
@@ -52,8 +54,15 @@ def generate_key() -> str:
 
 
 class KeyStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    """`reads` and `cache_seconds` (the API's runtime) make `authenticate` cheap: one driver call, and
+    then none for `cache_seconds` (a key revoked elsewhere keeps working that long at most)."""
+
+    def __init__(
+        self, engine: AsyncEngine, *, reads: FastReads | None = None, cache_seconds: float = 0
+    ) -> None:
         self.engine = engine
+        self._reads = reads
+        self._cache: KeyCache[ApiKey] = KeyCache(cache_seconds)
 
     async def create(
         self, *, name: str, is_admin: bool, now: int, limits: Mapping[str, int | None] | None = None
@@ -91,10 +100,17 @@ class KeyStore:
         if not plaintext.startswith(KEY_PREFIX) or len(plaintext) > 200:
             return None
         digest = hash_key(plaintext)
-        async with self.engine.connect() as conn:
-            row = (
-                (await conn.execute(select(api_keys).where(api_keys.c.key_hash == digest))).mappings().first()
-            )
+        return await self._cache.get(digest, lambda: self._active_by_hash(digest))
+
+    async def _active_by_hash(self, digest: str) -> ApiKey | None:
+        row: Mapping[str, Any] | None
+        if self._reads is not None:
+            row = await self._reads.key_by_hash(digest)
+        else:
+            async with self.engine.connect() as conn:
+                query = select(api_keys).where(api_keys.c.key_hash == digest)
+                found = (await conn.execute(query)).mappings().first()
+            row = dict(found) if found is not None else None
         if row is None or not hmac.compare_digest(row["key_hash"], digest) or row["revoked_at"] is not None:
             return None
         return _to_key(row)
@@ -114,7 +130,9 @@ class KeyStore:
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(**{WRITE_OPTION: True})
             async with conn.begin():
-                return (await conn.execute(query)).rowcount == 1
+                revoked = (await conn.execute(query)).rowcount == 1
+        self._cache.forget(lambda key: key.id == key_id)
+        return revoked
 
     async def set_limits(self, key_id: str, limits: Mapping[str, int | None]) -> ApiKey | None:
         """Change some of a key's limits (None = back to the default); the key after, or None when no
@@ -139,7 +157,7 @@ def _checked_limits(limits: Mapping[str, int | None]) -> dict[str, int | None]:
     return dict(limits)
 
 
-def _to_key(row: RowMapping) -> ApiKey:
+def _to_key(row: Mapping[Any, Any]) -> ApiKey:  # a RowMapping or a fast read's dict
     return ApiKey(
         id=row["id"],
         name=row["name"],

@@ -36,13 +36,17 @@ from vidgate.domain.tasks import (
     Step,
     Task,
     TaskStatus,
+    TaskSummary,
+    summary_from_row,
 )
 from vidgate.domain.transitions import check_transition
 from vidgate.errors import Conflict, RateLimited
 from vidgate.ids import new_ulid
 from vidgate.store.channels import lock_health, save_health
+from vidgate.store.create_batch import DB_NOW, SqliteCreateWriter
 from vidgate.store.db import write_transaction
 from vidgate.store.dbtime import QueueClock
+from vidgate.store.fast_reads import FastReads, page_statement
 from vidgate.store.tables import api_keys, task_events, tasks
 from vidgate.store.task_rows import (
     Claim,
@@ -70,9 +74,18 @@ ACTIVE_CAP_RETRY_AFTER_S = 5
 
 
 class TaskStore:
-    def __init__(self, engine: AsyncEngine, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        clock: Clock | None = None,
+        reads: FastReads | None = None,
+        creates: SqliteCreateWriter | None = None,
+    ) -> None:
         self.engine = engine
         self.queue_clock = QueueClock(clock)
+        self._reads = reads  # the hot paths' reads (`get`, `list_page`) in one driver call
+        self._creates = creates  # SQLite: new tasks committed in groups (store/create_batch.py)
 
     def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return write_transaction(self.engine)
@@ -140,25 +153,25 @@ class TaskStore:
             "progress": 0,
             "created_at": now,
             "status_update_time": now,
-            "next_run_at": self.queue_clock.expr(),
             "deadline_at": now + deadline_ms,
             "attempts": 0,
             "version": 0,
             "channel": pinned_channel,
             "remix_upstream_id": remix_upstream_id,
         }
+        event = {
+            "task_id": ulid,
+            "at": now,
+            "kind": "created",
+            "to_status": "pending",
+            "step": first_step.value,
+        }
         try:
-            async with self._write() as conn:
-                if max_active_tasks is not None:
-                    replay = await _admit_within_cap(conn, owner, max_active_tasks, idempotency_key)
-                    if replay is not None:  # a concurrent create with this key won: answer with it
-                        return self._idempotent_match(replay, request_hash)
-                await conn.execute(insert(tasks).values(**values))
-                await conn.execute(
-                    insert(task_events).values(
-                        task_id=ulid, at=now, kind="created", to_status="pending", step=first_step.value
-                    )
-                )
+            replay = await self._insert_new(
+                values, event, cap=None if max_active_tasks is None else (max_active_tasks, idempotency_key)
+            )
+            if replay is not None:  # at the cap, a concurrent create with this key won: answer with it
+                return self._idempotent_match(replay, request_hash)
         except IntegrityError:
             # Two concurrent creates with one idempotency key: the loser answers with the winner's task.
             if idempotency_key is None:
@@ -170,6 +183,29 @@ class TaskStore:
         task = await self.get(ulid)
         assert task is not None
         return task
+
+    async def _insert_new(
+        self, values: dict[str, Any], event: dict[str, Any], *, cap: tuple[int, str | None] | None
+    ) -> Task | None:
+        """Insert a new task and its first event in one transaction, due at once by the queue clock.
+
+        With `cap` (the owner's limit on tasks in flight, and the idempotency key), the owner's active
+        tasks are counted in the same transaction (see `_admit_within_cap`): refused, or the task a
+        replay names is returned instead. SQLite's grouped writer only inserts, so a capped create
+        takes a transaction of its own; both hold the one writer lock, so the count stays exact.
+        """
+        if self._creates is not None and cap is None:
+            now = DB_NOW if self.queue_clock.clock is None else self.queue_clock.clock.now_ms()
+            await self._creates.insert({**values, "next_run_at": now}, event)
+            return None
+        async with self._write() as conn:
+            if cap is not None:
+                replay = await _admit_within_cap(conn, values["owner"], *cap)
+                if replay is not None:
+                    return replay
+            await conn.execute(insert(tasks).values(**values, next_run_at=self.queue_clock.expr()))
+            await conn.execute(insert(task_events).values(**event))
+        return None
 
     @staticmethod
     def _idempotent_match(existing: Task, request_hash: str | None) -> Task:
@@ -189,6 +225,8 @@ class TaskStore:
 
     async def get(self, ulid: str, *, owner: str | None = None, include_deleted: bool = False) -> Task | None:
         """The task, or None when it does not exist, was deleted, or belongs to another owner."""
+        if self._reads is not None and not include_deleted:
+            return await self._reads.task(ulid, owner=owner)
         query = select(tasks).where(tasks.c.id == ulid)
         if not include_deleted:
             query = query.where(tasks.c.deleted_at.is_(None))
@@ -200,15 +238,14 @@ class TaskStore:
 
     async def list_page(
         self, *, owner: str, after: str | None, limit: int, descending: bool
-    ) -> tuple[list[Task], bool]:
+    ) -> tuple[list[TaskSummary], bool]:
         """One page of an owner's tasks by id (= creation time), and whether more follow."""
-        query = select(tasks).where(tasks.c.owner == owner, tasks.c.deleted_at.is_(None))
-        if after is not None:
-            query = query.where(tasks.c.id < after if descending else tasks.c.id > after)
-        query = query.order_by(tasks.c.id.desc() if descending else tasks.c.id.asc()).limit(limit + 1)
+        if self._reads is not None:
+            return await self._reads.page(owner=owner, after=after, limit=limit, descending=descending)
+        query = page_statement(descending=descending, after=after is not None)
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [row_to_task(r) for r in rows[:limit]], len(rows) > limit
+            rows = (await conn.execute(query, {"owner": owner, "after": after, "limit": limit + 1})).all()
+        return [summary_from_row(tuple(r)) for r in rows[:limit]], len(rows) > limit
 
     async def events(self, ulid: str) -> list[TaskEvent]:
         query = select(task_events).where(task_events.c.task_id == ulid).order_by(task_events.c.id)
