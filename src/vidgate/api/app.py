@@ -63,6 +63,9 @@ def create_app(
         lifespan=lifespan,
         # No badge from validator.swagger.io: it would send our document's URL to a third party.
         swagger_ui_parameters={"validatorUrl": None},
+        # FastAPI's own OpenTelemetry hooks cost every request a look at the providers; vidgate has
+        # its own metrics (/metrics) and logs.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_openapi_docs(app)
     install_error_handlers(app)
@@ -71,9 +74,10 @@ def create_app(
         BodySizeLimit, limit=settings.max_body_bytes, upload_limit=settings.max_upload_bytes + 64 * 1024
     )
     app.add_middleware(Observe)
-    app.include_router(health.router)
-    app.include_router(metrics_endpoint.router)
+    # Routers are tried in this order for every request: the ones clients poll come first.
     app.include_router(unified.router)
     app.include_router(openai.router)
     app.include_router(media.router)
+    app.include_router(health.router)
+    app.include_router(metrics_endpoint.router)
     return app

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import Request, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request
 
 from vidgate.api.ratelimit import is_create
 from vidgate.errors import AuthenticationFailed
@@ -21,16 +20,13 @@ async def get_runtime(request: Request) -> Runtime:
     return runtime_of(request)
 
 
-# Declares bearer auth in the OpenAPI document (Swagger UI's Authorize button) on every route that
-# depends on `authenticate`; it never refuses a request itself: `authenticate` does, in our error shape.
-bearer_auth = HTTPBearer(
-    auto_error=False, scheme_name="bearerAuth", description="An API key from `vidgate keys create`."
-)
+# How the OpenAPI document describes `authenticate` (Swagger UI's Authorize button): declared by
+# vidgate.api.openapi_docs on every route that depends on it. Not a FastAPI `Security` dependency:
+# that would be solved again on every request, for a header `authenticate` reads itself.
+BEARER_SCHEME = {"type": "http", "scheme": "bearer", "description": "An API key from `vidgate keys create`."}
 
 
-async def authenticate(
-    request: Request, _declared: HTTPAuthorizationCredentials | None = Security(bearer_auth)
-) -> ApiKey:
+async def authenticate(request: Request) -> ApiKey:
     """The caller's active key from `Authorization: Bearer <key>`, else 401; then the key's rate
     limits, else 429 (counted only once the key is known, so a bad key is always a 401)."""
     header = request.headers.get("authorization", "")

@@ -2,8 +2,8 @@
 
 `POST /v1/videos` (multipart as the SDK sends it, or JSON) and the remix read the raw request
 themselves, to accept what relay clients and the SDK send, so FastAPI has no parameter to describe;
-`POST /v1/video/create` declares its body on the route. (Bearer auth is declared by
-`vidgate.api.deps.authenticate`.) The models here describe the wire shapes only:
+`POST /v1/video/create` declares its body on the route. Bearer auth is declared here too, on every
+`/v1/` route (each depends on `vidgate.api.deps.authenticate`). The models here describe the wire shapes only:
 `vidgate.domain.requests` validates.
 """
 
@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
+from vidgate.api.deps import BEARER_SCHEME
 from vidgate.channel_config import ALL_SIZES
 
 _SECONDS = 'OpenAI\'s "4", "8", "12", "16", "20", or the relay "10", "15", "25", where a channel allows it.'
@@ -94,6 +95,7 @@ def install_openapi_docs(app: FastAPI) -> None:
             warnings.filterwarnings("ignore", "Duplicate Operation ID", UserWarning)
             schema = generate()  # FastAPI's own document, which it caches on the app: completed here
         _unique_operation_ids(schema)
+        _declare_bearer_auth(schema)
         _describe_body(
             schema,
             "/v1/videos",
@@ -108,6 +110,15 @@ def install_openapi_docs(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _declare_bearer_auth(schema: dict[str, Any]) -> None:
+    """Every `/v1/` route authenticates (`vidgate.api.deps.authenticate`); nothing else does."""
+    schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearerAuth"] = dict(BEARER_SCHEME)
+    for path, operations in schema["paths"].items():
+        if path.startswith("/v1/"):
+            for op in operations.values():
+                op["security"] = [{"bearerAuth": []}]
 
 
 def _unique_operation_ids(schema: dict[str, Any]) -> None:

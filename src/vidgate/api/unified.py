@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from vidgate.api.actions import check_urls_fetchable, create_task
-from vidgate.api.deps import authenticate, get_runtime
+from vidgate.api.deps import authenticate, get_runtime, runtime_of
 from vidgate.api.inline_images import check_inline_images
 from vidgate.api.json_body import read_json_object
 from vidgate.api.json_response import json_response
@@ -64,10 +64,11 @@ async def create_video(
     "/v1/video/query", response_model=UnifiedQueryResponse, responses=ERROR_RESPONSES, summary="Query a task"
 )
 async def query_video(
+    request: Request,
     id: str = Query(description="The id from create, in any accepted form"),
     key: ApiKey = Depends(authenticate),
-    runtime: Runtime = Depends(get_runtime),
 ) -> Response:
+    runtime = runtime_of(request)  # not a dependency: see openai.retrieve_video
     ulid = parse_task_id(id)
     task = await runtime.tasks.get(ulid, owner=key.id) if ulid else None
     if task is None:

@@ -8,8 +8,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.engine import RowMapping
-
 from vidgate.domain.tasks import Step, Task, TaskError, TaskStatus, WatermarkMode
 
 
@@ -59,7 +57,7 @@ def request_fingerprint(body: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def row_to_task(row: RowMapping) -> Task:
+def row_to_task(row: Mapping[Any, Any]) -> Task:  # a RowMapping, or a fast read's dict
     error = TaskError(row["error_code"], row["error_message"] or "") if row["error_code"] else None
     return Task(
         id=row["id"],

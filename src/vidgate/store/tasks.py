@@ -23,6 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import and_, case, func, insert, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -42,6 +43,7 @@ from vidgate.domain.tasks import (
 from vidgate.domain.transitions import check_transition
 from vidgate.errors import Conflict, RateLimited
 from vidgate.ids import new_ulid
+from vidgate.store.batching import Batcher
 from vidgate.store.channels import lock_health, save_health
 from vidgate.store.create_batch import DB_NOW, SqliteCreateWriter
 from vidgate.store.db import write_transaction
@@ -86,6 +88,10 @@ class TaskStore:
         self.queue_clock = QueueClock(clock)
         self._reads = reads  # the hot paths' reads (`get`, `list_page`) in one driver call
         self._creates = creates  # SQLite: new tasks committed in groups (store/create_batch.py)
+        # PostgreSQL: the same grouping, in one transaction per group (`_insert_group`).
+        self._pg_groups: Batcher[tuple[dict[str, Any], dict[str, Any]], None] | None = None
+        if engine.dialect.name == "postgresql":
+            self._pg_groups = Batcher(self._insert_group, max_size=256)
 
     def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return write_transaction(self.engine)
@@ -198,6 +204,9 @@ class TaskStore:
             now = DB_NOW if self.queue_clock.clock is None else self.queue_clock.clock.now_ms()
             await self._creates.insert({**values, "next_run_at": now}, event)
             return None
+        if self._pg_groups is not None and cap is None:
+            await self._pg_groups.submit((values, event))
+            return None
         async with self._write() as conn:
             if cap is not None:
                 replay = await _admit_within_cap(conn, values["owner"], *cap)
@@ -206,6 +215,22 @@ class TaskStore:
             await conn.execute(insert(tasks).values(**values, next_run_at=self.queue_clock.expr()))
             await conn.execute(insert(task_events).values(**event))
         return None
+
+    async def _insert_group(
+        self, group: list[tuple[dict[str, Any], dict[str, Any]]]
+    ) -> list[Exception | None]:
+        """PostgreSQL: the new tasks queued meanwhile, in one transaction of two statements. A task a
+        unique constraint refuses (an idempotency key used concurrently) is skipped, not inserted, and
+        fails alone with IntegrityError, as its own INSERT would have."""
+        rows = [{**values, "next_run_at": self.queue_clock.expr()} for values, _ in group]
+        insert_all = pg_insert(tasks).values(rows).on_conflict_do_nothing().returning(tasks.c.id)
+        async with self._write() as conn:
+            inserted = set((await conn.execute(insert_all)).scalars())
+            events = [event for values, event in group if values["id"] in inserted]
+            if events:
+                await conn.execute(insert(task_events), events)
+        refused = IntegrityError("INSERT INTO tasks", None, Exception("a unique constraint refused the task"))
+        return [None if values["id"] in inserted else refused for values, _ in group]
 
     @staticmethod
     def _idempotent_match(existing: Task, request_hash: str | None) -> Task:
