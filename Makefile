@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SRC := src/vidgate
 
-.PHONY: run test lint bench bench-polling bench-fifo chaos clean
+.PHONY: run test lint bench bench-polling bench-fifo bench-http bench-streaming chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,17 @@ bench-polling: $(VENV)/.installed-test
 ## A burst of 24 tasks on the built-in engine: FIFO claims against the old due-time order.
 bench-fifo: $(VENV)/.installed-test
 	$(BIN)/python bench/fifo_scheduling.py
+
+## Query and create throughput with wrk against a bare Starlette app, SQLite and PostgreSQL (apt-get install wrk).
+bench-http: $(VENV)/.installed-test
+	@if [ -z "$$VIDGATE_TEST_PG_URL" ] && [ "$$(id -u)" = 0 ]; then \
+		export VIDGATE_TEST_PG_URL=$$(scripts/start-postgres); \
+	fi; \
+	$(BIN)/python bench/http_api.py --db both
+
+## One 50 MB video to 50 clients: RSS growth and MiB/s against a bare FileResponse (needs wrk).
+bench-streaming: $(VENV)/.installed-test
+	$(BIN)/python bench/streaming.py
 
 ## The full chaos test: 300 tasks, 3 workers on PostgreSQL, SIGKILLs every few seconds.
 chaos: $(VENV)/.installed-test
