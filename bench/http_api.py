@@ -37,9 +37,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from PIL import Image
+
+if TYPE_CHECKING:
+    from vidgate.config import Settings
 
 HERE = Path(__file__).resolve().parent
 TARGETS = {"query": (2000, 25.0), "create": (500, 100.0)}
@@ -148,25 +152,30 @@ def multipart(fields: dict[str, str], file_field: str, filename: str, data: byte
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
+def settings_from(env: dict[str, str]) -> Settings:
+    """The Settings a `vidgate serve` started with `env` will read."""
+    from vidgate.config import Settings
+
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        return Settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 async def seed(env: dict[str, str], n_tasks: int) -> tuple[str, list[str]]:
     """One key and `n_tasks` tasks (every other one completed with media), through the store."""
     from sqlalchemy import update
 
-    from vidgate.config import Settings
     from vidgate.domain.requests import VideoSpec
     from vidgate.domain.tasks import WatermarkMode
     from vidgate.runtime import open_runtime
     from vidgate.store.db import write_transaction
     from vidgate.store.tables import tasks as tasks_table
 
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        settings = Settings()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    async with open_runtime(settings) as runtime:
+    async with open_runtime(settings_from(env)) as runtime:
         record, plaintext = await runtime.keys.create(name="bench", is_admin=False, now=0)
         ids = []
         for i in range(n_tasks):

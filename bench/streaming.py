@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from http_api import free_port, lua_script, seed, stop, wait_ready
+from http_api import free_port, lua_script, seed, settings_from, stop, wait_ready
 
 HERE = Path(__file__).resolve().parent
 
@@ -75,7 +75,6 @@ async def seed_video(env: dict[str, str], size: int, src: Path) -> tuple[str, st
     """The seeded task's API key and id, its video a `size`-byte file stored through the blob store."""
     from sqlalchemy import update
 
-    from vidgate.config import Settings
     from vidgate.runtime import open_runtime
     from vidgate.store.blobs import media_key
     from vidgate.store.db import write_transaction
@@ -85,14 +84,7 @@ async def seed_video(env: dict[str, str], size: int, src: Path) -> tuple[str, st
     with src.open("wb") as fh:
         for _ in range(size // 2**20):
             fh.write(os.urandom(2**20))
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        settings = Settings()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    async with open_runtime(settings) as runtime:
+    async with open_runtime(settings_from(env)) as runtime:
         video = media_key(task_id, "video")
         await runtime.blobs.put_file(src, video)
         async with write_transaction(runtime.engine) as conn:

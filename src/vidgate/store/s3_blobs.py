@@ -103,29 +103,27 @@ class S3BlobStore:
     async def put_file(self, src: Path, key: str, *, move: bool = False) -> BlobInfo:
         check_key(key)
         size, digest = await anyio.to_thread.run_sync(_hash_file, src)
-        await obstore.put_async(
-            self._store,
-            key,
-            src,
-            attributes=_attributes(key),
-            chunk_size=_PART_BYTES,
-            max_concurrency=_PART_CONCURRENCY,
-        )
+        await self._upload(key, src)
         if move:
             await anyio.Path(src).unlink()
         return BlobInfo(key, size, digest)
 
     async def put_bytes(self, data: bytes, key: str) -> BlobInfo:
         check_key(key)
+        await self._upload(key, data)
+        return BlobInfo(key, len(data), hashlib.sha256(data).hexdigest())
+
+    async def _upload(self, key: str, body: Path | bytes) -> None:
+        """One object from a file or bytes (never an async iterator: obstore issue #540), in parts
+        above `_PART_BYTES`, with the content type its GETs (and presigned GETs) answer with."""
         await obstore.put_async(
             self._store,
             key,
-            data,
+            body,
             attributes=_attributes(key),
             chunk_size=_PART_BYTES,
             max_concurrency=_PART_CONCURRENCY,
         )
-        return BlobInfo(key, len(data), hashlib.sha256(data).hexdigest())
 
     async def size(self, key: str) -> int | None:
         check_key(key)
