@@ -34,7 +34,7 @@ _JSON_COLUMNS = frozenset(c.key for t in (tasks, task_events) for c in t.c if is
 DB_NOW = object()
 
 
-_NewTask = tuple[dict[str, Any], dict[str, Any]]  # the task row and its `created` event
+NewTask = tuple[dict[str, Any], dict[str, Any]]  # a new task's row and its `created` event
 
 
 class SqliteCreateWriter:
@@ -43,7 +43,7 @@ class SqliteCreateWriter:
         self._lock = writer_lock
         self._conn: sqlite3.Connection | None = None
         self._sql: dict[tuple[str, tuple[str, ...], tuple[str, ...]], str] = {}
-        self._groups: Batcher[_NewTask, None] = Batcher(self._commit_group, max_size=_MAX_GROUP)
+        self._groups: Batcher[NewTask, None] = Batcher(self._commit_group, max_size=_MAX_GROUP)
 
     async def insert(self, task: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         """Insert the task row and its event; returns once they are committed (IntegrityError when
@@ -56,7 +56,7 @@ class SqliteCreateWriter:
         async with self._lock:
             return await anyio.to_thread.run_sync(self._write_group, group)
 
-    def _write_group(self, group: Sequence[_NewTask]) -> list[Exception | None]:
+    def _write_group(self, group: Sequence[NewTask]) -> list[Exception | None]:
         conn = self._connection()
         outcomes: list[Exception | None] = []
         conn.execute("BEGIN IMMEDIATE")

@@ -45,7 +45,7 @@ from vidgate.errors import Conflict, RateLimited
 from vidgate.ids import new_ulid
 from vidgate.store.batching import Batcher
 from vidgate.store.channels import lock_health, save_health
-from vidgate.store.create_batch import DB_NOW, SqliteCreateWriter
+from vidgate.store.create_batch import DB_NOW, NewTask, SqliteCreateWriter
 from vidgate.store.db import write_transaction
 from vidgate.store.dbtime import QueueClock
 from vidgate.store.fast_reads import FastReads, page_statement
@@ -89,7 +89,7 @@ class TaskStore:
         self._reads = reads  # the hot paths' reads (`get`, `list_page`) in one driver call
         self._creates = creates  # SQLite: new tasks committed in groups (store/create_batch.py)
         # PostgreSQL: the same grouping, in one transaction per group (`_insert_group`).
-        self._pg_groups: Batcher[tuple[dict[str, Any], dict[str, Any]], None] | None = None
+        self._pg_groups: Batcher[NewTask, None] | None = None
         if engine.dialect.name == "postgresql":
             self._pg_groups = Batcher(self._insert_group, max_size=256)
 
@@ -216,9 +216,7 @@ class TaskStore:
             await conn.execute(insert(task_events).values(**event))
         return None
 
-    async def _insert_group(
-        self, group: list[tuple[dict[str, Any], dict[str, Any]]]
-    ) -> list[Exception | None]:
+    async def _insert_group(self, group: list[NewTask]) -> list[Exception | None]:
         """PostgreSQL: the new tasks queued meanwhile, in one transaction of two statements. A task a
         unique constraint refuses (an idempotency key used concurrently) is skipped, not inserted, and
         fails alone with IntegrityError, as its own INSERT would have."""
