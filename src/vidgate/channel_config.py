@@ -12,9 +12,20 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from vidgate.domain.pricing import ANY_MODEL, ModelPrice, Price, PriceList
+from vidgate.money import parse_credits
 
 WatermarkFree = Literal["always", "optional", "never"]
 Orientation = Literal["portrait", "landscape"]
@@ -39,6 +50,28 @@ def resolve_secret(value: Any, what: str) -> Any:
             raise ValueError(f"{what} names the environment variable {name}, which is not set")
         return resolved
     return value
+
+
+# Credits as people write them ("0.25", 2, 0.1), kept as whole micro-credits (vidgate.money).
+Credits = Annotated[int, BeforeValidator(lambda v: parse_credits(v, what="a price")), Field(ge=0)]
+
+
+class SizePriceSettings(BaseModel):
+    """A price: `per_clip + per_second * seconds`, in credits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    per_clip: Credits = 0
+    per_second: Credits = 0
+
+    def to_price(self) -> Price:
+        return Price(per_clip=self.per_clip, per_second=self.per_second)
+
+
+class ModelPriceSettings(SizePriceSettings):
+    """A model's price on a channel, with other prices for some sizes ("1792x1024" = {per_second = 0.5})."""
+
+    sizes: dict[str, SizePriceSettings] = Field(default_factory=dict)
 
 
 class ChannelSettings(BaseModel):
@@ -79,6 +112,11 @@ class ChannelSettings(BaseModel):
         description="A repeated Idempotency-Key gets the same job back (another vidgate does this).",
     )
     options: dict[str, Any] = Field(default_factory=dict, description="Kind-specific; checked by the kind.")
+    pricing: dict[str, ModelPriceSettings] = Field(
+        default_factory=dict,
+        description='What a video costs here, per model (or "*" for every other model); none = free. '
+        "See docs/accounts.md.",
+    )
 
     @field_validator("sizes")
     @classmethod
@@ -125,6 +163,14 @@ class ChannelSettings(BaseModel):
             raise ValueError(f"channel {self.name!r} serves no model: set models or model_map")
         if not any(_orientation(s) in self.orientations for s in self.sizes):
             raise ValueError(f"channel {self.name!r}: none of its sizes has an allowed orientation")
+        for model, price in self.pricing.items():
+            if model != ANY_MODEL and model not in self.public_models:
+                raise ValueError(f"channel {self.name!r} prices model {model!r}, which it does not serve")
+            unknown = sorted(set(price.sizes) - set(self.sizes))
+            if unknown:
+                raise ValueError(
+                    f"channel {self.name!r} prices {model!r} at sizes it does not have: {unknown}"
+                )
         return self
 
     # Derived ------------------------------------------------------------------------------------
@@ -139,6 +185,15 @@ class ChannelSettings(BaseModel):
     @property
     def usable_sizes(self) -> list[str]:
         return [s for s in self.sizes if _orientation(s) in self.orientations]
+
+    @property
+    def price_list(self) -> PriceList:
+        return PriceList(
+            {
+                model: ModelPrice(p.to_price(), {size: sp.to_price() for size, sp in p.sizes.items()})
+                for model, p in self.pricing.items()
+            }
+        )
 
     def header_values(self) -> dict[str, str]:
         return {name: value.get_secret_value() for name, value in self.headers.items()}

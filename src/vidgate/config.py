@@ -71,6 +71,24 @@ class WorkerSettings(BaseModel):
     )
 
 
+class BillingSettings(BaseModel):
+    """Which ended tasks are charged (docs/accounts.md). Completed: charged; cancelled: refunded; failed:
+    refunded, except the error codes listed here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    refund_moderation: bool = Field(
+        default=True,
+        description="Refund tasks a channel refused for its content policy (`content_policy`). Set false "
+        "when your upstream bills refused prompts and you pass that on.",
+    )
+    charged_failures: list[str] = Field(
+        default_factory=list,
+        description="More failure codes that are charged rather than refunded "
+        "(e.g. `watermark_removal_failed`).",
+    )
+
+
 class S3Settings(BaseModel):
     """How to reach the bucket named by `storage_url` (docs/storage.md). Unset credentials fall back to
     the `AWS_*` environment variables, then to the instance's or container's role."""
@@ -210,6 +228,7 @@ class Settings(BaseSettings):
         "or 302 to a presigned URL of the bucket. Local storage always streams.",
     )
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    billing: BillingSettings = Field(default_factory=BillingSettings)
     channels: list[ChannelSettings] = Field(default_factory=default_channels)
     # signing_key() reads a file at most once per Settings: it runs for every signed link.
     _signing_key: bytes | None = PrivateAttr(default=None)

@@ -4,6 +4,8 @@
 VidgateError                      (500 server_error; the message never leaks internals)
 ├── InvalidRequest                (400 invalid_request_error; names the field in `param`)
 ├── AuthenticationFailed          (401)
+├── InsufficientQuota             (402; the key's balance cannot hold the task's price)
+├── PermissionDenied              (403; e.g. a model this key may not use)
 ├── NotFound                      (404; also another key's task: never confirm it exists)
 ├── Conflict                      (409; state conflicts, idempotency mismatches)
 ├── PayloadTooLarge               (413)
@@ -60,6 +62,22 @@ class AuthenticationFailed(VidgateError):
     status_code = 401
     error_type = "invalid_request_error"
     default_code = "invalid_api_key"
+
+
+class InsufficientQuota(VidgateError):
+    """This API key's balance cannot cover the request. Top the key up, or ask its operator to."""
+
+    status_code = 402
+    error_type = "insufficient_quota"  # the type and code OpenAI's own quota errors carry
+    default_code = "insufficient_quota"
+
+
+class PermissionDenied(VidgateError):
+    """This API key may not do that."""
+
+    status_code = 403
+    error_type = "invalid_request_error"
+    default_code = "permission_denied"
 
 
 class NotFound(VidgateError):

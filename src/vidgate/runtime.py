@@ -25,6 +25,7 @@ from vidgate.store.channels import ChannelHealthStore
 from vidgate.store.create_batch import SqliteCreateWriter
 from vidgate.store.fast_reads import FastReads
 from vidgate.store.keys import KeyStore
+from vidgate.store.ledger import RefundPolicy
 from vidgate.store.tasks import TaskStore
 
 
@@ -103,7 +104,11 @@ async def open_runtime(
     fetcher = SafeFetcher(policy, resolver=resolver, timeout=settings.fetch_timeout_seconds)
     http = UpstreamHttp(upstream_transport)
     providers = ProviderRegistry(ProviderDeps(settings=settings, blobs=blobs, fetcher=fetcher, http=http))
-    tasks = TaskStore(engine, clock=clock, reads=reads, creates=creates)
+    refunds = RefundPolicy.from_settings(
+        refund_moderation=settings.billing.refund_moderation,
+        charged_failures=settings.billing.charged_failures,
+    )
+    tasks = TaskStore(engine, clock=clock, reads=reads, creates=creates, refunds=refunds)
     health = ChannelHealthStore(
         engine,
         tasks.queue_clock,

@@ -22,6 +22,8 @@ def toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table
+        return "{" + ", ".join(f"{toml_value(str(k))} = {toml_value(v)}" for k, v in value.items()) + "}"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -82,8 +84,9 @@ class Deployment:
             check=True,
         )
 
-    def new_key(self) -> str:
-        return self.cli("keys", "create", "--name", "e2e").stdout.strip().splitlines()[-1]
+    def new_key(self, *options: str) -> str:
+        """A new API key (`options`: more `vidgate keys create` options, e.g. `--balance 10`)."""
+        return self.cli("keys", "create", "--name", "e2e", *options).stdout.strip().splitlines()[-1]
 
     def client(self, key: str, *, timeout: float = 10) -> httpx.Client:
         """An HTTP client for this deployment's API, authenticated with `key`."""

@@ -1,6 +1,7 @@
 """Chaos: many tasks with injected upstream faults, while worker processes are killed with SIGKILL every
 few seconds and restarted. At the end every task is terminal in the state its faults call for, no task
-made more than one upstream job, and each task's events form a valid path.
+made more than one upstream job, each task's events form a valid path, and the key that paid for them
+was charged exactly the price of its completed tasks (every hold resolved once, refunds for failures).
 
 Bounded and loopback only. The default run (CI) is short; `make chaos` runs the full one:
 300 tasks over 3 `vidgate worker` processes on PostgreSQL (`VIDGATE_CHAOS_TASKS=300`). The SQLite
@@ -24,8 +25,10 @@ from sqlalchemy import select
 
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.e2e.processes import Deployment, FakeUpstreamProcess, write_config
+from tests.ledger_checks import Rows, check_ledger, read_ledger
 from vidgate.domain.tasks import TaskStatus
 from vidgate.domain.transitions import ALLOWED
+from vidgate.money import parse_credits
 from vidgate.store import db
 from vidgate.store.tables import task_events, tasks
 
@@ -62,6 +65,13 @@ FAULTS = [
 ]
 
 
+# Every task is priced, so the ledger goes through every kill too: 10 s of sora-2 costs 2 credits
+# (1 per clip + 0.1 per second), sora-2-pro 3 per clip.
+PRICING = {"sora-2": {"per_clip": 1, "per_second": "0.1"}, "sora-2-pro": {"per_clip": 3}}
+PRICE = {"sora-2": parse_credits("2"), "sora-2-pro": parse_credits("3")}
+OPENING_BALANCE = "100000"
+
+
 def chaos_config(path: Path, upstream: str) -> Path:
     common = {
         "api_key": FAKE_KEY,
@@ -82,7 +92,13 @@ def chaos_config(path: Path, upstream: str) -> Path:
             "circuit_failures": 1000,
         },
         channels=[
-            {"name": "openai-up", "kind": "openai", "models": ["sora-2"], **common},
+            {
+                "name": "openai-up",
+                "kind": "openai",
+                "models": ["sora-2"],
+                **common,
+                "pricing": {"sora-2": PRICING["sora-2"]},
+            },
             # The unified dialect cannot be asked about a job: it relies on the fake deduping keys.
             {
                 "name": "unified-up",
@@ -90,12 +106,14 @@ def chaos_config(path: Path, upstream: str) -> Path:
                 "models": ["sora-2-pro"],
                 **common,
                 "honours_idempotency_key": True,
+                "pricing": {"sora-2-pro": PRICING["sora-2-pro"]},
             },
         ],
     )
 
 
 def create_tasks(dep: Deployment, key: str, n: int, seed: int) -> dict[str, tuple[str, Fault]]:
+    """`key`: made with OPENING_BALANCE (see `new_paying_key`)."""
     rng = random.Random(seed)
     created: dict[str, tuple[str, Fault]] = {}
     with dep.client(key, timeout=30) as api:
@@ -127,6 +145,34 @@ async def _rows(url: str) -> tuple[dict[str, tuple[str, str | None]], dict[str, 
         return states, paths
     finally:
         await engine.dispose()
+
+
+def new_paying_key(dep: Deployment) -> str:
+    return dep.new_key("--balance", OPENING_BALANCE)
+
+
+async def _ledger(url: str) -> tuple[Rows, Rows, Rows]:
+    engine = db.create_engine(url)
+    try:
+        return await read_ledger(engine)
+    finally:
+        await engine.dispose()
+
+
+def check_charges(url: str, created: dict[str, tuple[str, Fault]]) -> None:
+    """Every hold resolved exactly once; completed tasks charged their price, failed ones refunded."""
+    keys, entries, task_rows = asyncio.run(_ledger(url))
+    moves = check_ledger(keys, entries, task_rows)
+    assert set(created) <= {row["id"] for row in task_rows}
+    charged = 0
+    for row in task_rows:
+        assert row["hold_amount"] == PRICE[row["model"]], row
+        expected = row["hold_amount"] if row["status"] == "completed" else 0
+        assert moves[row["id"]].get("capture", 0) == expected, (row, moves[row["id"]])
+        charged += expected
+    [paying] = [k for k in keys if k["balance"] is not None]
+    assert paying["balance"] == parse_credits(OPENING_BALANCE) - charged
+    assert paying["held"] == 0
 
 
 def active_count(url: str) -> int:
@@ -195,13 +241,14 @@ def test_chaos_three_workers_on_postgres_killed_at_random(tmp_path: Path, pg_adm
         stack.callback(dep.stop_all)
         upstream = FakeUpstreamProcess(dep, api_key=FAKE_KEY, ready=2, hang=6, poll_after_ms=300)
         chaos_config(config, upstream.url)
-        key = dep.new_key()
+        key = new_paying_key(dep)
         dep.serve("--no-worker")
         started = time.monotonic()
         created = create_tasks(dep, key, PG_TASKS, seed=7)
         roles = [(f"worker{i}", ("worker",)) for i in range(3)]
         kills = killer_loop(dep, roles, url, every=(1.5, 3.5), deadline_s=300 + PG_TASKS * 2, seed=11)
         check_outcome(url, created, upstream)
+        check_charges(url, created)
         print(f"\nchaos: {PG_TASKS} tasks, 3 workers, {kills} SIGKILLs, {time.monotonic() - started:.0f} s")
     for i in range(3):
         assert "Traceback" not in dep.log(f"worker{i}"), dep.log(f"worker{i}")[-3000:]
@@ -215,12 +262,13 @@ def test_chaos_one_serving_process_on_sqlite_killed_at_random(tmp_path: Path) ->
         stack.callback(dep.stop_all)
         upstream = FakeUpstreamProcess(dep, api_key=FAKE_KEY, ready=2, hang=6, poll_after_ms=300)
         chaos_config(config, upstream.url)
-        key = dep.new_key()
+        key = new_paying_key(dep)
         server = dep.serve()
         created = create_tasks(dep, key, SQLITE_TASKS, seed=3)
         Deployment.kill9(server)  # from here on the killer owns the serving process
         dep.processes.remove(server)
         kills = killer_loop(dep, [("serve", ("serve",))], url, every=(2.0, 5.0), deadline_s=300, seed=5)
         check_outcome(url, created, upstream)
+        check_charges(url, created)
         print(f"\nchaos (sqlite): {SQLITE_TASKS} tasks, 1 process, {kills} SIGKILLs")
     assert "Traceback" not in dep.log("serve"), dep.log("serve")[-3000:]

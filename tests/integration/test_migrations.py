@@ -1,4 +1,4 @@
-"""The migrations build exactly the schema `store/tables.py` declares, and 0003 goes down and up again."""
+"""The migrations build exactly the schema `store/tables.py` declares, and 0003-0004 go down and up again."""
 
 from __future__ import annotations
 
@@ -27,10 +27,12 @@ def test_the_migrated_schema_is_the_declared_one(db_url: str) -> None:
     db.upgrade_sync(db_url, "head")  # idempotent
 
 
-def test_migration_0003_downgrades_and_upgrades(db_url: str) -> None:
+def test_migrations_0003_and_0004_downgrade_and_upgrade(db_url: str) -> None:
     from alembic import command
 
     db.upgrade_sync(db_url)
+    command.downgrade(db.alembic_config(db_url), "0003")
+    assert _diff(db_url) != []  # the accounts columns and the ledger of 0004 are missing
     command.downgrade(db.alembic_config(db_url), "0002")
     assert _diff(db_url) != []  # the columns and the index of 0003 are missing again
     db.upgrade_sync(db_url)

@@ -96,3 +96,8 @@ def test_the_example_configuration_in_docs_loads(monkeypatch: pytest.MonkeyPatch
     check_channels(settings)
     names = [c.name for c in catalog_from_settings(settings).channels]
     assert names == ["official", "wan-gpu", "relay-cn", "animate"]
+    official = catalog_from_settings(settings).by_name("official")
+    assert official is not None
+    assert official.pricing.price("sora-2", "720x1280", 12) == 1_200_000
+    assert official.pricing.price("sora-2-pro", "1280x720", 4) == 2_500_000
+    assert official.pricing.price("sora-2-pro", "720x1280", 4) == 1_700_000

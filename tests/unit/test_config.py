@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from vidgate.config import S3Settings, Settings, WorkerSettings
+from vidgate.config import BillingSettings, S3Settings, Settings, WorkerSettings
 
 
 def test_defaults_are_the_embedded_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -75,7 +75,10 @@ def test_secret_key_is_generated_once_kept_private_and_reused(tmp_path: Path) ->
 
 def test_every_setting_is_documented_in_the_readme() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    names = [f"VIDGATE_{name.upper()}" for name in Settings.model_fields if name not in ("worker", "s3")]
+    names = [
+        f"VIDGATE_{name.upper()}" for name in Settings.model_fields if name not in ("worker", "s3", "billing")
+    ]
+    names += [f"VIDGATE_BILLING__{name.upper()}" for name in BillingSettings.model_fields]
     names += [f"VIDGATE_WORKER__{name.upper()}" for name in WorkerSettings.model_fields]
     names += [f"VIDGATE_S3__{name.upper()}" for name in S3Settings.model_fields]
     missing = [name for name in names if f"`{name}`" not in readme]

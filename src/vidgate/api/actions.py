@@ -11,12 +11,15 @@ from typing import Any
 
 from vidgate import metrics
 from vidgate.api.observe import current_request_id, note_task
+from vidgate.api.ratelimit import active_task_cap
 from vidgate.domain.requests import BLOB_REF_PREFIX, VideoSpec
+from vidgate.domain.routing import RouteRequest
 from vidgate.domain.tasks import Task
-from vidgate.errors import Conflict, InvalidRequest, RateLimited
+from vidgate.errors import Conflict, InsufficientQuota, InvalidRequest, PermissionDenied, RateLimited
 from vidgate.net.policy import FetchPolicy, UrlRejected, check_url_resolves_public
 from vidgate.runtime import Runtime
 from vidgate.store.blobs import delete_task_files, upload_key
+from vidgate.store.keys import ApiKey
 from vidgate.store.task_rows import request_fingerprint
 
 MAX_IDEMPOTENCY_KEY_CHARS = 255
@@ -54,12 +57,20 @@ def check_idempotency_key(idempotency_key: str | None) -> None:
         )
 
 
+def price_to_hold(runtime: Runtime, spec: VideoSpec, pinned_channel: str | None) -> int:
+    """The most this task can cost (micro-credits): its price on the channel it is pinned to, else the
+    highest price among the channels that could take it (which one will is decided at submit)."""
+    route = RouteRequest(spec.model, spec.seconds, spec.size, len(spec.images), spec.watermark_mode)
+    pinned = runtime.catalog.by_name(pinned_channel) if pinned_channel else None
+    return pinned.price(route) if pinned is not None else runtime.catalog.max_price(route)
+
+
 async def create_task(
     runtime: Runtime,
     spec: VideoSpec,
     *,
     body: dict[str, Any],
-    owner: str,
+    key: ApiKey,
     dialect: str,
     idempotency_key: str | None,
     remixed_from: str | None = None,
@@ -67,14 +78,18 @@ async def create_task(
     pinned_channel: str | None = None,
     remix_upstream_id: str | None = None,
     upload: bytes | None = None,
-    max_active_tasks: int | None = None,
 ) -> Task:
-    """Save the task. `upload` (an `input_reference` file; `task_id` required with it) is stored under
-    `task_id` before the task is saved, so the worker never finds the task without its input, and is
-    removed again when no task of that id comes to be: an idempotent replay (answered with the first
-    task, which has its own copy), a key reused with another body, or a refusal by `max_active_tasks`
-    (the owner's cap on tasks pending or processing; see `TaskStore.create`)."""
+    """Save the task for `key`, holding its price on the key's balance in the same transaction (402
+    when it cannot be covered; docs/accounts.md). `upload` (an `input_reference` file; `task_id`
+    required with it) is stored under `task_id` before the task is saved, so the worker never finds the
+    task without its input, and is removed again when no task of that id comes to be: an idempotent
+    replay (answered with the first task, which has its own copy), a key reused with another body, or a
+    refusal (the key's cap on tasks in flight, its balance; see `TaskStore.create`)."""
     check_idempotency_key(idempotency_key)
+    if not key.may_use(spec.model):
+        raise PermissionDenied(
+            f"This API key may not use the model '{spec.model}'.", param="model", code="model_not_allowed"
+        )
     uploaded_for: str | None = None
     if upload is not None:
         assert task_id is not None, "an upload is stored under the id of the task it is for"
@@ -84,7 +99,7 @@ async def create_task(
     try:
         task = await runtime.tasks.create(
             spec,
-            owner=owner,
+            owner=key.id,
             dialect=dialect,
             now=now,
             deadline_ms=round(runtime.settings.worker.task_deadline_seconds * 1000),
@@ -94,12 +109,15 @@ async def create_task(
             task_id=task_id,
             pinned_channel=pinned_channel,
             remix_upstream_id=remix_upstream_id,
-            max_active_tasks=max_active_tasks,
+            max_active_tasks=active_task_cap(runtime.settings, key),
             request_id=current_request_id(),
+            hold=price_to_hold(runtime, spec, pinned_channel),
         )
-    except (Conflict, RateLimited) as exc:
+    except (Conflict, RateLimited, InsufficientQuota) as exc:
         if isinstance(exc, RateLimited):
             metrics.RATE_LIMITED.labels(limit="active_tasks").inc()
+        elif isinstance(exc, InsufficientQuota):
+            metrics.RATE_LIMITED.labels(limit="balance").inc()
         if uploaded_for is not None:
             await delete_task_files(runtime.blobs, uploaded_for)
         raise

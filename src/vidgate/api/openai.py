@@ -12,14 +12,13 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.datastructures import UploadFile
 
-from vidgate.api.actions import check_urls_fetchable, create_task, delete_task
+from vidgate.api.actions import cancel_task, check_urls_fetchable, create_task, delete_task
 from vidgate.api.deps import authenticate, get_runtime, runtime_of
 from vidgate.api.inline_images import check_inline_images
 from vidgate.api.json_body import check_storable, read_json_object
 from vidgate.api.json_response import json_response
 from vidgate.api.media import stream_variant
 from vidgate.api.observe import note_task
-from vidgate.api.ratelimit import active_task_cap
 from vidgate.api.schemas import ERROR_RESPONSES, OpenAIDeleted, OpenAIVideo, OpenAIVideoList
 from vidgate.domain.requests import BLOB_REF_PREFIX, PASSTHROUGH_FIELDS, check_image_ref, parse_openai
 from vidgate.domain.routing import RemixSupport
@@ -135,8 +134,7 @@ async def create_video(
         runtime,
         spec,
         body=fingerprint_body,
-        owner=key.id,
-        max_active_tasks=active_task_cap(runtime.settings, key),
+        key=key,
         dialect="openai",
         task_id=task_id,
         idempotency_key=request.headers.get("idempotency-key"),
@@ -230,6 +228,24 @@ async def delete_video(
 
 
 @router.post(
+    "/v1/videos/{video_id}/cancel",
+    response_model=OpenAIVideo,
+    responses=ERROR_RESPONSES,
+    summary="Cancel a video",
+)
+async def cancel_video(
+    video_id: str, key: ApiKey = Depends(authenticate), runtime: Runtime = Depends(get_runtime)
+) -> dict[str, Any]:
+    """Stops an unfinished task (the worker then stops its channel's job) and keeps it readable, unlike
+    delete; the answer shows it `failed` with code `cancelled`. A finished task is a 409 `task_finished`."""
+    task = await resolve_task(runtime, video_id, key.id)
+    cancelled = await cancel_task(runtime, task.id, owner=key.id)
+    if cancelled is None:
+        raise NotFound(f"No video found with id '{video_id}'.", param="video_id")  # deleted meanwhile
+    return openai_view(runtime, cancelled)
+
+
+@router.post(
     "/v1/videos/{video_id}/remix",
     response_model=OpenAIVideo,
     responses=ERROR_RESPONSES,
@@ -278,8 +294,7 @@ async def remix_video(
         runtime,
         spec,
         body={"remix_of": source.id, **body},
-        owner=key.id,
-        max_active_tasks=active_task_cap(runtime.settings, key),
+        key=key,
         dialect="openai",
         idempotency_key=request.headers.get("idempotency-key"),
         remixed_from=source.id,

@@ -12,7 +12,6 @@ from vidgate.api.inline_images import check_inline_images
 from vidgate.api.json_body import read_json_object
 from vidgate.api.json_response import json_response
 from vidgate.api.observe import note_task
-from vidgate.api.ratelimit import active_task_cap
 from vidgate.api.schemas import (
     ERROR_RESPONSES,
     UnifiedCreateBody,
@@ -48,8 +47,7 @@ async def create_video(
         runtime,
         spec,
         body=body,
-        owner=key.id,
-        max_active_tasks=active_task_cap(runtime.settings, key),
+        key=key,
         dialect="unified",
         idempotency_key=request.headers.get("idempotency-key"),
     )

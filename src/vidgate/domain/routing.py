@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from vidgate.domain.circuit import ChannelHealth
+from vidgate.domain.pricing import FREE, PriceList
 from vidgate.domain.tasks import WatermarkMode
 
 # Preference order for `watermark: true` (prefer clean): clean-always first, marked-only last.
@@ -55,6 +56,11 @@ class ChannelProfile:
     enabled: bool = True
     honours_idempotency_key: bool = False
     traits: ChannelTraits = field(default_factory=ChannelTraits)
+    pricing: PriceList = FREE
+
+    def price(self, request: RouteRequest) -> int:
+        """What `request` costs on this channel, in micro-credits."""
+        return self.pricing.price(request.model, request.size, request.seconds)
 
     def serves(self, model: str) -> bool:
         return self.enabled and model in self.models
@@ -143,6 +149,11 @@ class Catalog:
             ranked.append((rank, channel.priority, _weighted_key(rng, channel.weight), channel))
         ranked.sort(key=lambda r: (r[0], r[1], r[2]))
         return RoutePlan(tuple(r[3] for r in ranked), held_back)
+
+    def max_price(self, request: RouteRequest) -> int:
+        """The most `request` can cost on any channel that could take it: what a create holds, since
+        which channel serves it is only decided when it is submitted."""
+        return max((c.price(request) for c in self.candidates(request)), default=0)
 
     def by_name(self, name: str) -> ChannelProfile | None:
         return self._by_name.get(name)

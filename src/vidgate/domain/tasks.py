@@ -117,6 +117,8 @@ class Task:
     idempotency_key: str | None
     request_hash: str | None
     request_id: str | None = None  # the create request's id (x-request-id), carried into worker logs
+    hold_amount: int | None = None  # micro-credits held at create for its price (store/ledger.py)
+    charge_amount: int | None = None  # its price on the channel it was admitted to (<= the hold)
 
     @property
     def submit_key(self) -> str:

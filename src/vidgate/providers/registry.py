@@ -120,6 +120,7 @@ def profile_for(channel: ChannelSettings) -> ChannelProfile:
         enabled=channel.enabled,
         honours_idempotency_key=channel.honours_idempotency_key,
         traits=cls.traits_for(channel) if hasattr(cls, "traits_for") else cls.traits,
+        pricing=channel.price_list,
     )
 
 

@@ -10,20 +10,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from vidgate.errors import Conflict
 from vidgate.ids import new_ulid
-from vidgate.store.db import WRITE_OPTION
+from vidgate.money import MAX_MICROS
+from vidgate.store import ledger
+from vidgate.store.db import WRITE_OPTION, write_transaction
 from vidgate.store.fast_reads import FastReads
 from vidgate.store.key_cache import KeyCache
+from vidgate.store.ledger import LedgerEntry
 from vidgate.store.tables import api_keys
 
 KEY_PREFIX = "vg-"
+LedgerPage = tuple[list[LedgerEntry], bool]  # entries, and whether more follow
 LIMIT_FIELDS = ("requests_per_minute", "creates_per_minute", "max_active_tasks")
 
 
@@ -39,10 +44,23 @@ class ApiKey:
     requests_per_minute: int | None = None
     creates_per_minute: int | None = None
     max_active_tasks: int | None = None
+    # The account (docs/accounts.md), in micro-credits: balance None = unlimited; held = open holds.
+    balance: int | None = None
+    held: int = 0
+    allowed_models: tuple[str, ...] | None = None  # None = every model
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    @property
+    def available(self) -> int | None:
+        """What new tasks may still hold (None: unlimited). A cached key's figure may be seconds old;
+        a create checks the database's."""
+        return None if self.balance is None else self.balance - self.held
+
+    def may_use(self, model: str) -> bool:
+        return self.allowed_models is None or model in self.allowed_models
 
 
 def hash_key(plaintext: str) -> str:
@@ -65,10 +83,20 @@ class KeyStore:
         self._cache: KeyCache[ApiKey] = KeyCache(cache_seconds)
 
     async def create(
-        self, *, name: str, is_admin: bool, now: int, limits: Mapping[str, int | None] | None = None
+        self,
+        *,
+        name: str,
+        is_admin: bool,
+        now: int,
+        limits: Mapping[str, int | None] | None = None,
+        balance: int | None = None,
+        allowed_models: Sequence[str] | None = None,
     ) -> tuple[ApiKey, str]:
-        """A new key: the record, and the plaintext key to show once. `limits`: any of LIMIT_FIELDS."""
+        """A new key: the record, and the plaintext key to show once. `limits`: any of LIMIT_FIELDS;
+        `balance` in micro-credits (None: unlimited); `allowed_models` (None: every model)."""
         limits = _checked_limits(limits or {})
+        _check_amount(balance, "balance", allow_zero=True)
+        models = _checked_models(allowed_models)
         plaintext = generate_key()
         record = ApiKey(
             id=new_ulid(),
@@ -77,23 +105,46 @@ class KeyStore:
             is_admin=is_admin,
             created_at=now,
             revoked_at=None,
-            **limits,
+            requests_per_minute=limits.get("requests_per_minute"),
+            creates_per_minute=limits.get("creates_per_minute"),
+            max_active_tasks=limits.get("max_active_tasks"),
+            balance=balance,
+            allowed_models=models,
         )
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(**{WRITE_OPTION: True})
-            async with conn.begin():
-                await conn.execute(
-                    insert(api_keys).values(
-                        id=record.id,
-                        name=name,
-                        key_hash=hash_key(plaintext),
-                        key_hint=record.key_hint,
-                        is_admin=is_admin,
-                        created_at=now,
-                        **limits,
-                    )
+        async with write_transaction(self.engine) as conn:
+            await conn.execute(
+                insert(api_keys).values(
+                    id=record.id,
+                    name=name,
+                    key_hash=hash_key(plaintext),
+                    key_hint=record.key_hint,
+                    is_admin=is_admin,
+                    created_at=now,
+                    balance=None if balance is None else 0,  # the opening top-up below adds it
+                    held=0,
+                    allowed_models=None if models is None else list(models),
+                    **limits,
+                )
+            )
+            if balance:
+                # The opening balance is a top-up like any other, so for every key, at every moment,
+                # balance = topups + adjusts - captures, from the ledger alone.
+                await ledger.credit(
+                    conn,
+                    key_id=record.id,
+                    kind=ledger.TOPUP,
+                    amount=balance,
+                    now=now,
+                    reference=None,
+                    note="opening balance",
                 )
         return record, plaintext
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        """A key by id, revoked or not (for operators; requests authenticate by the key itself)."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).mappings().first()
+        return None if row is None else _to_key(row)
 
     async def authenticate(self, plaintext: str) -> ApiKey | None:
         """The active key matching `plaintext`, or None."""
@@ -146,6 +197,78 @@ class KeyStore:
                 row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).mappings().first()
         return None if row is None else _to_key(row)
 
+    async def set_allowed_models(self, key_id: str, models: Sequence[str] | None) -> ApiKey | None:
+        """Limit the key to these models (None: every model); the key after, or None when no key has
+        that id. Applies to creates once API processes' cached copy of the key expires."""
+        checked = _checked_models(models)
+        query = (
+            update(api_keys)
+            .where(api_keys.c.id == key_id)
+            .values(allowed_models=None if checked is None else list(checked))
+        )
+        async with write_transaction(self.engine) as conn:
+            await conn.execute(query)
+            row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).mappings().first()
+        return None if row is None else _to_key(row)
+
+    async def topup(
+        self, key_id: str, amount: int, *, now: int, reference: str | None = None, note: str | None = None
+    ) -> ApiKey | None:
+        """Add `amount` micro-credits to a key's balance (a `topup` entry). With `reference` (an
+        idempotency key), a retry enters nothing again and answers with the key; the same reference with
+        another amount is a 409. None: no key has that id. An unlimited key has no balance to add to: 409."""
+        _check_amount(amount, "amount", allow_zero=False)
+        return await self._credit(key_id, ledger.TOPUP, amount, now=now, reference=reference, note=note)
+
+    async def adjust(
+        self, key_id: str, amount: int, *, now: int, note: str, reference: str | None = None
+    ) -> ApiKey | None:
+        """Correct a key's balance by `amount` (positive or negative) with an `adjust` entry saying why:
+        entries are never changed, so a correction is a new one. The balance may go below what the key
+        holds; it then creates nothing until topped up."""
+        if amount == 0 or abs(amount) > MAX_MICROS:
+            raise ValueError(f"an adjustment must be a non-zero amount within ±{MAX_MICROS} micro-credits")
+        if not note.strip():
+            raise ValueError("an adjustment needs a note saying why")
+        return await self._credit(key_id, ledger.ADJUST, amount, now=now, reference=reference, note=note)
+
+    async def _credit(
+        self, key_id: str, kind: str, amount: int, *, now: int, reference: str | None, note: str | None
+    ) -> ApiKey | None:
+        async with write_transaction(self.engine) as conn:
+            query = select(api_keys).where(api_keys.c.id == key_id)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()  # a concurrent retry of the same reference waits here
+            row = (await conn.execute(query)).mappings().first()
+            if row is None:
+                return None
+            if row["balance"] is None:
+                raise Conflict(
+                    "This key is unlimited: it keeps no balance to add to.",
+                    param="amount",
+                    code="key_unlimited",
+                )
+            entered = await ledger.credit(
+                conn, key_id=key_id, kind=kind, amount=amount, now=now, reference=reference, note=note
+            )
+            if not entered:
+                assert reference is not None
+                earlier = await ledger.entry_by_reference(conn, key_id, reference)
+                if earlier is None or earlier.amount != amount or earlier.kind != kind:
+                    raise Conflict(
+                        "This Idempotency-Key was already used for another change of this key's balance.",
+                        param="Idempotency-Key",
+                        code="idempotency_key_reused",
+                    )
+            row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).mappings().first()
+        assert row is not None
+        return _to_key(row)
+
+    async def ledger(self, key_id: str, *, after: int | None = None, limit: int = 100) -> LedgerPage:
+        """One page of the key's ledger entries, oldest first, and whether more follow."""
+        async with self.engine.connect() as conn:
+            return await ledger.entries(conn, key_id, after=after, limit=limit)
+
 
 def _checked_limits(limits: Mapping[str, int | None]) -> dict[str, int | None]:
     unknown = set(limits) - set(LIMIT_FIELDS)
@@ -155,6 +278,24 @@ def _checked_limits(limits: Mapping[str, int | None]) -> dict[str, int | None]:
         if value is not None and value < 0:
             raise ValueError(f"{name} must be 0 (unlimited) or more, not {value}")
     return dict(limits)
+
+
+def _check_amount(amount: int | None, what: str, *, allow_zero: bool) -> None:
+    if amount is None:
+        return
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise ValueError(f"{what} must be a whole number of micro-credits")
+    if amount < 0 or (amount == 0 and not allow_zero) or amount > MAX_MICROS:
+        low = 0 if allow_zero else 1
+        raise ValueError(f"{what} must be from {low} to {MAX_MICROS} micro-credits, not {amount}")
+
+
+def _checked_models(models: Sequence[str] | None) -> tuple[str, ...] | None:
+    if models is None:
+        return None
+    if isinstance(models, str) or any(not isinstance(m, str) or not m.strip() for m in models):
+        raise ValueError("allowed_models must be a list of model names")
+    return tuple(dict.fromkeys(m.strip() for m in models))
 
 
 def _to_key(row: Mapping[Any, Any]) -> ApiKey:  # a RowMapping or a fast read's dict
@@ -168,4 +309,7 @@ def _to_key(row: Mapping[Any, Any]) -> ApiKey:  # a RowMapping or a fast read's 
         requests_per_minute=row["requests_per_minute"],
         creates_per_minute=row["creates_per_minute"],
         max_active_tasks=row["max_active_tasks"],
+        balance=row["balance"],
+        held=row["held"],
+        allowed_models=None if row["allowed_models"] is None else tuple(row["allowed_models"]),
     )

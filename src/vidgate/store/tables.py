@@ -50,6 +50,11 @@ api_keys = Table(
     Column("requests_per_minute", Integer, nullable=True),
     Column("creates_per_minute", Integer, nullable=True),
     Column("max_active_tasks", Integer, nullable=True),  # tasks pending or processing at once
+    # The account (docs/accounts.md), in micro-credits. balance NULL = unlimited: no balance is kept, but
+    # holds and captures are still entered, so usage is known. held = the sum of the key's open holds.
+    Column("balance", BigInteger, nullable=True),
+    Column("held", BigInteger, nullable=False, server_default=text("0")),
+    Column("allowed_models", JSON, nullable=True),  # NULL = every model the gateway serves
 )
 
 tasks = Table(
@@ -112,6 +117,10 @@ tasks = Table(
     Column("media_deleted_at", BigInteger, nullable=True),
     Column("media_deleted_reason", String(200), nullable=True),
     Column("deleted_at", BigInteger, nullable=True),  # DELETE /v1/videos: hidden from every read
+    # Billing (store/ledger.py): the most the task may cost, held at create (NULL: nothing held), and
+    # what it costs on the channel it was admitted to (<= the hold; NULL: the hold).
+    Column("hold_amount", BigInteger, nullable=True),
+    Column("charge_amount", BigInteger, nullable=True),
     UniqueConstraint("owner", "idempotency_key"),
     Index("ix_tasks_owner_id", "owner", "id"),
     # The claim query's index: only active rows matter, so keep it partial where the engine can.
@@ -163,4 +172,28 @@ task_events = Table(
     Column("step", String(16), nullable=True),
     Column("worker", String(128), nullable=True),
     Column("message", Text, nullable=True),
+)
+
+# The ledger: every movement of a key's credits, never updated or deleted (a correction is a new entry).
+# A task's hold is resolved by a capture and/or a release with hold = capture + release; the unique
+# (task, attempt, kind) makes applying one twice impossible. A top-up's `reference` (its idempotency key)
+# is unique per key. NULLs are distinct in both constraints, so top-ups (no task) and entries without a
+# reference never collide.
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key_id", String(32), ForeignKey("api_keys.id"), nullable=False),
+    Column(
+        "task_id", String(26), nullable=True
+    ),  # no FK: an entry outlives nothing, and tasks are never purged
+    Column("attempt", Integer, nullable=False, server_default=text("1")),
+    Column("kind", String(16), nullable=False),  # hold | capture | release | topup | adjust
+    Column("amount", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("reference", String(255), nullable=True),
+    Column("note", Text, nullable=True),
+    UniqueConstraint("task_id", "attempt", "kind"),
+    UniqueConstraint("key_id", "reference"),
+    Index("ix_ledger_entries_key_id_id", "key_id", "id"),
 )

@@ -109,6 +109,8 @@ def row_to_task(row: Mapping[Any, Any]) -> Task:  # a RowMapping, or a fast read
         idempotency_key=row["idempotency_key"],
         request_hash=row["request_hash"],
         request_id=row.get("request_id"),
+        hold_amount=row.get("hold_amount"),
+        charge_amount=row.get("charge_amount"),
     )
 
 

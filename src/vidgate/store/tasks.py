@@ -36,13 +36,15 @@ from vidgate.domain.tasks import (
     TERMINAL_STATUSES,
     Step,
     Task,
+    TaskError,
     TaskStatus,
     TaskSummary,
     summary_from_row,
 )
 from vidgate.domain.transitions import check_transition
-from vidgate.errors import Conflict, RateLimited
+from vidgate.errors import Conflict, InsufficientQuota, RateLimited
 from vidgate.ids import new_ulid
+from vidgate.store import ledger
 from vidgate.store.batching import Batcher
 from vidgate.store.channels import lock_health, save_health
 from vidgate.store.create_batch import DB_NOW, NewTask, SqliteCreateWriter
@@ -83,8 +85,10 @@ class TaskStore:
         clock: Clock | None = None,
         reads: FastReads | None = None,
         creates: SqliteCreateWriter | None = None,
+        refunds: ledger.RefundPolicy | None = None,
     ) -> None:
         self.engine = engine
+        self.refunds = refunds or ledger.RefundPolicy()  # which ended tasks are charged (store/ledger.py)
         self.queue_clock = QueueClock(clock)
         self._reads = reads  # the hot paths' reads (`get`, `list_page`) in one driver call
         self._creates = creates  # SQLite: new tasks committed in groups (store/create_batch.py)
@@ -119,6 +123,7 @@ class TaskStore:
         remix_upstream_id: str | None = None,
         max_active_tasks: int | None = None,
         request_id: str | None = None,
+        hold: int = 0,
     ) -> Task:
         """Save a new pending task (and its `created` event) before anything is sent anywhere.
 
@@ -126,6 +131,8 @@ class TaskStore:
         different request under the same key is a 409. `pinned_channel` with `remix_upstream_id`
         makes an upstream remix: it can only go to the channel that holds the source job.
         `max_active_tasks`: refuse (429) when the owner already has that many pending or processing.
+        `hold`: the most the task may cost (micro-credits), held on the owner's key in the same
+        transaction (store/ledger.py); 402 when the key's balance cannot cover it.
         """
         if idempotency_key is not None:
             existing = await self._by_idempotency_key(owner, idempotency_key)
@@ -164,6 +171,7 @@ class TaskStore:
             "version": 0,
             "channel": pinned_channel,
             "remix_upstream_id": remix_upstream_id,
+            "hold_amount": hold or None,
         }
         event = {
             "task_id": ulid,
@@ -174,7 +182,11 @@ class TaskStore:
         }
         try:
             replay = await self._insert_new(
-                values, event, cap=None if max_active_tasks is None else (max_active_tasks, idempotency_key)
+                values,
+                event,
+                cap=max_active_tasks,
+                hold=hold,
+                idempotency_key=idempotency_key,
             )
             if replay is not None:  # at the cap, a concurrent create with this key won: answer with it
                 return self._idempotent_match(replay, request_hash)
@@ -191,27 +203,45 @@ class TaskStore:
         return task
 
     async def _insert_new(
-        self, values: dict[str, Any], event: dict[str, Any], *, cap: tuple[int, str | None] | None
+        self,
+        values: dict[str, Any],
+        event: dict[str, Any],
+        *,
+        cap: int | None,
+        hold: int,
+        idempotency_key: str | None,
     ) -> Task | None:
         """Insert a new task and its first event in one transaction, due at once by the queue clock.
 
-        With `cap` (the owner's limit on tasks in flight, and the idempotency key), the owner's active
-        tasks are counted in the same transaction (see `_admit_within_cap`): refused, or the task a
-        replay names is returned instead. SQLite's grouped writer only inserts, so a capped create
-        takes a transaction of its own; both hold the one writer lock, so the count stays exact.
+        With `cap` (the owner's limit on tasks in flight), the owner's active tasks are counted in the
+        same transaction (see `_admit_within_cap`); with `hold`, its price is held on the owner's key
+        there too (`ledger.hold`). Refused (429, 402), or the task an idempotency key already names is
+        returned instead: a replay is answered, never refused. The grouped writers only insert, so such
+        a create takes a transaction of its own; on SQLite both hold the one writer lock, so counts and
+        balances stay exact.
         """
-        if self._creates is not None and cap is None:
-            now = DB_NOW if self.queue_clock.clock is None else self.queue_clock.clock.now_ms()
-            await self._creates.insert({**values, "next_run_at": now}, event)
-            return None
-        if self._pg_groups is not None and cap is None:
-            await self._pg_groups.submit((values, event))
-            return None
+        if cap is None and not hold:
+            if self._creates is not None:
+                now = DB_NOW if self.queue_clock.clock is None else self.queue_clock.clock.now_ms()
+                await self._creates.insert({**values, "next_run_at": now}, event)
+                return None
+            if self._pg_groups is not None:
+                await self._pg_groups.submit((values, event))
+                return None
+        owner = values["owner"]
         async with self._write() as conn:
-            if cap is not None:
-                replay = await _admit_within_cap(conn, values["owner"], *cap)
-                if replay is not None:
-                    return replay
+            try:
+                if cap is not None:
+                    await _admit_within_cap(conn, owner, cap)
+                if hold:
+                    await ledger.hold(
+                        conn, key_id=owner, task_id=values["id"], amount=hold, now=values["created_at"]
+                    )
+            except (RateLimited, InsufficientQuota):
+                replay = None if idempotency_key is None else await _by_key_in(conn, owner, idempotency_key)
+                if replay is None:
+                    raise
+                return replay
             await conn.execute(insert(tasks).values(**values, next_run_at=self.queue_clock.expr()))
             await conn.execute(insert(task_events).values(**event))
         return None
@@ -241,10 +271,8 @@ class TaskStore:
         return existing
 
     async def _by_idempotency_key(self, owner: str, key: str) -> Task | None:
-        query = select(tasks).where(tasks.c.owner == owner, tasks.c.idempotency_key == key)
         async with self.engine.connect() as conn:
-            row = (await conn.execute(query)).mappings().first()
-        return row_to_task(row) if row else None
+            return await _by_key_in(conn, owner, key)
 
     async def get(self, ulid: str, *, owner: str | None = None, include_deleted: bool = False) -> Task | None:
         """The task, or None when it does not exist, was deleted, or belongs to another owner."""
@@ -484,6 +512,7 @@ class TaskStore:
         now: int,
         status: TaskStatus | None = None,
         known_healthy: bool = False,
+        charge: int | None = None,
     ) -> Claim | str:
         """Admit the task to `channel` and save the submit's intent, in one transaction: refused (the
         reason as a string) when the channel's circuit is open or all its `max_concurrent` slots are
@@ -491,13 +520,15 @@ class TaskStore:
         processes count the same slots (on SQLite, BEGIN IMMEDIATE already serialises writers).
         `known_healthy` (the channel's circuit was closed a moment ago) with no slot limit skips the
         lock: nothing is counted, and a circuit that opened within that moment costs one more try.
+        `charge`: what the task costs on this channel (micro-credits), captured if it completes.
         Raises ClaimLost when the claim no longer holds."""
+        priced = {} if charge is None else {"charge_amount": charge}
         if known_healthy and max_concurrent is None:
             admitted_claim = await self.advance(
                 claim,
                 now=now,
                 status=status,
-                changes={"channel": channel, "submit_intent_at": self.queue_clock.expr()},
+                changes={"channel": channel, "submit_intent_at": self.queue_clock.expr(), **priced},
                 message=f"submitting to channel {channel}",
             )
             if admitted_claim is None:
@@ -527,7 +558,7 @@ class TaskStore:
                 now=now,
                 step=claim.task.step,
                 status=status,
-                changes={"channel": channel, "submit_intent_at": queue_now},
+                changes={"channel": channel, "submit_intent_at": queue_now, **priced},
                 event_kind="step",
                 message=f"submitting to channel {channel}",
             )
@@ -623,6 +654,8 @@ class TaskStore:
         row = (await conn.execute(query)).mappings().first()
         if row is None:
             return None
+        if status_changed and target.is_terminal:
+            await self._resolve_hold(conn, row_to_task(row), now=now)
         if status_changed or event_kind is not None:
             await conn.execute(
                 insert(task_events).values(
@@ -637,6 +670,27 @@ class TaskStore:
                 )
             )
         return row
+
+    async def _resolve_hold(self, conn: AsyncConnection, ended: Task, *, now: int) -> None:
+        """In the transaction of the compare-and-set that ended the task: capture what it costs out of
+        its hold and release the rest (store/ledger.py), so the status change and the money move
+        commit together or not at all."""
+        if not ended.hold_amount:
+            return
+        capture = self.refunds.charge(
+            hold=ended.hold_amount,
+            charge=ended.charge_amount,
+            status=ended.status,
+            error_code=ended.error.code if ended.error else None,
+        )
+        await ledger.resolve_hold(
+            conn,
+            key_id=ended.owner,
+            task_id=ended.id,
+            hold_amount=ended.hold_amount,
+            capture=capture,
+            now=now,
+        )
 
     # Client-side changes ----------------------------------------------------------------------
 
@@ -693,6 +747,8 @@ class TaskStore:
             if (await conn.execute(query.values(**values))).rowcount != 1:
                 return False
             if cancelling:
+                cancelled = replace(task, status=TaskStatus.CANCELLED, error=TaskError("cancelled", ""))
+                await self._resolve_hold(conn, cancelled, now=now)
                 await conn.execute(
                     insert(task_events).values(
                         task_id=task.id,
@@ -785,26 +841,24 @@ def _fence(claim: Claim) -> Sequence[Any]:
     )
 
 
-async def _admit_within_cap(
-    conn: AsyncConnection, owner: str, cap: int, idempotency_key: str | None
-) -> Task | None:
+async def _by_key_in(conn: AsyncConnection, owner: str, idempotency_key: str) -> Task | None:
+    query = select(tasks).where(tasks.c.owner == owner, tasks.c.idempotency_key == idempotency_key)
+    row = (await conn.execute(query)).mappings().first()
+    return row_to_task(row) if row else None
+
+
+async def _admit_within_cap(conn: AsyncConnection, owner: str, cap: int) -> None:
     """Inside the create's write transaction: pass when `owner` has fewer than `cap` tasks pending or
-    processing, else raise RateLimited; or return the task an idempotency key already names (a replay
-    is answered, never refused). Exact under concurrent creates because writers are serialised first:
-    SQLite's BEGIN IMMEDIATE already did, and on PostgreSQL the owner's key row is locked here, so a
-    second create of the same key waits for the first to commit and then counts its task."""
+    processing, else raise RateLimited. Exact under concurrent creates because writers are serialised
+    first: SQLite's BEGIN IMMEDIATE already did, and on PostgreSQL the owner's key row is locked here,
+    so a second create of the same key waits for the first to commit and then counts its task."""
     if conn.dialect.name == "postgresql":
         await conn.execute(select(api_keys.c.id).where(api_keys.c.id == owner).with_for_update())
     # Counting stops at `cap` rows: only "at least cap" matters.
     active = select(tasks.c.id).where(tasks.c.owner == owner, tasks.c.status.in_(_ACTIVE)).limit(cap)
     count = (await conn.execute(select(func.count()).select_from(active.subquery()))).scalar_one()
     if count < cap:
-        return None
-    if idempotency_key is not None:
-        query = select(tasks).where(tasks.c.owner == owner, tasks.c.idempotency_key == idempotency_key)
-        row = (await conn.execute(query)).mappings().first()
-        if row is not None:
-            return row_to_task(row)
+        return
     raise RateLimited(
         f"This API key already has {cap} tasks pending or processing, its limit. "
         "Retry when one has finished (or cancel one).",

@@ -81,6 +81,7 @@ class Submitter:
                 # A built-in engine works right away; an upstream task is processing once accepted.
                 status=TaskStatus.PROCESSING if channel.traits.builtin_engine else None,
                 known_healthy=health is None or health.state is CircuitState.CLOSED,
+                charge=_charge_on(channel, claim.task),
             )
             if isinstance(admitted, str):
                 refused[channel.name] = admitted
@@ -224,6 +225,15 @@ class Submitter:
             remix_of_upstream_id=task.remix_upstream_id,
             sent_at_ms=task.submit_intent_at or self.deps.clock.now_ms(),
         )
+
+
+def _charge_on(channel: ChannelProfile, task: Task) -> int | None:
+    """What the task will cost on `channel` if it completes: its price there, never more than was held
+    at create (a price raised since, or a pricier channel added, is the operator's loss, not the
+    client's). None: nothing was held, nothing is charged."""
+    if not task.hold_amount:
+        return None
+    return min(task.hold_amount, channel.price(_route(task)))
 
 
 def _route(task: Task) -> RouteRequest:

@@ -1,0 +1,228 @@
+"""The ledger: every movement of a key's credits, written in the transaction that causes it.
+
+The rules (docs/accounts.md):
+- A create holds the task's maximum price in the transaction that inserts the task: the key's `held`
+  grows only if `balance - held` covers it, in one conditional UPDATE, so concurrent creates on
+  any number of processes can never overdraw a key (the row is locked by the UPDATE itself).
+- The transition that ends a task resolves its hold in the transaction of the compare-and-set that ends
+  it: a `capture` of what it costs and a `release` of the rest (hold = capture + release). A crash
+  leaves both the status change and the money move, or neither; a second terminal transition cannot
+  happen (the CAS), and a resolution cannot be entered twice (UNIQUE (task, attempt, kind)).
+- Entries are only ever inserted. A correction is a new `adjust` entry; a top-up is a `topup` entry.
+
+Per key: balance = balance at creation + topups + adjusts - captures, and held = holds - captures -
+releases. A key without a balance (unlimited) keeps `balance` NULL but its entries all the same, so
+its usage is known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from vidgate.domain.tasks import TaskStatus
+from vidgate.errors import InsufficientQuota
+from vidgate.money import format_credits
+from vidgate.store.tables import api_keys, ledger_entries
+
+HOLD, CAPTURE, RELEASE, TOPUP, ADJUST = "hold", "capture", "release", "topup", "adjust"
+# Every task has one hold today; the attempt number leaves room for a task held again (a resubmission
+# that is billed anew) without a schema change.
+FIRST_ATTEMPT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    id: int
+    key_id: str
+    task_id: str | None
+    attempt: int
+    kind: str
+    amount: int
+    created_at: int
+    reference: str | None
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundPolicy:
+    """Which ended tasks are refunded (their hold released) rather than charged.
+
+    A completed task is charged. A cancelled one is refunded. A failed one is refunded, unless its error
+    code is in `charged_failures` (by default none; `content_policy` is there when the operator sets
+    `billing.refund_moderation = false`, because the upstream bills a refused prompt too)."""
+
+    charged_failures: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_settings(
+        cls, *, refund_moderation: bool, charged_failures: Collection[str] = ()
+    ) -> RefundPolicy:
+        codes = set(charged_failures)
+        if not refund_moderation:
+            codes.add("content_policy")
+        return cls(frozenset(codes))
+
+    def charge(self, *, hold: int, charge: int | None, status: TaskStatus, error_code: str | None) -> int:
+        """What an ended task costs out of its `hold`: its price on the channel (`charge`, never more
+        than the hold), or nothing."""
+        charged = status is TaskStatus.COMPLETED or (
+            status is TaskStatus.FAILED and error_code in self.charged_failures
+        )
+        return min(hold, hold if charge is None else charge) if charged else 0
+
+
+async def hold(conn: AsyncConnection, *, key_id: str, task_id: str, amount: int, now: int) -> None:
+    """Inside the create's transaction: hold `amount` on the key for `task_id`, or raise
+    InsufficientQuota when its balance (less what it already holds) cannot cover it."""
+    covered = or_(api_keys.c.balance.is_(None), api_keys.c.balance - api_keys.c.held >= amount)
+    query = (
+        update(api_keys)
+        .where(api_keys.c.id == key_id, covered)
+        .values(held=api_keys.c.held + amount)
+        .returning(api_keys.c.id)
+    )
+    if (await conn.execute(query)).first() is None:
+        available = await _available(conn, key_id)
+        raise InsufficientQuota(
+            f"This request costs up to {format_credits(amount)} credits and this API key has "
+            f"{format_credits(available)} available. Top the key up, or ask its operator to.",
+        )
+    await conn.execute(
+        insert(ledger_entries).values(
+            key_id=key_id, task_id=task_id, attempt=FIRST_ATTEMPT, kind=HOLD, amount=amount, created_at=now
+        )
+    )
+
+
+async def resolve_hold(
+    conn: AsyncConnection, *, key_id: str, task_id: str, hold_amount: int, capture: int, now: int
+) -> None:
+    """Inside the transaction that ends the task: capture `capture` of its hold and release the rest.
+    An entry already made (which the task's compare-and-set should make impossible) is not made again,
+    and then its money does not move again either."""
+    assert 0 <= capture <= hold_amount
+    moved_capture = capture > 0 and await _enter_once(conn, key_id, task_id, CAPTURE, capture, now)
+    release = hold_amount - capture
+    moved_release = release > 0 and await _enter_once(conn, key_id, task_id, RELEASE, release, now)
+    unheld = (capture if moved_capture else 0) + (release if moved_release else 0)
+    if unheld:
+        await conn.execute(
+            update(api_keys)
+            .where(api_keys.c.id == key_id)
+            .values(
+                held=api_keys.c.held - unheld,
+                # NULL (unlimited) stays NULL: NULL - x is NULL.
+                balance=api_keys.c.balance - (capture if moved_capture else 0),
+            )
+        )
+
+
+async def credit(
+    conn: AsyncConnection,
+    *,
+    key_id: str,
+    kind: str,
+    amount: int,
+    now: int,
+    reference: str | None,
+    note: str | None,
+) -> bool:
+    """A top-up or an adjustment of a key's balance. False when `reference` was already entered for
+    this key (an idempotent retry): nothing moves then. The caller checks that the key has a balance."""
+    assert kind in (TOPUP, ADJUST)
+    values = {
+        "key_id": key_id,
+        "task_id": None,
+        "attempt": FIRST_ATTEMPT,
+        "kind": kind,
+        "amount": amount,
+        "created_at": now,
+        "reference": reference,
+        "note": note,
+    }
+    if not await _insert_unless_present(conn, values):
+        return False
+    await conn.execute(
+        update(api_keys).where(api_keys.c.id == key_id).values(balance=api_keys.c.balance + amount)
+    )
+    return True
+
+
+async def entry_by_reference(conn: AsyncConnection, key_id: str, reference: str) -> LedgerEntry | None:
+    query = select(ledger_entries).where(
+        ledger_entries.c.key_id == key_id, ledger_entries.c.reference == reference
+    )
+    row = (await conn.execute(query)).mappings().first()
+    return None if row is None else to_entry(row)
+
+
+async def entries(
+    conn: AsyncConnection, key_id: str, *, after: int | None, limit: int
+) -> tuple[list[LedgerEntry], bool]:
+    """One page of a key's entries, oldest first, and whether more follow."""
+    query = (
+        select(ledger_entries)
+        .where(
+            ledger_entries.c.key_id == key_id, *([ledger_entries.c.id > after] if after is not None else [])
+        )
+        .order_by(ledger_entries.c.id)
+        .limit(limit + 1)
+    )
+    rows = (await conn.execute(query)).mappings().all()
+    return [to_entry(r) for r in rows[:limit]], len(rows) > limit
+
+
+async def task_entries(conn: AsyncConnection, task_id: str) -> list[LedgerEntry]:
+    query = select(ledger_entries).where(ledger_entries.c.task_id == task_id).order_by(ledger_entries.c.id)
+    return [to_entry(r) for r in (await conn.execute(query)).mappings().all()]
+
+
+def to_entry(row: Any) -> LedgerEntry:
+    return LedgerEntry(
+        id=row["id"],
+        key_id=row["key_id"],
+        task_id=row["task_id"],
+        attempt=row["attempt"],
+        kind=row["kind"],
+        amount=row["amount"],
+        created_at=row["created_at"],
+        reference=row["reference"],
+        note=row["note"],
+    )
+
+
+async def _enter_once(
+    conn: AsyncConnection, key_id: str, task_id: str, kind: str, amount: int, now: int
+) -> bool:
+    values = {
+        "key_id": key_id,
+        "task_id": task_id,
+        "attempt": FIRST_ATTEMPT,
+        "kind": kind,
+        "amount": amount,
+        "created_at": now,
+    }
+    return await _insert_unless_present(conn, values)
+
+
+async def _insert_unless_present(conn: AsyncConnection, values: dict[str, Any]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING: True when the entry is new. Never an IntegrityError, which
+    would abort the whole transaction on PostgreSQL."""
+    build = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    query = build(ledger_entries).values(**values).on_conflict_do_nothing().returning(ledger_entries.c.id)
+    return (await conn.execute(query)).first() is not None
+
+
+async def _available(conn: AsyncConnection, key_id: str) -> int | None:
+    query = select(api_keys.c.balance, api_keys.c.held).where(api_keys.c.id == key_id)
+    row = (await conn.execute(query)).first()
+    if row is None or row[0] is None:
+        return None
+    return int(row[0]) - int(row[1])
