@@ -83,3 +83,23 @@ async def test_only_one_terminal_transition_resolves_the_hold(db_url: str) -> No
     finally:
         for engine in engines:
             await engine.dispose()
+
+
+async def test_the_database_refuses_to_change_or_delete_a_ledger_entry(db_url: str) -> None:
+    from sqlalchemy import delete, update
+    from sqlalchemy.exc import DBAPIError
+
+    from vidgate.store.tables import ledger_entries
+
+    await db.upgrade(db_url)
+    engine = db.create_engine(db_url)
+    try:
+        key, _ = await KeyStore(engine).create(name="payer", is_admin=False, now=1, balance=5)
+        for change in (update(ledger_entries).values(amount=1_000_000), delete(ledger_entries)):
+            with pytest.raises(DBAPIError, match="never changed or deleted"):
+                async with engine.begin() as conn:
+                    await conn.execute(change)
+        entries, _ = await KeyStore(engine).ledger(key.id)
+        assert [(e.kind, e.amount) for e in entries] == [("topup", 5)]
+    finally:
+        await engine.dispose()

@@ -144,7 +144,7 @@ class KeyStore:
         """A key by id, revoked or not (for operators; requests authenticate by the key itself)."""
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).mappings().first()
-        return None if row is None else _to_key(row)
+        return None if row is None else row_to_key(row)
 
     async def authenticate(self, plaintext: str) -> ApiKey | None:
         """The active key matching `plaintext`, or None."""
@@ -164,12 +164,12 @@ class KeyStore:
             row = dict(found) if found is not None else None
         if row is None or not hmac.compare_digest(row["key_hash"], digest) or row["revoked_at"] is not None:
             return None
-        return _to_key(row)
+        return row_to_key(row)
 
     async def list(self) -> list[ApiKey]:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(select(api_keys).order_by(api_keys.c.created_at))).mappings().all()
-        return [_to_key(r) for r in rows]
+        return [row_to_key(r) for r in rows]
 
     async def revoke(self, key_id: str, *, now: int) -> bool:
         """Revoke a key by id; False when no active key has that id."""
@@ -195,7 +195,7 @@ class KeyStore:
                 if limits:
                     await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(**limits))
                 row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).mappings().first()
-        return None if row is None else _to_key(row)
+        return None if row is None else row_to_key(row)
 
     async def set_allowed_models(self, key_id: str, models: Sequence[str] | None) -> ApiKey | None:
         """Limit the key to these models (None: every model); the key after, or None when no key has
@@ -209,7 +209,7 @@ class KeyStore:
         async with write_transaction(self.engine) as conn:
             await conn.execute(query)
             row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).mappings().first()
-        return None if row is None else _to_key(row)
+        return None if row is None else row_to_key(row)
 
     async def topup(
         self, key_id: str, amount: int, *, now: int, reference: str | None = None, note: str | None = None
@@ -262,7 +262,7 @@ class KeyStore:
                     )
             row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).mappings().first()
         assert row is not None
-        return _to_key(row)
+        return row_to_key(row)
 
     async def ledger(self, key_id: str, *, after: int | None = None, limit: int = 100) -> LedgerPage:
         """One page of the key's ledger entries, oldest first, and whether more follow."""
@@ -298,7 +298,7 @@ def _checked_models(models: Sequence[str] | None) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(m.strip() for m in models))
 
 
-def _to_key(row: Mapping[Any, Any]) -> ApiKey:  # a RowMapping or a fast read's dict
+def row_to_key(row: Mapping[Any, Any]) -> ApiKey:  # a RowMapping or a fast read's dict
     return ApiKey(
         id=row["id"],
         name=row["name"],

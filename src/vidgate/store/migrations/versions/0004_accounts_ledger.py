@@ -14,6 +14,19 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
+# The ledger is append-only (store/ledger.py): the database itself refuses to change or remove an entry,
+# whatever code (or person with a SQL prompt) tries; a correction is a new `adjust` entry.
+_REFUSAL = "ledger entries are never changed or deleted; add an adjust entry instead"
+_SQLITE_TRIGGERS = [
+    f"""CREATE TRIGGER ledger_entries_no_{change.lower()} BEFORE {change} ON ledger_entries
+        BEGIN SELECT RAISE(ABORT, '{_REFUSAL}'); END"""
+    for change in ("UPDATE", "DELETE")
+]
+_PG_FUNCTION = f"""CREATE FUNCTION ledger_entries_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION '{_REFUSAL}'; END $$"""
+_PG_TRIGGER = """CREATE TRIGGER ledger_entries_append_only BEFORE UPDATE OR DELETE ON ledger_entries
+    FOR EACH ROW EXECUTE FUNCTION ledger_entries_append_only()"""
+
 
 def upgrade() -> None:
     # balance NULL = unlimited, so every existing key keeps working exactly as before.
@@ -41,11 +54,19 @@ def upgrade() -> None:
         sa.UniqueConstraint("key_id", "reference", name="uq_ledger_entries_key_id_reference"),
     )
     op.create_index("ix_ledger_entries_key_id_id", "ledger_entries", ["key_id", "id"])
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(_PG_FUNCTION)
+        op.execute(_PG_TRIGGER)
+    else:
+        for trigger in _SQLITE_TRIGGERS:
+            op.execute(trigger)
 
 
 def downgrade() -> None:
     op.drop_index("ix_ledger_entries_key_id_id", table_name="ledger_entries")
-    op.drop_table("ledger_entries")
+    op.drop_table("ledger_entries")  # its triggers go with it
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION ledger_entries_append_only()")
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.drop_column("charge_amount")
         batch_op.drop_column("hold_amount")
