@@ -11,6 +11,8 @@ unified views sign three links), then wrk (one thread, 16 connections) on:
 - `GET /v1/videos?limit=20` (a list page);
 - `POST /v1/video/create` (JSON) and `POST /v1/videos` (multipart with a 64x36 PNG), each request a
   new durable task;
+- `POST /v1/video/create (priced)`: a model the channel prices, by a key with a balance, so each create
+  also holds credits on the key's row in the same transaction (docs/accounts.md);
 - a 401 answer (no database work).
 
 The bare app answers `GET /json` with bytes the size of a task view, `POST /json` after parsing the
@@ -165,8 +167,17 @@ def settings_from(env: dict[str, str]) -> Settings:
         os.environ.update(saved)
 
 
-async def seed(env: dict[str, str], n_tasks: int) -> tuple[str, list[str]]:
-    """One key and `n_tasks` tasks (every other one completed with media), through the store."""
+# The built-in channel, with sora-2-pro priced: its creates hold credits on a key with a balance (one
+# transaction with the key's row, docs/accounts.md) while sora-2 stays free (grouped creates).
+PRICED_CHANNELS = json.dumps(
+    [{"name": "animate", "kind": "animate", "models": ["sora-2", "sora-2-pro"],
+      "pricing": {"sora-2-pro": {"per_second": "0.01"}}}]
+)  # fmt: skip
+
+
+async def seed(env: dict[str, str], n_tasks: int) -> tuple[str, str, list[str]]:
+    """One key and `n_tasks` tasks (every other one completed with media), through the store; and a
+    key with a balance for the priced creates."""
     from sqlalchemy import update
 
     from vidgate.domain.requests import VideoSpec
@@ -177,6 +188,7 @@ async def seed(env: dict[str, str], n_tasks: int) -> tuple[str, list[str]]:
 
     async with open_runtime(settings_from(env)) as runtime:
         record, plaintext = await runtime.keys.create(name="bench", is_admin=False, now=0)
+        _, paying = await runtime.keys.create(name="paying", is_admin=False, now=0, balance=10**15)
         ids = []
         for i in range(n_tasks):
             spec = VideoSpec("sora-2", f"bench task {i}", (), 720, 1280, 4, WatermarkMode.PREFER_CLEAN)
@@ -201,7 +213,7 @@ async def seed(env: dict[str, str], n_tasks: int) -> tuple[str, list[str]]:
                         spritesheet_key=f"videos/{tid}/spritesheet.jpg",
                     )
                 )
-    return plaintext, ids
+    return plaintext, paying, ids
 
 
 def fresh_pg_database(server_url: str, name: str) -> str:
@@ -228,13 +240,14 @@ def bench_database(
         "VIDGATE_LOG_LEVEL": "warning" if args.quiet_log else "info",
         "VIDGATE_SECRET_KEY": "bench-secret",
         "VIDGATE_AUTO_MIGRATE": "true",
+        "VIDGATE_CHANNELS": PRICED_CHANNELS,
     }
     if db == "postgres":
         server = os.environ.get("VIDGATE_TEST_PG_URL")
         if not server:
             raise SystemExit("--db postgres needs VIDGATE_TEST_PG_URL (scripts/start-postgres prints one)")
         env["VIDGATE_DATABASE_URL"] = fresh_pg_database(server, "vidgate_bench_http")
-    key, ids = asyncio.run(seed(env, args.tasks))
+    key, paying_key, ids = asyncio.run(seed(env, args.tasks))
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("VIDGATE_")} | env
     log = (tmp / f"serve-{db}.log").open("wb")
     proc = subprocess.Popen(
@@ -253,6 +266,14 @@ def bench_database(
         video_paths = [f"/v1/videos/video_{i}" for i in ids]
         query_paths = [f"/v1/video/query?id=sora-2:task_{i}" for i in ids]
         create_body = json.dumps({"model": "sora-2", "prompt": "a bench clip", "duration": 4}).encode()
+        priced_body = json.dumps({"model": "sora-2-pro", "prompt": "a bench clip", "duration": 4}).encode()
+        bare_post = lua_script(
+            scripts / "bare_post.lua",
+            method="POST",
+            paths=["/json"],
+            headers={"Content-Type": "application/json"},
+            body=create_body,
+        )
         form_body, form_type = multipart(
             {"prompt": "a bench clip", "model": "sora-2", "seconds": "4", "size": "720x1280"},
             "input_reference",
@@ -269,13 +290,15 @@ def bench_database(
                 ["/v1/video/create"],
                 {"Content-Type": "application/json"},
                 create_body,
-                lua_script(
-                    scripts / "bare_post.lua",
-                    method="POST",
-                    paths=["/json"],
-                    headers={"Content-Type": "application/json"},
-                    body=create_body,
-                ),
+                bare_post,
+            ),
+            (
+                "POST /v1/video/create (priced)",
+                "POST",
+                ["/v1/video/create"],
+                {"Content-Type": "application/json", "Authorization": f"Bearer {paying_key}"},
+                priced_body,
+                bare_post,
             ),
             (
                 "POST /v1/videos (multipart)",

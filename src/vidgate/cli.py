@@ -11,9 +11,12 @@ import anyio
 import typer
 from rich.console import Console
 
+from vidgate.cli_admin import admin_app
 from vidgate.cli_channels import channels_app
 from vidgate.cli_table import print_rows
+from vidgate.cli_video import video_app
 from vidgate.config import Settings
+from vidgate.money import format_credits, parse_credits
 from vidgate.store.keys import KeyStore
 
 T = TypeVar("T")
@@ -26,6 +29,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(channels_app, name="channels")
 app.add_typer(dev_app, name="dev")
+app.add_typer(video_app, name="video")
+app.add_typer(admin_app, name="admin")
 err = Console(stderr=True)
 
 
@@ -245,28 +250,108 @@ def _key_limits(**given: str | None) -> dict[str, int | None]:
     return out
 
 
+def _credits(text: str, param_hint: str) -> int:
+    try:
+        return parse_credits(text, what=param_hint)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=param_hint) from exc
+
+
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="A label for the key (who or what uses it).")],
     admin: Annotated[bool, typer.Option("--admin", help="May use admin routes.")] = False,
+    balance: Annotated[
+        str | None,
+        typer.Option(help="Credits it starts with (e.g. 10 or 2.5); tasks are held and charged against it."),
+    ] = None,
+    unlimited: Annotated[
+        bool, typer.Option("--unlimited", help="Keep no balance (the default without --balance).")
+    ] = False,
+    allowed_models: Annotated[
+        list[str] | None,
+        typer.Option("--allowed-model", help="Only this model (repeat for more); default: every model."),
+    ] = None,
     requests_per_minute: RequestsPerMinute = None,
     creates_per_minute: CreatesPerMinute = None,
     max_active_tasks: MaxActiveTasks = None,
 ) -> None:
     """Create a key. The key is printed once, as the last line of stdout; only its hash is kept."""
+    if balance is not None and unlimited:
+        raise typer.BadParameter("give --balance or --unlimited, not both", param_hint="--balance")
+    micros = None if balance is None else _credits(balance, "--balance")
+    if micros is not None and micros < 0:
+        raise typer.BadParameter("a balance cannot be negative", param_hint="--balance")
     limits = _key_limits(
         requests_per_minute=requests_per_minute,
         creates_per_minute=creates_per_minute,
         max_active_tasks=max_active_tasks,
     )
     record, plaintext = _with_keys(
-        lambda keys, now: keys.create(name=name, is_admin=admin, now=now, limits=limits)
+        lambda keys, now: keys.create(
+            name=name,
+            is_admin=admin,
+            now=now,
+            limits=limits,
+            balance=micros,
+            allowed_models=allowed_models or None,
+        )
     )
     err.print(
-        f"created key {record.id} ({record.name}{', admin' if admin else ''}); "
-        "store it now, it is not shown again:"
+        f"created key {record.id} ({record.name}{', admin' if admin else ''}, "
+        f"balance {format_credits(record.balance)}); store it now, it is not shown again:"
     )
     typer.echo(plaintext)
+
+
+@keys_app.command("topup")
+def keys_topup(
+    key_id: Annotated[str, typer.Argument(help="The key's id (from `vidgate keys list`).")],
+    amount: Annotated[str, typer.Argument(help="Credits to add (e.g. 10 or 2.5).")],
+    note: Annotated[str | None, typer.Option(help="Why (kept with the ledger entry).")] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(help="An idempotency key: running the command again with it adds nothing more."),
+    ] = None,
+) -> None:
+    """Add credits to a key's balance (a `topup` ledger entry); prints the balance after."""
+    micros = _credits(amount, "AMOUNT")
+    if micros <= 0:
+        raise typer.BadParameter("a top-up must be more than 0 credits", param_hint="AMOUNT")
+    _change_balance(
+        key_id, lambda keys, now: keys.topup(key_id, micros, now=now, reference=reference, note=note)
+    )
+
+
+# ignore_unknown_options: a negative AMOUNT ("-1.5") is an argument, not an unknown option.
+@keys_app.command("adjust", context_settings={"ignore_unknown_options": True})
+def keys_adjust(
+    key_id: Annotated[str, typer.Argument(help="The key's id (from `vidgate keys list`).")],
+    amount: Annotated[str, typer.Argument(help="Credits to add, or take away with a minus (-1.5).")],
+    note: Annotated[str, typer.Option(help="Why: required, kept with the ledger entry.")],
+    reference: Annotated[str | None, typer.Option(help="An idempotency key, as for topup.")] = None,
+) -> None:
+    """Correct a key's balance with an `adjust` ledger entry (entries are never edited)."""
+    micros = _credits(amount, "AMOUNT")
+    _change_balance(
+        key_id, lambda keys, now: keys.adjust(key_id, micros, now=now, note=note, reference=reference)
+    )
+
+
+def _change_balance(key_id: str, change: Callable[[KeyStore, int], Awaitable[Any]]) -> None:
+    from vidgate.errors import Conflict
+
+    try:
+        record = _with_keys(change)
+    except (Conflict, ValueError) as exc:
+        err.print(f"[red]{getattr(exc, 'message', exc)}[/red]")
+        raise typer.Exit(1) from exc
+    if record is None:
+        err.print(f"[red]no key with id {key_id}[/red]")
+        raise typer.Exit(1)
+    err.print(
+        f"{record.id}: balance {format_credits(record.balance)}, available {format_credits(record.available)}"
+    )
 
 
 @keys_app.command("list")
@@ -277,9 +362,18 @@ def keys_list() -> None:
     def when(ms: int | None) -> str:
         return "" if ms is None else dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M")
 
-    header = ("id", "name", "hint", "admin", "created", "revoked")
+    header = ("id", "name", "hint", "admin", "balance", "held", "created", "revoked")
     rows = [
-        (r.id, r.name, r.key_hint, "yes" if r.is_admin else "", when(r.created_at), when(r.revoked_at))
+        (
+            r.id,
+            r.name,
+            r.key_hint,
+            "yes" if r.is_admin else "",
+            format_credits(r.balance),
+            format_credits(r.held),
+            when(r.created_at),
+            when(r.revoked_at),
+        )
         for r in records
     ]
     print_rows(header, rows)

@@ -29,6 +29,13 @@ BEARER_SCHEME = {"type": "http", "scheme": "bearer", "description": "An API key 
 async def authenticate(request: Request) -> ApiKey:
     """The caller's active key from `Authorization: Bearer <key>`, else 401; then the key's rate
     limits, else 429 (counted only once the key is known, so a bad key is always a 401)."""
+    key = await key_of(request)
+    await runtime_of(request).rate_limiter.check(key, create=is_create(request))
+    return key
+
+
+async def key_of(request: Request) -> ApiKey:
+    """The caller's active key, else 401; no rate limits counted (`authenticate` counts them)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -38,5 +45,4 @@ async def authenticate(request: Request) -> ApiKey:
     if key is None:
         raise AuthenticationFailed("Incorrect or revoked API key.")
     request.state.api_key_id = key.id
-    await runtime.rate_limiter.check(key, create=is_create(request))
     return key

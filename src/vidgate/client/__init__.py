@@ -1,0 +1,78 @@
+"""The vidgate Python SDK: `Client` and `AsyncClient` for a vidgate server's API (docs/sdk.md).
+
+It depends on httpx and pydantic only and imports nothing else from vidgate, so it can be used (and
+vendored) without the server's dependencies.
+"""
+
+from vidgate.client._client import AsyncClient, Client
+from vidgate.client.errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    InsufficientQuotaError,
+    InternalServerError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitError,
+    UnprocessableEntityError,
+    VidgateError,
+    WaitTimeout,
+)
+from vidgate.client.models import (
+    AdminTask,
+    AdminTaskPage,
+    ApiKeyInfo,
+    ChannelCircuit,
+    ChannelRecent,
+    ChannelStatus,
+    CreatedKey,
+    KeyPage,
+    LedgerEntry,
+    LedgerPage,
+    Usage,
+    UsageRow,
+    Video,
+    VideoError,
+    VideoPage,
+    VideoStatus,
+)
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AdminTask",
+    "AdminTaskPage",
+    "ApiKeyInfo",
+    "AsyncClient",
+    "AuthenticationError",
+    "BadRequestError",
+    "ChannelCircuit",
+    "ChannelRecent",
+    "ChannelStatus",
+    "Client",
+    "ConflictError",
+    "CreatedKey",
+    "InsufficientQuotaError",
+    "InternalServerError",
+    "KeyPage",
+    "LedgerEntry",
+    "LedgerPage",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "UnprocessableEntityError",
+    "Usage",
+    "UsageRow",
+    "Video",
+    "VideoError",
+    "VideoPage",
+    "VideoStatus",
+    "VidgateError",
+    "WaitTimeout",
+]
