@@ -13,10 +13,19 @@ from rich.console import Console
 
 from vidgate.cli_admin import admin_app
 from vidgate.cli_channels import channels_app
+from vidgate.cli_key_options import (
+    LIMIT_OPTIONS,
+    AllowedModel,
+    CreatesPerMinute,
+    MaxActiveTasks,
+    RequestsPerMinute,
+    credits_option,
+    key_limits,
+)
 from vidgate.cli_table import print_rows
 from vidgate.cli_video import video_app
 from vidgate.config import Settings
-from vidgate.money import format_credits, parse_credits
+from vidgate.money import format_credits
 from vidgate.store.keys import KeyStore
 
 T = TypeVar("T")
@@ -199,64 +208,6 @@ def _with_keys(action: Callable[[KeyStore, int], Awaitable[T]]) -> T:
     return run_or_exit(main)
 
 
-_LIMIT_OPTIONS = {
-    "requests_per_minute": "--requests-per-minute",
-    "creates_per_minute": "--creates-per-minute",
-    "max_active_tasks": "--max-active-tasks",
-}
-_LIMIT_HELP = "N (1 or more), `unlimited`, or `default` (VIDGATE_{}; unlimited when unset)."
-RequestsPerMinute = Annotated[
-    str | None,
-    typer.Option(
-        "--requests-per-minute", help="Requests per minute: " + _LIMIT_HELP.format("REQUESTS_PER_MINUTE")
-    ),
-]
-CreatesPerMinute = Annotated[
-    str | None,
-    typer.Option(
-        "--creates-per-minute",
-        help="Creates and remixes per minute: " + _LIMIT_HELP.format("CREATES_PER_MINUTE"),
-    ),
-]
-MaxActiveTasks = Annotated[
-    str | None,
-    typer.Option(
-        "--max-active-tasks",
-        help="Tasks pending or processing at once: " + _LIMIT_HELP.format("MAX_ACTIVE_TASKS"),
-    ),
-]
-
-
-def _key_limits(**given: str | None) -> dict[str, int | None]:
-    """The limit options given, as stored: None = the setting's default, 0 = unlimited for this key."""
-    out: dict[str, int | None] = {}
-    for field, text in given.items():
-        if text is None:
-            continue
-        word = text.strip().lower()
-        if word in ("default", "unlimited"):
-            out[field] = None if word == "default" else 0
-            continue
-        try:
-            value = int(word)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise typer.BadParameter(
-                f"{text!r} is not a whole number of 1 or more, `unlimited` or `default`",
-                param_hint=_LIMIT_OPTIONS[field],
-            )
-        out[field] = value
-    return out
-
-
-def _credits(text: str, param_hint: str) -> int:
-    try:
-        return parse_credits(text, what=param_hint)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint=param_hint) from exc
-
-
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="A label for the key (who or what uses it).")],
@@ -268,10 +219,7 @@ def keys_create(
     unlimited: Annotated[
         bool, typer.Option("--unlimited", help="Keep no balance (the default without --balance).")
     ] = False,
-    allowed_models: Annotated[
-        list[str] | None,
-        typer.Option("--allowed-model", help="Only this model (repeat for more); default: every model."),
-    ] = None,
+    allowed_models: AllowedModel = None,
     requests_per_minute: RequestsPerMinute = None,
     creates_per_minute: CreatesPerMinute = None,
     max_active_tasks: MaxActiveTasks = None,
@@ -279,10 +227,10 @@ def keys_create(
     """Create a key. The key is printed once, as the last line of stdout; only its hash is kept."""
     if balance is not None and unlimited:
         raise typer.BadParameter("give --balance or --unlimited, not both", param_hint="--balance")
-    micros = None if balance is None else _credits(balance, "--balance")
+    micros = None if balance is None else credits_option(balance, "--balance")
     if micros is not None and micros < 0:
         raise typer.BadParameter("a balance cannot be negative", param_hint="--balance")
-    limits = _key_limits(
+    limits = key_limits(
         requests_per_minute=requests_per_minute,
         creates_per_minute=creates_per_minute,
         max_active_tasks=max_active_tasks,
@@ -315,7 +263,7 @@ def keys_topup(
     ] = None,
 ) -> None:
     """Add credits to a key's balance (a `topup` ledger entry); prints the balance after."""
-    micros = _credits(amount, "AMOUNT")
+    micros = credits_option(amount, "AMOUNT")
     if micros <= 0:
         raise typer.BadParameter("a top-up must be more than 0 credits", param_hint="AMOUNT")
     _change_balance(
@@ -332,7 +280,7 @@ def keys_adjust(
     reference: Annotated[str | None, typer.Option(help="An idempotency key, as for topup.")] = None,
 ) -> None:
     """Correct a key's balance with an `adjust` ledger entry (entries are never edited)."""
-    micros = _credits(amount, "AMOUNT")
+    micros = credits_option(amount, "AMOUNT")
     _change_balance(
         key_id, lambda keys, now: keys.adjust(key_id, micros, now=now, note=note, reference=reference)
     )
@@ -400,7 +348,7 @@ def keys_limits(
 ) -> None:
     """Show a key's limits, or change those given. API processes apply a change within seconds
     (when their cached copy of the key expires); tasks already running are never stopped."""
-    changes = _key_limits(
+    changes = key_limits(
         requests_per_minute=requests_per_minute,
         creates_per_minute=creates_per_minute,
         max_active_tasks=max_active_tasks,
@@ -417,7 +365,7 @@ def keys_limits(
             "unlimited" if in_effect is None else str(in_effect)
         )
 
-    rows = [(field, *shown(getattr(record, field), getattr(settings, field))) for field in _LIMIT_OPTIONS]
+    rows = [(field, *shown(getattr(record, field), getattr(settings, field))) for field in LIMIT_OPTIONS]
     print_rows(("limit", "this key", "in effect"), rows)
 
 

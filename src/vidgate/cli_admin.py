@@ -28,7 +28,16 @@ from vidgate.cli_client_common import (
     say,
     stdout_is_terminal,
 )
-from vidgate.money import format_credits, parse_credits
+from vidgate.cli_key_options import (
+    LIMIT_OPTIONS,
+    AllowedModel,
+    CreatesPerMinute,
+    MaxActiveTasks,
+    RequestsPerMinute,
+    credits_option,
+    key_limits,
+)
+from vidgate.money import format_credits
 
 admin_app = typer.Typer(
     help="The admin API of a vidgate server (needs an admin key): keys, balances, tasks, usage, channels.",
@@ -38,68 +47,10 @@ keys_app = typer.Typer(help="API keys: create, list, limits, top up, ledger, rev
 admin_app.add_typer(keys_app, name="keys")
 
 KeyId = Annotated[str, typer.Argument(help="The key's id (from `vidgate admin keys list`).")]
-_LIMITS = {
-    "requests_per_minute": "--requests-per-minute",
-    "creates_per_minute": "--creates-per-minute",
-    "max_active_tasks": "--max-active-tasks",
-}
-_LIMIT_HELP = "N (1 or more), `unlimited`, or `default` (the server's VIDGATE_{} setting)."
-RequestsPerMinute = Annotated[
-    str | None,
-    typer.Option(
-        "--requests-per-minute", help="Requests per minute: " + _LIMIT_HELP.format("REQUESTS_PER_MINUTE")
-    ),
-]
-CreatesPerMinute = Annotated[
-    str | None,
-    typer.Option(
-        "--creates-per-minute", help="Creates per minute: " + _LIMIT_HELP.format("CREATES_PER_MINUTE")
-    ),
-]
-MaxActiveTasks = Annotated[
-    str | None,
-    typer.Option(
-        "--max-active-tasks",
-        help="Tasks pending or processing at once: " + _LIMIT_HELP.format("MAX_ACTIVE_TASKS"),
-    ),
-]
-AllowedModel = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--allowed-model", help="A model this key may use; repeat for several (default: every model)."
-    ),
-]
 
 
 def _conn(base_url: str | None, key: str | None) -> Connection:
     return Connection(base_url=base_url, key=key)
-
-
-def _limits(**given: str | None) -> dict[str, int | None]:
-    """The limit options given, as the API takes them: null = the server's default, 0 = unlimited."""
-    out: dict[str, int | None] = {}
-    for field, text in given.items():
-        if text is None:
-            continue
-        word = text.strip().lower()
-        if word in ("default", "unlimited"):
-            out[field] = None if word == "default" else 0
-            continue
-        value = int(word) if word.isdigit() else 0
-        if value < 1:
-            raise typer.BadParameter(
-                f"{text!r} is not a whole number of 1 or more, `unlimited` or `default`",
-                param_hint=_LIMITS[field],
-            )
-        out[field] = value
-    return out
-
-
-def _credits(text: str, *, option: str) -> int:
-    try:
-        return parse_credits(text, what=option)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint=option) from None
 
 
 def _limit_text(value: int | None) -> str:
@@ -180,7 +131,7 @@ def keys_create(
     key: KeyOption = None,
 ) -> None:
     """Create a key, printed once as the last line of stdout (--json: its `key` field)."""
-    limits = _limits(
+    limits = key_limits(
         requests_per_minute=requests_per_minute,
         creates_per_minute=creates_per_minute,
         max_active_tasks=max_active_tasks,
@@ -188,7 +139,7 @@ def keys_create(
     micros = (
         None
         if balance is None or balance.strip().lower() == "unlimited"
-        else _credits(balance, option="--balance")
+        else credits_option(balance, "--balance")
     )
     if micros is not None and micros < 0:
         raise typer.BadParameter(f"{balance!r} is less than 0 credits", param_hint="--balance")
@@ -277,7 +228,7 @@ def keys_topup(
     key: KeyOption = None,
 ) -> None:
     """Add credits to a key's balance (a key with an unlimited balance refuses: 409 key_unlimited)."""
-    micros = _credits(amount, option="AMOUNT")
+    micros = credits_option(amount, "AMOUNT")
     if micros <= 0:
         raise typer.BadParameter(f"{amount!r} is not more than 0 credits", param_hint="AMOUNT")
     with open_client(_conn(base_url, key)) as client:
@@ -312,7 +263,7 @@ def keys_limits(
     """Show a key's limits and allowed models, or change those given (the rest stay as they are)."""
     if allowed_model and all_models:
         raise typer.BadParameter("give --allowed-model or --all-models, not both", param_hint="--all-models")
-    changes: dict[str, Any] = _limits(
+    changes: dict[str, Any] = key_limits(
         requests_per_minute=requests_per_minute,
         creates_per_minute=creates_per_minute,
         max_active_tasks=max_active_tasks,
@@ -328,7 +279,7 @@ def keys_limits(
         print_json(data)
         return
     print_fields(
-        [(name.replace("_", " "), _limit_text(data.get(name))) for name in _LIMITS]
+        [(name.replace("_", " "), _limit_text(data.get(name))) for name in LIMIT_OPTIONS]
         + [("allowed models", _models_text(data.get("allowed_models")))]
     )
 
