@@ -267,3 +267,20 @@ async def test_top_ups_are_idempotent_by_reference(start_gateway, tmp_path: Path
         assert adjusted is not None and adjusted.balance == parse_credits("2.5")
         assert await keys.topup("no-such-key", 1, now=now) is None
         await assert_ledger_consistent(gw.runtime.engine)
+
+
+async def test_a_change_of_models_or_limits_applies_at_once_in_the_process_that_made_it(
+    start_gateway, tmp_path: Path
+) -> None:
+    # A long key cache: only forgetting the changed key can make the change visible within the test.
+    async with start_gateway(
+        run_worker=False, channels=priced_channels(tmp_path), key_cache_seconds=300
+    ) as gw:
+        key_id, key = await new_key(gw, None)
+        async with gw.client(key) as c:
+            assert (await c.post("/v1/videos", json=FOUR_SECONDS)).status_code == 200  # the key is cached
+            await gw.runtime.keys.set_allowed_models(key_id, ["sora-2-all"])
+            assert (await c.post("/v1/videos", json=FOUR_SECONDS)).status_code == 403
+            await gw.runtime.keys.set_limits(key_id, {"max_active_tasks": 1})
+            r = await c.post("/v1/videos", json={**FOUR_SECONDS, "model": "sora-2-all"})
+            assert r.status_code == 429, r.text

@@ -27,6 +27,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status, description in [
         (400, "Invalid request: the field is named in `error.param`."),
         (401, "Missing, unknown or revoked API key."),
+        (402, "Creates: the key's available credits cannot cover the task's price (`insufficient_quota`)."),
+        (403, "Creates: the key may not use this model (`model_not_allowed`)."),
         (404, "No such task for this key."),
         (409, "State conflict (e.g. an Idempotency-Key reused with another body)."),
         (413, "Request body too large."),

@@ -195,6 +195,7 @@ class KeyStore:
                 if limits:
                     await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(**limits))
                 row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).mappings().first()
+        self._cache.forget(lambda key: key.id == key_id)
         return None if row is None else row_to_key(row)
 
     async def set_allowed_models(self, key_id: str, models: Sequence[str] | None) -> ApiKey | None:
@@ -209,6 +210,7 @@ class KeyStore:
         async with write_transaction(self.engine) as conn:
             await conn.execute(query)
             row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).mappings().first()
+        self._cache.forget(lambda key: key.id == key_id)
         return None if row is None else row_to_key(row)
 
     async def topup(
