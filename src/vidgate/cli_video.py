@@ -61,6 +61,14 @@ class Order(enum.StrEnum):
     asc = "asc"
 
 
+class ListStatus(enum.StrEnum):
+    pending = "pending"
+    processing = "processing"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
 EXTENSIONS = {Variant.video: "mp4", Variant.thumbnail: "webp", Variant.spritesheet: "jpg"}
 # The API fields a create's 400 may name (either dialect's), as the options that set them.
 CREATE_FLAGS = {
@@ -338,6 +346,10 @@ def list_videos(
     after: Annotated[str | None, typer.Option(help="Start after this id (the last of a page).")] = None,
     order: Annotated[Order, typer.Option(help="desc: newest first.")] = Order.desc,
     all_pages: Annotated[bool, typer.Option("--all", help="Every page, not only the first.")] = False,
+    status: Annotated[
+        ListStatus | None,
+        typer.Option(help="Only videos in this status (failed leaves out cancelled ones)."),
+    ] = None,
     json_output: JsonOption = False,
     base_url: BaseUrlOption = None,
     key: KeyOption = None,
@@ -346,7 +358,9 @@ def list_videos(
     videos: list[Any] = []
     with open_client(_connection(base_url, key)) as client:
         while True:
-            page = client.videos.list(limit=limit, after=after, order=order.value)
+            page = client.videos.list(
+                limit=limit, after=after, order=order.value, status=None if status is None else status.value
+            )
             videos.extend(page.data)
             if not (all_pages and page.has_more and page.last_id):
                 has_more = page.has_more

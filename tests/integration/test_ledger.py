@@ -5,6 +5,7 @@ after every test (tests/ledger_checks.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -284,3 +285,27 @@ async def test_a_change_of_models_or_limits_applies_at_once_in_the_process_that_
             await gw.runtime.keys.set_limits(key_id, {"max_active_tasks": 1})
             r = await c.post("/v1/videos", json={**FOUR_SECONDS, "model": "sora-2-all"})
             assert r.status_code == 429, r.text
+
+
+async def test_grouped_creates_hold_once_per_task_made(start_gateway, tmp_path: Path) -> None:
+    """Concurrent creates go in groups (one commit each): a task refused inside its group (a repeated
+    idempotency key) gives its hold back, and keys holding in one group keep their own balances."""
+    async with start_gateway(run_worker=False, channels=priced_channels(tmp_path)) as gw:
+        accounts_ = [await new_key(gw, "3") for _ in range(3)]
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(gw.client(key)) for _, key in accounts_]
+            same_key = {"idempotency-key": "once"}
+            answers = await asyncio.gather(
+                *(
+                    c.post("/v1/videos", json=FOUR_SECONDS, headers=same_key)
+                    for c in clients
+                    for _ in range(4)
+                ),
+                *(c.post("/v1/videos", json=FOUR_SECONDS) for c in clients for _ in range(4)),
+            )
+        assert all(r.status_code == 200 for r in answers), [r.text for r in answers if r.status_code != 200]
+        for n, (key_id, _) in enumerate(accounts_):
+            replays = {r.json()["id"] for r in answers[4 * n : 4 * n + 4]}
+            assert len(replays) == 1  # one task for the four creates with one idempotency key
+            assert await account(gw, key_id) == (parse_credits("3"), 5 * PRICE)
+        await assert_ledger_consistent(gw.runtime.engine)

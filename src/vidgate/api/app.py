@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from vidgate import __version__
-from vidgate.api import admin, health, media, metrics_endpoint, openai, unified
+from vidgate.api import admin, console, health, media, metrics_endpoint, openai, unified
 from vidgate.api.errors import install_error_handlers
 from vidgate.api.limits import BodySizeLimit
 from vidgate.api.observe import Observe
@@ -81,4 +81,5 @@ def create_app(
     app.include_router(health.router)
     app.include_router(metrics_endpoint.router)
     app.include_router(admin.router)
+    app.include_router(console.router)
     return app

@@ -35,6 +35,9 @@ router = APIRouter(tags=["openai"])
 
 # What create_and_poll waits between retrieves when the caller sets no interval (SDK default: 1 s).
 POLL_AFTER_MS = {TaskStatus.PENDING: 1000, TaskStatus.PROCESSING: 2000}
+# The list's status filter takes vidgate's statuses and OpenAI's names for the two active ones.
+ListStatus = Literal["pending", "processing", "completed", "failed", "cancelled", "queued", "in_progress"]
+_OPENAI_STATUS_NAMES = {"queued": "pending", "in_progress": "processing"}
 _FORM_FIELDS = frozenset(
     {"prompt", "model", "seconds", "size", "watermark", "private", "style", "storyboard", "character_url",
      "character_timestamps", "callback_url", "input_reference[image_url]", "input_reference[file_id]",
@@ -166,6 +169,12 @@ async def list_videos(
     after: str | None = Query(default=None, description="Id of the last video of the previous page"),
     limit: int = Query(default=20, ge=1, le=100),
     order: Literal["asc", "desc"] = Query(default="desc"),
+    status: ListStatus | None = Query(
+        default=None,
+        description="Only videos in this status (a vidgate extension): vidgate's own `pending`, "
+        "`processing`, `completed`, `failed`, `cancelled`, or OpenAI's `queued` and `in_progress`. "
+        "`failed` leaves out cancelled videos (which this dialect shows as failed with code `cancelled`).",
+    ),
     key: ApiKey = Depends(authenticate),
 ) -> Response:
     runtime = runtime_of(request)  # not a dependency: see retrieve_video
@@ -175,7 +184,11 @@ async def list_videos(
         if cursor is None:
             raise InvalidRequest(f"'after' is not a video id: '{after}'.", param="after")
     tasks, has_more = await runtime.tasks.list_page(
-        owner=key.id, after=cursor, limit=limit, descending=order == "desc"
+        owner=key.id,
+        after=cursor,
+        limit=limit,
+        descending=order == "desc",
+        status=None if status is None else TaskStatus(_OPENAI_STATUS_NAMES.get(status, status)),
     )
     data = [openai_view(runtime, t) for t in tasks]
     return json_response(

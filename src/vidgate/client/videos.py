@@ -158,8 +158,8 @@ class VideoOps:
         video, _ = yield from self._retrieve(video_id)
         return video
 
-    def list(self, *, limit: int, after: str | None, order: str) -> Op[VideoPage]:
-        params = _present({"limit": limit, "after": after, "order": order})
+    def list(self, *, limit: int, after: str | None, order: str, status: str | None) -> Op[VideoPage]:
+        params = _present({"limit": limit, "after": after, "order": order, "status": status})
         body = yield from self.policy.json(Call("GET", "/v1/videos", params=params))
         if not isinstance(body, dict) or not isinstance(body.get("data"), list):
             return parse_model(VideoPage, body)  # raises, naming what is missing
@@ -300,8 +300,10 @@ class Videos:
     def retrieve(self, video_id: str) -> Video:
         return self._run(self._ops.retrieve(video_id))
 
-    def list(self, *, limit: int = 20, after: str | None = None, order: str = "desc") -> VideoPage:
-        return self._run(self._ops.list(limit=limit, after=after, order=order))
+    def list(
+        self, *, limit: int = 20, after: str | None = None, order: str = "desc", status: str | None = None
+    ) -> VideoPage:
+        return self._run(self._ops.list(limit=limit, after=after, order=order, status=status))
 
     def cancel(self, video_id: str) -> Video:
         return self._run(self._ops.cancel(video_id))
@@ -384,8 +386,10 @@ class AsyncVideos:
     async def retrieve(self, video_id: str) -> Video:
         return await self._run(self._ops.retrieve(video_id))
 
-    async def list(self, *, limit: int = 20, after: str | None = None, order: str = "desc") -> VideoPage:
-        return await self._run(self._ops.list(limit=limit, after=after, order=order))
+    async def list(
+        self, *, limit: int = 20, after: str | None = None, order: str = "desc", status: str | None = None
+    ) -> VideoPage:
+        return await self._run(self._ops.list(limit=limit, after=after, order=order, status=status))
 
     async def cancel(self, video_id: str) -> Video:
         return await self._run(self._ops.cancel(video_id))

@@ -9,6 +9,10 @@ that arrive while it writes go in the next group. The connection runs `synchrono
 returns once the log is on disk, and nobody's create returns before the COMMIT of its group, so a 200
 means the task survives a power cut, at the price of one fsync per group rather than per task.
 Nothing waits for a group to fill: at low load a group is one task.
+
+A priced task's hold (store/ledger.py) is made inside its SAVEPOINT, before its rows: a key that cannot
+cover it fails that create alone with InsufficientQuota, and a create refused later in its SAVEPOINT
+(a duplicate idempotency key) takes its hold back with it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -23,18 +28,27 @@ from sqlalchemy import JSON, Insert, bindparam, insert
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
+from vidgate.errors import InsufficientQuota
+from vidgate.store import ledger
 from vidgate.store.batching import Batcher
 from vidgate.store.dbtime import db_now_ms
-from vidgate.store.tables import task_events, tasks
+from vidgate.store.tables import ledger_entries, task_events, tasks
 
 _MAX_GROUP = 256
 _DIALECT = sqlite.dialect(paramstyle="named")
 _JSON_COLUMNS = frozenset(c.key for t in (tasks, task_events) for c in t.c if isinstance(c.type, JSON))
+_HOLD_SQL = str(ledger.hold_statement().compile(dialect=_DIALECT))
 # The value meaning "the database's clock" (QueueClock.expr() without an injected clock).
 DB_NOW = object()
 
 
-NewTask = tuple[dict[str, Any], dict[str, Any]]  # a new task's row and its `created` event
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """A new task's row, its `created` event, and what to hold for it on its owner's key (0: none)."""
+
+    row: dict[str, Any]
+    event: dict[str, Any]
+    hold: int = 0
 
 
 class SqliteCreateWriter:
@@ -45,14 +59,13 @@ class SqliteCreateWriter:
         self._sql: dict[tuple[str, tuple[str, ...], tuple[str, ...]], str] = {}
         self._groups: Batcher[NewTask, None] = Batcher(self._commit_group, max_size=_MAX_GROUP)
 
-    async def insert(self, task: Mapping[str, Any], event: Mapping[str, Any]) -> None:
-        """Insert the task row and its event; returns once they are committed (IntegrityError when
-        the task's unique constraints refuse it)."""
-        await self._groups.submit((dict(task), dict(event)))
+    async def insert(self, new: NewTask) -> None:
+        """Insert the task row and its event (and hold its price); returns once they are committed.
+        IntegrityError when the task's unique constraints refuse it, InsufficientQuota when its
+        owner's key cannot cover the hold."""
+        await self._groups.submit(new)
 
-    async def _commit_group(
-        self, group: list[tuple[dict[str, Any], dict[str, Any]]]
-    ) -> list[Exception | None]:
+    async def _commit_group(self, group: list[NewTask]) -> list[Exception | None]:
         async with self._lock:
             return await anyio.to_thread.run_sync(self._write_group, group)
 
@@ -61,14 +74,18 @@ class SqliteCreateWriter:
         outcomes: list[Exception | None] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for task, event in group:
+            for new in group:
                 conn.execute("SAVEPOINT create_task")
                 try:
-                    conn.execute(*self._statement(tasks, task))
-                    conn.execute(*self._statement(task_events, event))
+                    self._hold(conn, new)
+                    conn.execute(*self._statement(tasks, new.row))
+                    conn.execute(*self._statement(task_events, new.event))
                 except sqlite3.IntegrityError as exc:
                     conn.execute("ROLLBACK TO create_task")
                     outcomes.append(IntegrityError("INSERT INTO tasks", None, exc, hide_parameters=True))
+                except InsufficientQuota as exc:
+                    conn.execute("ROLLBACK TO create_task")
+                    outcomes.append(exc)
                 else:
                     outcomes.append(None)
                 conn.execute("RELEASE create_task")
@@ -78,6 +95,18 @@ class SqliteCreateWriter:
                 conn.execute("ROLLBACK")
             raise
         return outcomes
+
+    def _hold(self, conn: sqlite3.Connection, new: NewTask) -> None:
+        if not new.hold:
+            return
+        key_id = new.row["owner"]
+        if conn.execute(_HOLD_SQL, {"key_id": key_id, "amount": new.hold}).fetchone() is None:
+            row = conn.execute("SELECT balance, held FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+            raise ledger.insufficient(new.hold, None if row is None or row[0] is None else row[0] - row[1])
+        entry = ledger.hold_entry(
+            key_id=key_id, task_id=new.row["id"], amount=new.hold, now=new.row["created_at"]
+        )
+        conn.execute(*self._statement(ledger_entries, entry))
 
     def _statement(self, table: Any, values: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         """The INSERT for these columns (compiled once per column set) and its parameters."""

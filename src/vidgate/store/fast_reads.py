@@ -80,16 +80,23 @@ _LIVE = (tasks.c.owner == bindparam("owner"), tasks.c.deleted_at.is_(None))
 _SUMMARY = select(*(tasks.c[name] for name in SUMMARY_COLUMNS))
 
 
-def page_statement(*, descending: bool, after: bool) -> Select[Any]:
-    """An owner's live tasks as summaries, by id (= creation time) from `:after`, at most `:limit`:
-    keyset pagination on the (owner, id) index."""
+def page_statement(*, descending: bool, after: bool, status: bool = False) -> Select[Any]:
+    """An owner's live tasks as summaries, by id (= creation time) from `:after`, at most `:limit`
+    (only those in `:status` when `status`): keyset pagination on the (owner, id) index."""
     stmt = _SUMMARY.where(*_LIVE)
+    if status:
+        stmt = stmt.where(tasks.c.status == bindparam("status"))
     if after:
         stmt = stmt.where(tasks.c.id < bindparam("after") if descending else tasks.c.id > bindparam("after"))
     return stmt.order_by(tasks.c.id.desc() if descending else tasks.c.id.asc()).limit(bindparam("limit"))
 
 
-_PAGES = {(d, a): page_statement(descending=d, after=a) for d in (True, False) for a in (True, False)}
+_PAGES = {
+    (d, a, s): page_statement(descending=d, after=a, status=s)
+    for d in (True, False)
+    for a in (True, False)
+    for s in (True, False)
+}
 
 # What raw sqlite3 hands back as text or 0/1 where SQLAlchemy's types would have decoded them.
 _JSON_COLUMNS = frozenset(c.key for t in (tasks, api_keys) for c in t.c if isinstance(c.type, JSON))
@@ -156,11 +163,12 @@ class FastReads:
         return row_to_task(rows[0]) if rows else None
 
     async def page(
-        self, *, owner: str, after: str | None, limit: int, descending: bool
+        self, *, owner: str, after: str | None, limit: int, descending: bool, status: str | None = None
     ) -> tuple[list[TaskSummary], bool]:
         """One page of an owner's live tasks (see `page_statement`), and whether more follow."""
-        stmt = self._pages[(descending, after is not None)]
-        rows = await self._driver.fetch(stmt, {"owner": owner, "after": after, "limit": limit + 1})
+        stmt = self._pages[(descending, after is not None, status is not None)]
+        params = {"owner": owner, "after": after, "limit": limit + 1, "status": status}
+        rows = await self._driver.fetch(stmt, params)
         return [summary_from_row(r) for r in rows[:limit]], len(rows) > limit
 
     async def aclose(self) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import Update, bindparam, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -78,26 +78,39 @@ class RefundPolicy:
         return min(hold, hold if charge is None else charge) if charged else 0
 
 
+def hold_statement() -> Update:
+    """Raise the key's `held` by `:amount` if `balance - held` covers it (or the key is unlimited): one
+    conditional UPDATE, so it is atomic under concurrent creates. Params: key_id, amount. A row is
+    returned when the hold was made."""
+    covered = or_(api_keys.c.balance.is_(None), api_keys.c.balance - api_keys.c.held >= bindparam("amount"))
+    return (
+        update(api_keys)
+        .where(api_keys.c.id == bindparam("key_id"), covered)
+        .values(held=api_keys.c.held + bindparam("amount"))
+        .returning(api_keys.c.id)
+    )
+
+
+def hold_entry(*, key_id: str, task_id: str, amount: int, now: int) -> dict[str, Any]:
+    """The `hold` entry's row, for the transaction that made the hold."""
+    return {"key_id": key_id, "task_id": task_id, "attempt": FIRST_ATTEMPT, "kind": HOLD,
+            "amount": amount, "created_at": now}  # fmt: skip
+
+
+def insufficient(amount: int, available: int | None) -> InsufficientQuota:
+    return InsufficientQuota(
+        f"This request costs up to {format_credits(amount)} credits and this API key has "
+        f"{format_credits(available)} available. Top the key up, or ask its operator to.",
+    )
+
+
 async def hold(conn: AsyncConnection, *, key_id: str, task_id: str, amount: int, now: int) -> None:
     """Inside the create's transaction: hold `amount` on the key for `task_id`, or raise
     InsufficientQuota when its balance (less what it already holds) cannot cover it."""
-    covered = or_(api_keys.c.balance.is_(None), api_keys.c.balance - api_keys.c.held >= amount)
-    query = (
-        update(api_keys)
-        .where(api_keys.c.id == key_id, covered)
-        .values(held=api_keys.c.held + amount)
-        .returning(api_keys.c.id)
-    )
-    if (await conn.execute(query)).first() is None:
-        available = await _available(conn, key_id)
-        raise InsufficientQuota(
-            f"This request costs up to {format_credits(amount)} credits and this API key has "
-            f"{format_credits(available)} available. Top the key up, or ask its operator to.",
-        )
+    if (await conn.execute(hold_statement(), {"key_id": key_id, "amount": amount})).first() is None:
+        raise insufficient(amount, await available(conn, key_id))
     await conn.execute(
-        insert(ledger_entries).values(
-            key_id=key_id, task_id=task_id, attempt=FIRST_ATTEMPT, kind=HOLD, amount=amount, created_at=now
-        )
+        insert(ledger_entries).values(hold_entry(key_id=key_id, task_id=task_id, amount=amount, now=now))
     )
 
 
@@ -220,7 +233,8 @@ async def _insert_unless_present(conn: AsyncConnection, values: dict[str, Any]) 
     return (await conn.execute(query)).first() is not None
 
 
-async def _available(conn: AsyncConnection, key_id: str) -> int | None:
+async def available(conn: AsyncConnection, key_id: str) -> int | None:
+    """What the key may still hold (None: unlimited)."""
     query = select(api_keys.c.balance, api_keys.c.held).where(api_keys.c.id == key_id)
     row = (await conn.execute(query)).first()
     if row is None or row[0] is None:

@@ -51,7 +51,7 @@ from vidgate.store.create_batch import DB_NOW, NewTask, SqliteCreateWriter
 from vidgate.store.db import write_transaction
 from vidgate.store.dbtime import QueueClock
 from vidgate.store.fast_reads import FastReads, page_statement
-from vidgate.store.tables import api_keys, task_events, tasks
+from vidgate.store.tables import api_keys, ledger_entries, task_events, tasks
 from vidgate.store.task_rows import (
     Claim,
     ClaimLost,
@@ -182,16 +182,13 @@ class TaskStore:
         }
         try:
             replay = await self._insert_new(
-                values,
-                event,
-                cap=max_active_tasks,
-                hold=hold,
-                idempotency_key=idempotency_key,
+                NewTask(values, event, hold), cap=max_active_tasks, idempotency_key=idempotency_key
             )
-            if replay is not None:  # at the cap, a concurrent create with this key won: answer with it
+            if replay is not None:  # refused, but a concurrent create with this key won: answer with it
                 return self._idempotent_match(replay, request_hash)
-        except IntegrityError:
-            # Two concurrent creates with one idempotency key: the loser answers with the winner's task.
+        except (IntegrityError, InsufficientQuota):
+            # Two concurrent creates with one idempotency key: the loser (refused by the unique key, or
+            # by a balance the winner's hold used up) answers with the winner's task.
             if idempotency_key is None:
                 raise
             existing = await self._by_idempotency_key(owner, idempotency_key)
@@ -202,63 +199,87 @@ class TaskStore:
         assert task is not None
         return task
 
-    async def _insert_new(
-        self,
-        values: dict[str, Any],
-        event: dict[str, Any],
-        *,
-        cap: int | None,
-        hold: int,
-        idempotency_key: str | None,
-    ) -> Task | None:
-        """Insert a new task and its first event in one transaction, due at once by the queue clock.
+    async def _insert_new(self, new: NewTask, *, cap: int | None, idempotency_key: str | None) -> Task | None:
+        """Insert a new task and its first event in one transaction, due at once by the queue clock,
+        holding its price on the owner's key in that transaction (`ledger.hold`; InsufficientQuota).
 
-        With `cap` (the owner's limit on tasks in flight), the owner's active tasks are counted in the
-        same transaction (see `_admit_within_cap`); with `hold`, its price is held on the owner's key
-        there too (`ledger.hold`). Refused (429, 402), or the task an idempotency key already names is
-        returned instead: a replay is answered, never refused. The grouped writers only insert, so such
-        a create takes a transaction of its own; on SQLite both hold the one writer lock, so counts and
-        balances stay exact.
+        Creates go in groups (one commit for all that arrived meanwhile; SQLite: store/create_batch.py,
+        PostgreSQL: `_insert_group`). With `cap` (the owner's limit on tasks in flight) the owner's
+        active tasks are counted in the same transaction (see `_admit_within_cap`), which a group cannot
+        do, so such a create takes a transaction of its own: refused (429), or the task an idempotency
+        key already names is returned instead (a replay is answered, never refused). On SQLite every
+        writer holds the one writer lock, so counts and balances stay exact either way.
         """
-        if cap is None and not hold:
+        if cap is None:
             if self._creates is not None:
                 now = DB_NOW if self.queue_clock.clock is None else self.queue_clock.clock.now_ms()
-                await self._creates.insert({**values, "next_run_at": now}, event)
+                await self._creates.insert(replace(new, row={**new.row, "next_run_at": now}))
                 return None
             if self._pg_groups is not None:
-                await self._pg_groups.submit((values, event))
+                await self._pg_groups.submit(new)
                 return None
-        owner = values["owner"]
+        owner = new.row["owner"]
         async with self._write() as conn:
             try:
                 if cap is not None:
                     await _admit_within_cap(conn, owner, cap)
-                if hold:
+                if new.hold:
                     await ledger.hold(
-                        conn, key_id=owner, task_id=values["id"], amount=hold, now=values["created_at"]
+                        conn, key_id=owner, task_id=new.row["id"], amount=new.hold, now=new.row["created_at"]
                     )
             except (RateLimited, InsufficientQuota):
                 replay = None if idempotency_key is None else await _by_key_in(conn, owner, idempotency_key)
                 if replay is None:
                     raise
                 return replay
-            await conn.execute(insert(tasks).values(**values, next_run_at=self.queue_clock.expr()))
-            await conn.execute(insert(task_events).values(**event))
+            await conn.execute(insert(tasks).values(**new.row, next_run_at=self.queue_clock.expr()))
+            await conn.execute(insert(task_events).values(**new.event))
         return None
 
     async def _insert_group(self, group: list[NewTask]) -> list[Exception | None]:
-        """PostgreSQL: the new tasks queued meanwhile, in one transaction of two statements. A task a
-        unique constraint refuses (an idempotency key used concurrently) is skipped, not inserted, and
-        fails alone with IntegrityError, as its own INSERT would have."""
-        rows = [{**values, "next_run_at": self.queue_clock.expr()} for values, _ in group]
-        insert_all = pg_insert(tasks).values(rows).on_conflict_do_nothing().returning(tasks.c.id)
+        """PostgreSQL: the new tasks queued meanwhile, in one transaction. Holds first, one conditional
+        UPDATE each in key order (so two groups lock keys in the same order and never deadlock); a task
+        its key cannot cover fails alone with InsufficientQuota. Then one multi-row INSERT: a task a
+        unique constraint refuses (an idempotency key used concurrently) is skipped, its hold given
+        back, and it fails alone with IntegrityError, as its own INSERT would have."""
+        outcomes: dict[int, Exception | None] = {}
         async with self._write() as conn:
-            inserted = set((await conn.execute(insert_all)).scalars())
-            events = [event for values, event in group if values["id"] in inserted]
+            for i, new in sorted(enumerate(group), key=lambda item: item[1].row["owner"]):
+                if new.hold:
+                    params = {"key_id": new.row["owner"], "amount": new.hold}
+                    if (await conn.execute(ledger.hold_statement(), params)).first() is None:
+                        outcomes[i] = ledger.insufficient(
+                            new.hold, await ledger.available(conn, new.row["owner"])
+                        )
+            held = [(i, new) for i, new in enumerate(group) if i not in outcomes]
+            inserted: set[str] = set()
+            if held:
+                rows = [{**new.row, "next_run_at": self.queue_clock.expr()} for _, new in held]
+                insert_all = pg_insert(tasks).values(rows).on_conflict_do_nothing().returning(tasks.c.id)
+                inserted = set((await conn.execute(insert_all)).scalars())
+            refused = IntegrityError(
+                "INSERT INTO tasks", None, Exception("a unique constraint refused the task")
+            )
+            events, entries = [], []
+            for i, new in held:
+                if new.row["id"] not in inserted:
+                    outcomes[i] = refused
+                    if new.hold:  # give back what was held for a task that was not made
+                        await conn.execute(
+                            update(api_keys)
+                            .where(api_keys.c.id == new.row["owner"])
+                            .values(held=api_keys.c.held - new.hold)
+                        )
+                    continue
+                events.append(new.event)
+                if new.hold:
+                    entries.append(ledger.hold_entry(key_id=new.row["owner"], task_id=new.row["id"],
+                                                     amount=new.hold, now=new.row["created_at"]))  # fmt: skip
             if events:
                 await conn.execute(insert(task_events), events)
-        refused = IntegrityError("INSERT INTO tasks", None, Exception("a unique constraint refused the task"))
-        return [None if values["id"] in inserted else refused for values, _ in group]
+            if entries:
+                await conn.execute(insert(ledger_entries), entries)
+        return [outcomes.get(i) for i in range(len(group))]
 
     @staticmethod
     def _idempotent_match(existing: Task, request_hash: str | None) -> Task:
@@ -288,14 +309,25 @@ class TaskStore:
         return row_to_task(row) if row else None
 
     async def list_page(
-        self, *, owner: str, after: str | None, limit: int, descending: bool
+        self,
+        *,
+        owner: str,
+        after: str | None,
+        limit: int,
+        descending: bool,
+        status: TaskStatus | None = None,
     ) -> tuple[list[TaskSummary], bool]:
-        """One page of an owner's tasks by id (= creation time), and whether more follow."""
+        """One page of an owner's tasks by id (= creation time), only those in `status` if given, and
+        whether more follow."""
+        wanted = None if status is None else status.value
         if self._reads is not None:
-            return await self._reads.page(owner=owner, after=after, limit=limit, descending=descending)
-        query = page_statement(descending=descending, after=after is not None)
+            return await self._reads.page(
+                owner=owner, after=after, limit=limit, descending=descending, status=wanted
+            )
+        query = page_statement(descending=descending, after=after is not None, status=wanted is not None)
+        params = {"owner": owner, "after": after, "limit": limit + 1, "status": wanted}
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(query, {"owner": owner, "after": after, "limit": limit + 1})).all()
+            rows = (await conn.execute(query, params)).all()
         return [summary_from_row(tuple(r)) for r in rows[:limit]], len(rows) > limit
 
     async def events(self, ulid: str) -> list[TaskEvent]:

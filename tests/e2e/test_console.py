@@ -1,0 +1,493 @@
+"""The web console (`/console`) in a real headless Chromium against a real `vidgate serve` (SQLite, the
+built-in engine), every request off loopback refused: sign in, make a video from an uploaded image and
+watch it complete and play, find it in the history and delete it, a validation error at its field, an
+admin making a key and reading usage, and a key that is not an admin's seeing no admin page. At a 390 px
+phone width and a desktop one; screenshots of the main screens go to `artifacts/console/` (not
+committed).
+
+Needs Chromium (Debian: `apt-get install chromium`) and the `playwright` package from the test extra;
+skipped without them, except where VIDGATE_TEST_REQUIRE_BROWSER=1 (CI) makes that a failure."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from PIL import Image, ImageDraw
+
+from tests.e2e.processes import Deployment, write_config
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+BROWSER_REQUIRED = os.environ.get("VIDGATE_TEST_REQUIRE_BROWSER") == "1"
+ARTIFACTS = Path(__file__).parents[2] / "artifacts" / "console"
+TIMEOUT_MS = 30_000
+RENDER_TIMEOUT_MS = 90_000
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 860}
+# The one channel: the built-in engine, with fewer durations than the console offers (to see a
+# server-side validation error at its field) and a low frame rate (short renders).
+ANIMATE = {
+    "name": "local",
+    "kind": "animate",
+    "models": ["sora-2"],
+    "durations": [4, 8],
+    "options": {"fps": 12},
+}
+
+
+def paint_a_boat(path: Path) -> None:
+    """A small picture to upload: dawn sky, sun, water, a paper boat."""
+    w, h = 960, 540
+    picture = Image.new("RGB", (w, h))
+    draw = ImageDraw.Draw(picture)
+    for y in range(h):
+        t = y / h
+        sky = (int(250 - 90 * t), int(170 + 30 * t), int(120 + 120 * t))
+        water = (int(40 + 30 * t), int(90 + 40 * t), int(150 + 30 * t))
+        draw.line([(0, y), (w, y)], fill=sky if y < h * 0.62 else water)
+    draw.ellipse([600, 120, 720, 240], fill=(255, 236, 170))
+    draw.polygon([(330, 360), (630, 360), (580, 410), (380, 410)], fill=(245, 245, 240))
+    draw.polygon([(470, 220), (470, 360), (580, 360)], fill=(255, 255, 255))
+    draw.polygon([(460, 240), (460, 360), (370, 360)], fill=(225, 228, 235))
+    picture.save(path)
+
+
+def browser_or_skip() -> str:
+    missing = [
+        what
+        for what, present in (
+            ("the chromium browser", CHROMIUM is not None),
+            ("the playwright package", importlib.util.find_spec("playwright") is not None),
+        )
+        if not present
+    ]
+    if missing:
+        message = f"the console browser test needs {' and '.join(missing)}"
+        if BROWSER_REQUIRED:
+            pytest.fail(f"VIDGATE_TEST_REQUIRE_BROWSER=1 but {message}")
+        pytest.skip(message)
+    assert CHROMIUM is not None
+    return CHROMIUM
+
+
+def is_error(message: Any) -> bool:
+    return bool(message.type == "error" and not message.text.startswith(EXPECTED_HTTP_ERROR))
+
+
+EXPECTED_HTTP_ERROR = "Failed to load resource: the server responded with a status of 4"
+
+
+@dataclass
+class Console:
+    dep: Deployment
+    browser: Any
+    user_key: str
+    admin_key: str
+    image: Path
+    refused: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"{self.dep.base_url}/console/"
+
+    def page(self, viewport: dict[str, int]) -> Any:
+        context = self.browser.new_context(viewport=viewport, color_scheme="light")
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+
+        def loopback_only(route: Any) -> None:
+            url = urlsplit(route.request.url)
+            if url.scheme in ("http", "https", "ws", "wss") and url.hostname != "127.0.0.1":
+                self.refused.append(route.request.url)
+                route.abort("internetdisconnected")
+            else:
+                route.continue_()
+
+        page.route("**/*", loopback_only)
+        # A CSP violation or a script error is a console error: none may happen. (An HTTP error answer
+        # is logged too; those are expected: a wrong key's 401, a non-admin's 404, a refused create's 400.)
+        page.on("console", lambda m: self.page_errors.append(m.text) if is_error(m) else None)
+        page.on("pageerror", lambda e: self.page_errors.append(str(e)))
+        page.goto(self.url)
+        return page
+
+    def sign_in(self, page: Any, key: str) -> None:
+        page.get_by_label("API key", exact=True).fill(key)
+        page.get_by_role("button", name="Sign in").click()
+        page.locator("#view-playground").wait_for(state="visible")
+
+    def api(self, key: str) -> httpx.Client:
+        return self.dep.client(key)
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    chromium = browser_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    root = tmp_path_factory.mktemp("console")
+    # And a model whose videos never finish (a scripted channel that keeps answering "running").
+    slow = {"name": "slow", "kind": "scripted", "models": ["slow"]}
+    slow["options"] = {"polls": 1_000_000, "poll_after": 0.5, "state_dir": str(root / "slow")}
+    config = write_config(root / "vidgate.toml", worker={"idle_poll_seconds": 0.2}, channels=[ANIMATE, slow])
+    dep = Deployment(root, f"sqlite+aiosqlite:///{root / 'data' / 'vidgate.db'}", config)
+    image = root / "boat.png"
+    paint_a_boat(image)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        dep.serve()
+        user_key, admin_key = dep.new_key(), dep.new_key("--admin")
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium)
+            try:
+                yield Console(dep, browser, user_key, admin_key, image)
+            finally:
+                browser.close()
+    finally:
+        dep.stop_all()
+
+
+@pytest.fixture
+def clean(console: Console) -> Iterator[Console]:
+    """No request left loopback and the pages logged no error (CSP violations included)."""
+    console.refused.clear()
+    console.page_errors.clear()
+    yield console
+    assert console.refused == []
+    assert console.page_errors == []
+
+
+def fits(page: Any) -> None:
+    """Nothing wider than the viewport (no sideways scrolling on a phone)."""
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+UNLABELLED = """() => [...document.querySelectorAll("input, select, textarea, button, a[href]")]
+    .filter((e) => e.getClientRects().length > 0)
+    .filter((e) => !(e.labels?.length || e.getAttribute("aria-label") || e.textContent.trim()))
+    .map((e) => e.id || e.outerHTML.slice(0, 80))"""
+
+
+def shot(page: Any, name: str) -> None:
+    """Save a screenshot of the screen, once it fits the width and every control on it has a name."""
+    fits(page)
+    assert page.evaluate(UNLABELLED) == []
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+@pytest.mark.parametrize(("viewport", "width"), [(PHONE, "phone"), (DESKTOP, "desktop")])
+def test_a_wrong_key_gets_a_clear_message_and_signing_out_forgets_the_key(
+    clean: Console, viewport: dict[str, int], width: str
+) -> None:
+    from playwright.sync_api import expect
+
+    page = clean.page(viewport)
+    shot(page, f"{width}-sign-in")
+    page.get_by_label("API key", exact=True).fill("vg-not-a-key")
+    page.get_by_label("API key", exact=True).press("Enter")  # the keyboard alone signs in
+    expect(page.locator("#signin-error")).to_contain_text("not accepted")
+    expect(page.get_by_label("API key", exact=True)).to_have_attribute("aria-invalid", "true")
+
+    clean.sign_in(page, clean.user_key)
+    stored = page.evaluate("() => Object.values(sessionStorage)")
+    assert clean.user_key in stored
+    assert page.evaluate("() => Object.values(localStorage)") == []
+    assert clean.user_key not in page.url
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.locator("#view-signin")).to_be_visible()
+    assert clean.user_key not in page.evaluate("() => Object.values(sessionStorage)")
+    assert clean.user_key not in clean.dep.log("serve")  # never in a URL the access log shows
+    page.context.close()
+
+
+@pytest.mark.parametrize(("viewport", "width"), [(PHONE, "phone"), (DESKTOP, "desktop")])
+def test_a_video_from_an_uploaded_image_renders_plays_is_in_the_history_and_is_deleted(
+    clean: Console, viewport: dict[str, int], width: str
+) -> None:
+    from playwright.sync_api import expect
+
+    page = clean.page(viewport)
+    clean.sign_in(page, clean.user_key)
+    # CJK text round-trips on the phone (this machine's Chromium may lack a CJK font to draw it).
+    prompt = "纸船在池塘上 a paper boat (phone)" if width == "phone" else "A paper boat on a pond at dawn"
+    page.get_by_label("Prompt", exact=True).fill(prompt)
+    if width == "phone":  # dropped onto the drop zone, as a file dragged from the desktop would be
+        data = clean.image.read_bytes()
+        handle = page.evaluate_handle(
+            """(bytes) => {
+                const transfer = new DataTransfer();
+                transfer.items.add(new File([new Uint8Array(bytes)], "boat.png", {type: "image/png"}));
+                return transfer;
+            }""",
+            list(data),
+        )
+        page.dispatch_event("#drop", "drop", {"dataTransfer": handle})
+    else:
+        page.locator("#f-file").set_input_files(str(clean.image))
+    expect(page.locator("#image-preview")).to_be_visible()
+    page.get_by_label("Orientation", exact=True).select_option("landscape")
+    page.get_by_label("Size", exact=True).select_option("small")
+    page.get_by_label("Duration", exact=True).select_option("4")
+    task = page.locator("#task")
+    page.evaluate(
+        """() => {
+            window.layoutShift = 0;
+            new PerformanceObserver((list) => {
+                for (const e of list.getEntries()) if (!e.hadRecentInput) window.layoutShift += e.value;
+            }).observe({type: "layout-shift"});
+        }"""
+    )
+    page.get_by_role("button", name="Make video").click()
+    status = page.locator("#task-status")
+    expect(status).not_to_have_text("none yet")
+    box_while_running = task.bounding_box()
+    expect(status).to_have_text("completed", timeout=RENDER_TIMEOUT_MS)
+    expect(page.locator("#task-progress")).to_have_js_property("value", 100)
+
+    # It plays: the browser decoded the MP4's metadata (a duration) and its time advances.
+    page.wait_for_function("() => document.getElementById('player').duration > 3.5")
+    duration = page.evaluate("() => document.getElementById('player').duration")
+    assert 3.5 < duration < 4.5
+    page.evaluate("() => { const v = document.getElementById('player'); v.muted = true; return v.play(); }")
+    page.wait_for_function("() => document.getElementById('player').currentTime > 0.2")
+    assert task.bounding_box() == box_while_running  # nothing moved while it rendered and once done
+    assert page.evaluate("() => window.layoutShift") < 0.01
+
+    # Download link, thumbnail and the spritesheet scrub (4 frames of a 4 s video, one per second).
+    href = page.get_by_role("link", name="Download").get_attribute("href")
+    assert href is not None and "/files/" in href and "video.mp4" in href
+    page.wait_for_function("() => document.getElementById('thumbnail').naturalWidth > 0")
+    expect(page.locator("#scrub")).to_have_attribute("data-tiles", "4")
+    scrub = page.locator("#scrub")
+    box = scrub.bounding_box()
+    assert box is not None
+    scrub.hover(position={"x": box["width"] * 0.9, "y": box["height"] / 2})
+    expect(scrub).to_have_attribute("data-frame", "3")
+    page.get_by_label("Scrub the spritesheet (click a frame to seek)", exact=True).focus()
+    page.keyboard.press("Home")
+    expect(scrub).to_have_attribute("data-frame", "0")
+    expect(page.locator("#remix-form")).to_be_visible()
+    shot(page, f"{width}-playground")
+    if width == "desktop":
+        page.emulate_media(color_scheme="dark")  # the dark scheme follows the system's
+        assert page.evaluate("() => getComputedStyle(document.body).backgroundColor") == "rgb(15, 18, 22)"
+        shot(page, "desktop-playground-dark")
+        page.emulate_media(color_scheme="light")
+
+    with clean.api(clean.user_key) as api:
+        [video] = [v for v in api.get("/v1/videos").json()["data"] if v["prompt"] == prompt]
+    if width == "desktop":  # a remix of the finished video becomes the video shown
+        page.get_by_label("New prompt", exact=True).fill("the same boat at night")
+        page.get_by_role("button", name="Remix this video").click()
+        expect(page.locator("#task-title")).to_have_text("the same boat at night")
+        expect(status).to_have_text("completed", timeout=RENDER_TIMEOUT_MS)
+        page.wait_for_function("() => document.getElementById('player').duration > 3.5")
+
+    page.get_by_role("link", name="History").click()
+    item = page.locator(f'.history-item[data-id="{video["id"]}"]')
+    expect(item).to_be_visible()
+    expect(item.locator(".badge")).to_have_text("completed")
+    expect(item).to_contain_text(prompt)
+    expect(item).to_contain_text("1280x720")
+    expect(item).to_contain_text("4 s")
+    page.wait_for_function(
+        "(id) => document.querySelector(`.history-item[data-id='${id}'] img.thumb`)?.naturalWidth > 0",
+        arg=video["id"],
+    )
+    page.locator("#history-status").select_option("failed")
+    expect(item).to_be_hidden()
+    page.locator("#history-status").select_option("completed")
+    expect(item).to_be_visible()
+    shot(page, f"{width}-history")
+
+    delete = item.get_by_role("button", name="Delete")
+    delete.click()
+    item.get_by_role("button", name="Really delete?").click()
+    expect(item).to_have_count(0)
+    with clean.api(clean.user_key) as api:
+        assert api.get(f"/v1/videos/{video['id']}").status_code == 404
+    page.context.close()
+
+
+def test_a_validation_error_is_shown_next_to_the_field_the_server_names(clean: Console) -> None:
+    from playwright.sync_api import expect
+
+    page = clean.page(DESKTOP)
+    clean.sign_in(page, clean.user_key)
+    page.get_by_label("Prompt", exact=True).fill("a boat")
+    page.get_by_label("Duration", exact=True).select_option("25")  # the channel makes only 4 and 8 s
+    page.get_by_role("button", name="Make video").click()
+    error = page.locator("#err-duration")
+    expect(error).to_contain_text("duration of 25 s is not available")
+    expect(page.get_by_label("Duration", exact=True)).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("Duration", exact=True)).to_be_focused()
+    expect(page.locator("#err-prompt")).to_be_hidden()
+
+    page.get_by_label("Duration", exact=True).select_option("4")
+    page.locator("#view-playground").get_by_label("Model", exact=True).fill("no-such-model")
+    page.get_by_role("button", name="Make video").click()
+    expect(page.locator("#err-model")).to_contain_text("not served here")
+    expect(error).to_be_hidden()
+
+    # An image by URL goes as JSON `input_reference.image_url`; the server refuses a loopback address
+    # before fetching anything, naming `input_reference`: shown at the image's URL field.
+    page.locator("#view-playground").get_by_label("Model", exact=True).fill("sora-2")
+    page.get_by_label("or an image URL", exact=True).fill("http://127.0.0.1:9/boat.png")
+    page.get_by_role("button", name="Make video").click()
+    expect(page.locator("#err-image")).not_to_be_empty()
+    expect(page.get_by_label("or an image URL", exact=True)).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#err-model")).to_be_hidden()
+    page.context.close()
+
+
+@pytest.mark.parametrize(("viewport", "width"), [(PHONE, "phone"), (DESKTOP, "desktop")])
+def test_an_admin_creates_a_key_and_sees_usage_tasks_and_channels(
+    clean: Console, viewport: dict[str, int], width: str
+) -> None:
+    from playwright.sync_api import expect
+
+    with clean.api(clean.user_key) as api:  # a task on the user's key, for the admin's views
+        made = api.post("/v1/videos", json={"prompt": f"usage {width}", "seconds": "4", "size": "1280x720"})
+        assert made.status_code == 200, made.text
+    page = clean.page(viewport)
+    clean.sign_in(page, clean.admin_key)
+    page.get_by_role("link", name="Keys").click()
+    page.get_by_label("Name", exact=True).fill(f"made in the console ({width})")
+    page.get_by_label("Balance (credits, empty = unlimited)", exact=True).fill("5")
+    page.get_by_role("button", name="Create key").click()
+    new_key = page.locator("#new-key-value")
+    expect(new_key).to_contain_text("vg-")
+    plaintext = new_key.inner_text()
+    expect(page.get_by_role("button", name="Copy")).to_be_focused()
+    with clean.api(plaintext) as api:
+        assert api.get("/v1/videos").status_code == 200  # the key shown works at once
+    row = page.locator("#keys-table tbody tr", has_text=f"made in the console ({width})")
+    expect(row).to_contain_text("5 of 5")
+    row.get_by_role("button", name="Top up").click()
+    page.get_by_label("Credits to add", exact=True).fill("2.5")
+    page.get_by_role("button", name="Add credits").click()
+    row = page.locator("#keys-table tbody tr", has_text=f"made in the console ({width})")
+    expect(row).to_contain_text("7.5 of 7.5")
+    shot(page, f"{width}-keys")
+    row.get_by_role("button", name="Revoke").click()
+    row.get_by_role("button", name="Really revoke?").click()
+    row = page.locator("#keys-table tbody tr", has_text=f"made in the console ({width})")
+    expect(row.locator(".badge")).to_have_text("revoked")
+    with clean.api(plaintext) as api:
+        assert api.get("/v1/videos").status_code == 401
+
+    page.get_by_role("link", name="Usage").click()
+    chart = page.locator("#usage-chart svg")
+    expect(chart).to_be_visible()
+    expect(chart.locator("rect.bar").first).to_be_visible()
+    expect(page.locator("#usage-legend")).to_contain_text("e2e")
+    expect(page.locator("#usage-table tbody tr").first).to_contain_text("sora-2")
+    page.get_by_label("Measure", exact=True).select_option("seconds_completed")
+    expect(chart).to_have_count(1)
+    shot(page, f"{width}-usage")
+
+    page.get_by_role("link", name="Tasks").click()
+    expect(page.locator("#tasks-table tbody tr", has_text=made.json()["id"])).to_be_visible()
+    page.locator("#t-status").select_option("cancelled")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("#tasks-table tbody")).to_contain_text("No tasks match")
+    page.locator("#t-status").select_option("")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("#tasks-table tbody tr", has_text=made.json()["id"])).to_be_visible()
+    shot(page, f"{width}-tasks")
+
+    page.get_by_role("link", name="Channels").click()
+    channel = page.locator('.channel[data-channel="local"]')
+    expect(channel).to_contain_text("circuit closed")
+    expect(channel).to_contain_text("In flight")
+    expect(channel).to_contain_text("Error rate (1 h)")
+    shot(page, f"{width}-channels")
+    page.context.close()
+
+
+def test_a_key_that_is_not_an_admins_sees_no_admin_page(clean: Console) -> None:
+    from playwright.sync_api import expect
+
+    page = clean.page(PHONE)
+    clean.sign_in(page, clean.user_key)
+    for name in ("Keys", "Usage", "Tasks", "Channels"):
+        expect(page.get_by_role("link", name=name)).to_have_count(0)
+    expect(page.get_by_role("link", name="History")).to_be_visible()
+    page.goto(f"{clean.url}#/admin/keys")
+    expect(page.locator("#view-notfound")).to_be_visible()
+    expect(page.locator("#view-admin\\/keys")).to_be_hidden()
+    with clean.api(clean.user_key) as api:
+        for path in ("/v1/admin/keys", "/v1/admin/usage", "/v1/admin/channels", "/v1/admin/tasks"):
+            answer = api.get(path)
+            assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
+    page.context.close()
+
+
+def test_the_history_pages_by_cursor_and_filters_by_status(clean: Console) -> None:
+    from playwright.sync_api import expect
+
+    key = clean.dep.new_key()
+    with clean.api(key) as api:
+        ids = []
+        for n in range(12):
+            made = api.post("/v1/videos", json={"prompt": f"page {n}", "seconds": "4", "size": "1280x720"})
+            ids.append(made.json()["id"])
+            api.post(f"/v1/videos/{made.json()['id']}/cancel")  # (a 409 if it already finished)
+    page = clean.page(DESKTOP)
+    clean.sign_in(page, key)
+    page.get_by_role("link", name="History").click()
+    items = page.locator(".history-item")
+    expect(items).to_have_count(10)
+    expect(items.first).to_have_attribute("data-id", ids[-1])  # newest first
+    expect(page.get_by_role("button", name="Newest")).to_be_disabled()
+    page.get_by_role("button", name="Older").click()
+    expect(items).to_have_count(2)
+    expect(items.last).to_have_attribute("data-id", ids[0])
+    expect(page.get_by_role("button", name="Older")).to_be_disabled()
+    page.get_by_role("button", name="Newest").click()
+    expect(items).to_have_count(10)
+    page.locator("#history-status").select_option("cancelled")
+    expect(page.locator('.history-item:not([data-status="cancelled"])')).to_have_count(0)
+    with clean.api(key) as api:
+        statuses = [v.get("error") or {} for v in api.get("/v1/videos", params={"limit": 100}).json()["data"]]
+    cancelled = sum(1 for error in statuses if error.get("code") == "cancelled")
+    expect(items).to_have_count(min(10, cancelled))
+    page.context.close()
+
+
+def test_a_running_video_is_cancelled_and_then_deleted(clean: Console) -> None:
+    from playwright.sync_api import expect
+
+    page = clean.page(DESKTOP)
+    clean.sign_in(page, clean.user_key)
+    page.get_by_label("Prompt", exact=True).fill("a video that never ends")
+    page.locator("#view-playground").get_by_label("Model", exact=True).fill("slow")
+    page.get_by_role("button", name="Make video").click()
+    status = page.locator("#task-status")
+    expect(status).to_have_text("in progress")
+    expect(page.locator("#task-live")).to_have_text("Video in progress.")
+    page.get_by_role("button", name="Cancel").click()
+    expect(status).to_have_text("cancelled")
+    expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
+    with clean.api(clean.user_key) as api:
+        [video] = [
+            v for v in api.get("/v1/videos").json()["data"] if v["prompt"] == "a video that never ends"
+        ]
+        assert video["error"]["code"] == "cancelled"
+    page.get_by_role("button", name="Delete").click()
+    page.get_by_role("button", name="Really delete?").click()
+    expect(status).to_have_text("deleted")
+    with clean.api(clean.user_key) as api:
+        assert api.get(f"/v1/videos/{video['id']}").status_code == 404
+    page.context.close()
