@@ -67,6 +67,8 @@ def unified_view(ctx: ViewContext, task: Task) -> dict[str, Any]:
         detail["remixed_from"] = unified_id(task.model, task.remixed_from)
     if warnings := (task.upstream_state or {}).get("warnings"):
         detail["warnings"] = warnings  # what the channel noticed, e.g. glyphs its card font lacked
+    if (seed := (task.upstream_state or {}).get("seed")) is not None:
+        detail["seed"] = seed  # the diffusion engine's seed: the same seed and inputs make the same video
     return {
         "id": unified_id(task.model, task.id),
         "object": "video",

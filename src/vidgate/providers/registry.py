@@ -40,6 +40,7 @@ Factory = Callable[[ChannelSettings, ProviderDeps], Provider]
 # "module:attribute" so that a kind's heavy imports (PyAV, numpy) happen only if it is configured.
 KINDS: dict[str, str] = {
     "animate": "vidgate.providers.animate:AnimateProvider",
+    "diffusion": "vidgate.providers.diffusion.provider:DiffusionProvider",
     "openai": "vidgate.providers.openai_videos:OpenAIVideosProvider",
     "unified": "vidgate.providers.unified:UnifiedRelayProvider",
     "scripted": "vidgate.testing.scripted:ScriptedProvider",
