@@ -13,6 +13,7 @@ from rich.console import Console
 
 from vidgate.cli_admin import admin_app
 from vidgate.cli_channels import channels_app
+from vidgate.cli_models import models_app
 from vidgate.cli_key_options import (
     LIMIT_OPTIONS,
     AllowedModel,
@@ -40,6 +41,7 @@ app.add_typer(channels_app, name="channels")
 app.add_typer(dev_app, name="dev")
 app.add_typer(video_app, name="video")
 app.add_typer(admin_app, name="admin")
+app.add_typer(models_app, name="models")
 err = Console(stderr=True)
 
 

@@ -110,3 +110,18 @@ def test_importing_the_app_and_the_kind_does_not_import_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_models_check_exits_0_1_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from vidgate.cli import app
+
+    runner = CliRunner()
+    ok = runner.invoke(app, ["models", "check", str(fake_model_dir(tmp_path / "ok"))])
+    assert ok.exit_code == 0 and "ok:" in ok.output
+    broken = fake_model_dir(tmp_path / "broken", without="tokenizer")
+    missing = runner.invoke(app, ["models", "check", str(broken)])
+    assert missing.exit_code == 1 and "component 'tokenizer' is missing" in missing.output
+    usage = runner.invoke(app, ["models", "check", str(broken), "--pipeline", "sdxl"])
+    assert usage.exit_code == 2
