@@ -114,6 +114,10 @@ async def test_remix_makes_a_new_video_from_a_completed_one(sdk_gateway) -> None
     assert remix.status in ("queued", "in_progress")
     done = await client.videos.poll(remix.id, poll_interval_ms=200)
     assert done.status == "completed" and done.prompt == "second" and done.seconds == "4"
+    # The remix reflects its new prompt: the same image under another prompt is not the same video.
+    first = (await client.videos.download_content(source.id)).content
+    second = (await client.videos.download_content(remix.id)).content
+    assert first != second
 
 
 async def test_delete_removes_the_video_and_its_media(sdk_gateway) -> None:

@@ -206,7 +206,8 @@ class _FrameRenderer:
     def __init__(self, job: AnimateJob) -> None:
         self.total = job.total_frames
         self._plates = [_Plate.build(src, job.width, job.height) for src in _sources(job)]
-        self._moves = [_Move.for_image(i, plate) for i, plate in enumerate(self._plates)]
+        turn = _prompt_turn(job.prompt) if job.images else 0.0
+        self._moves = [_Move.for_image(i, plate, turn) for i, plate in enumerate(self._plates)]
         self._segments = _plan_segments(self.total, len(self._plates), round(CROSSFADE_SECONDS * job.fps))
 
     def render(self, index: int) -> Frame:
@@ -353,11 +354,14 @@ class _Move:
     c1: tuple[float, float]
 
     @classmethod
-    def for_image(cls, index: int, plate: _Plate) -> _Move:
+    def for_image(cls, index: int, plate: _Plate, turn: float = 0.0) -> _Move:
         """Even images push in from the centred cover crop, odd ones pull back out to it, so
-        consecutive images move against each other; the zoomed-in end drifts off-centre."""
+        consecutive images move against each other; the zoomed-in end drifts off-centre, in a
+        direction turned by `turn` radians (see `_prompt_turn`)."""
         centre = (plate.y.width / 2, plate.y.height / 2)
-        dx, dy = _DIRECTIONS[index % len(_DIRECTIONS)]
+        bx, by = _DIRECTIONS[index % len(_DIRECTIONS)]
+        cos, sin = math.cos(turn), math.sin(turn)
+        dx, dy = bx * cos - by * sin, bx * sin + by * cos
         drifted = (centre[0] + dx * _DRIFT * plate.box_w, centre[1] + dy * _DRIFT * plate.box_h)
         # Clamp the drifted end where it is used (at MAX_ZOOM); with the zoom and the centre eased
         # together, a box inside the plate at both ends is inside it in between too.
@@ -397,6 +401,17 @@ class _Segment:
         frame of it is a copy of either image."""
         k = index - self.start
         return 1.0 if k >= self.fade_in else (k + 1) / (self.fade_in + 1)
+
+
+def _prompt_turn(prompt: str) -> float:
+    """How far the prompt turns the drift of every image, in radians: a render of images follows its
+    prompt (a remix of the same images with a new prompt moves differently, never a copy of the source
+    video), and the same prompt always gives the same motion. An empty prompt keeps the plain
+    directions."""
+    if not prompt.strip():
+        return 0.0
+    digest = hashlib.sha256(prompt.encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 * 2 * math.pi
 
 
 def _plan_segments(total: int, n_images: int, crossfade: int) -> list[_Segment]:
