@@ -13,7 +13,6 @@ from rich.console import Console
 
 from vidgate.cli_admin import admin_app
 from vidgate.cli_channels import channels_app
-from vidgate.cli_models import models_app
 from vidgate.cli_key_options import (
     LIMIT_OPTIONS,
     AllowedModel,
@@ -23,6 +22,7 @@ from vidgate.cli_key_options import (
     credits_option,
     key_limits,
 )
+from vidgate.cli_models import models_app
 from vidgate.cli_table import print_rows
 from vidgate.cli_video import video_app
 from vidgate.config import Settings

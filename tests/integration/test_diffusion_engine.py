@@ -153,3 +153,72 @@ async def test_the_gateway_makes_a_playable_mp4_with_its_seed(
         assert (stream.codec_context.width, stream.codec_context.height) == (1280, 720)
         assert float(stream.average_rate) == 2
         assert sum(1 for _ in container.decode(stream)) == 8  # 4 s at 2 fps: one 9-frame segment, trimmed
+
+
+async def test_out_of_memory_fails_the_task_with_its_code_and_the_worker_goes_on(
+    start_gateway, tiny_channel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+    from diffusers import WanTransformer3DModel
+
+    real_forward = WanTransformer3DModel.forward
+    calls: list[int] = []
+
+    def forward_once_out_of_memory(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real_forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(WanTransformer3DModel, "forward", forward_once_out_of_memory)
+    async with start_gateway(run_worker=True, channels=tiny_channel) as gw:
+        async with gw.client(await gw.new_key()) as client:
+            body = {"model": "wan2.2", "prompt": "a red boat", "orientation": "portrait", "duration": 4}
+            first = (await client.post("/v1/video/create", json=body)).json()["id"]
+            failed = await wait_for_status(client, first, timeout=240)
+            assert failed["status"] == "failed"
+            assert failed["error"]["code"] == "gpu_out_of_memory", failed["error"]
+            assert "out of memory" in failed["error"]["message"]
+            second = (await client.post("/v1/video/create", json=body)).json()["id"]
+            done = await wait_for_status(client, second, timeout=240)
+            assert done["status"] == "completed", done
+
+
+async def test_a_cancelled_step_sets_the_cancel_flag_and_the_queue_runs_the_next_job(tiny_channel) -> None:
+    """The provider's side of cancel: the job on the device thread sees the flag (the step callback then
+    raises); jobs run one at a time, in order."""
+    import anyio
+
+    from vidgate.providers.base import StepContext
+    from vidgate.providers.diffusion.generate import GenerationCancelled
+    from vidgate.providers.diffusion.provider import DiffusionProvider, _Progress
+
+    provider = DiffusionProvider(tiny_channel[0], deps=_Deps())  # type: ignore[arg-type]
+
+    async def no_progress(_: int) -> None:
+        return None
+
+    ctx = StepContext("t", Path("."), no_progress)
+    started, cancelled, order = threading.Event(), threading.Event(), []
+
+    def blocking() -> Any:
+        order.append("first")
+        started.set()
+        assert cancelled.wait(30)
+        raise GenerationCancelled()
+
+    def after() -> Any:
+        order.append("second")
+        return np.zeros((1, 2, 2, 3), np.uint8), {}
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(provider._run_on_queue, blocking, _Progress(), cancelled, ctx)
+        await anyio.to_thread.run_sync(started.wait, 30)
+        tg.cancel_scope.cancel()
+    assert cancelled.is_set()
+    frames, _ = await provider._run_on_queue(after, _Progress(), threading.Event(), ctx)
+    assert order == ["first", "second"] and frames.shape == (1, 2, 2, 3)
+
+
+class _Deps:
+    blobs = None
