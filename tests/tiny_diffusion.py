@@ -121,3 +121,30 @@ def build_tiny_wan_ti2v(model_dir: Path) -> Path:
     )
     pipe.save_pretrained(model_dir)
     return model_dir
+
+
+def build_tiny_ltx(model_dir: Path) -> Path:
+    """An LTX-Video-shaped pipeline with random weights (diffusers' fast-test shapes), saved to `model_dir`."""
+    import torch
+    from diffusers import (
+        AutoencoderKLLTXVideo,
+        FlowMatchEulerDiscreteScheduler,
+        LTXPipeline,
+        LTXVideoTransformer3DModel,
+    )
+    from transformers import T5Config, T5EncoderModel
+
+    from bench.diffusion_gpu import LTX_TINY
+
+    torch.manual_seed(0)
+    tokenizer = tiny_tokenizer()
+    cfg = LTX_TINY
+    pipe = LTXPipeline(
+        tokenizer=tokenizer,
+        text_encoder=T5EncoderModel(T5Config(**{**cfg["text_encoder"], "vocab_size": len(tokenizer)})),
+        vae=AutoencoderKLLTXVideo(**cfg["vae"]),
+        transformer=LTXVideoTransformer3DModel(**cfg["transformer"]),
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+    )
+    pipe.save_pretrained(model_dir)
+    return model_dir

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from tests.helpers import wait_for_status
-from tests.tiny_diffusion import build_tiny_wan_ti2v, require_diffusion_stack
+from tests.tiny_diffusion import build_tiny_ltx, build_tiny_wan_ti2v, require_diffusion_stack
 from vidgate.channel_config import ChannelSettings
 
 pytestmark = pytest.mark.anyio
@@ -222,3 +222,31 @@ async def test_a_cancelled_step_sets_the_cancel_flag_and_the_queue_runs_the_next
 
 class _Deps:
     blobs = None
+
+
+def test_ltx_loads_from_its_directory_and_makes_both_kinds_of_clip(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from vidgate.providers.diffusion.generate import GenerationJob, run_generation
+    from vidgate.providers.diffusion.loader import load_pipelines
+    from vidgate.providers.diffusion.plan import plan_segments
+
+    ltx = load_pipelines(str(build_tiny_ltx(tmp_path / "ltx")), "ltx", "cpu", "float32")
+    assert (ltx.grid, ltx.temporal) == (4, 4)  # the tiny VAE scales by 4 in space and time (8k+1 on 0.9.x)
+    path = tmp_path / "in.png"
+    Image.fromarray(np.full((40, 40, 3), 120, np.uint8)).save(path)
+    plan = plan_segments(12, segment_frames=9, temporal=ltx.temporal, crossfade=2)
+    for image in (None, str(path)):
+        steps: list[int] = []
+        j = GenerationJob("a boat", "", image, 32, 32, plan, 2, 3.0, 5, 16, 8)
+        frames = run_generation(ltx, j, lambda done, total: steps.append(done), threading.Event())
+        assert frames.shape == (12, 32, 32, 3) and steps == [1, 2, 3, 4]
+
+
+def test_the_gpu_bench_runs_its_tiny_mode_on_cpu(tiny_model_dir: Path) -> None:
+    from bench.diffusion_gpu import main
+
+    results = main(["--tiny"])
+    assert [r["pipeline"] for r in results] == ["wan-ti2v", "ltx"]
+    for r in results:
+        assert r["frames"] == 9 and r["steps_reported"] == 2 and r["stage_calls"]["vae_decode"] == 1
