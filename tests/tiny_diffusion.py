@@ -124,8 +124,9 @@ def build_tiny_wan_ti2v(model_dir: Path) -> Path:
 
 
 def build_tiny_ltx(model_dir: Path) -> Path:
-    """An LTX-Video-shaped pipeline with random weights (diffusers' fast-test shapes), saved to `model_dir`."""
+    """An LTX-Video-shaped pipeline with random weights (diffusers' fast-test shapes) in `model_dir`."""
     import torch
+    from bench.diffusion_gpu import LTX_TINY
     from diffusers import (
         AutoencoderKLLTXVideo,
         FlowMatchEulerDiscreteScheduler,
@@ -133,8 +134,6 @@ def build_tiny_ltx(model_dir: Path) -> Path:
         LTXVideoTransformer3DModel,
     )
     from transformers import T5Config, T5EncoderModel
-
-    from bench.diffusion_gpu import LTX_TINY
 
     torch.manual_seed(0)
     tokenizer = tiny_tokenizer()

@@ -239,7 +239,7 @@ def test_ltx_loads_from_its_directory_and_makes_both_kinds_of_clip(
     for image in (None, str(path)):
         steps: list[int] = []
         j = GenerationJob("a boat", "", image, 32, 32, plan, 2, 3.0, 5, 16, 8)
-        frames = run_generation(ltx, j, lambda done, total: steps.append(done), threading.Event())
+        frames = run_generation(ltx, j, lambda done, total, seen=steps: seen.append(done), threading.Event())
         assert frames.shape == (12, 32, 32, 3) and steps == [1, 2, 3, 4]
 
 
