@@ -124,8 +124,9 @@ def tiny_channel(tiny_model_dir: Path) -> Iterator[list[ChannelSettings]]:
         "steps": 2,
         "fps": 2,
         "max_area": 1024,
-        "segment_frames": 9,
-        "crossfade_frames": 2,
+        # 4 s at 2 fps = 8 frames: two chained 5-frame segments overlapping by one, on the full path.
+        "segment_frames": 5,
+        "crossfade_frames": 1,
         "max_sequence_length": 16,
     }
     yield [ChannelSettings(name="gpu", kind="diffusion", models=["wan2.2"], options=options)]
@@ -145,6 +146,7 @@ async def test_the_gateway_makes_a_playable_mp4_with_its_seed(
             state = await wait_for_status(client, r.json()["id"], timeout=240)
             assert state["status"] == "completed", state
             assert state["detail"]["engine"] == "diffusion" and state["detail"]["seed"] == 42
+            assert state["progress"] == 100
             video = (await client.get(state["video_url"])).content
     path = tmp_path / "out.mp4"
     path.write_bytes(video)
@@ -152,7 +154,7 @@ async def test_the_gateway_makes_a_playable_mp4_with_its_seed(
         stream = container.streams.video[0]
         assert (stream.codec_context.width, stream.codec_context.height) == (1280, 720)
         assert float(stream.average_rate) == 2
-        assert sum(1 for _ in container.decode(stream)) == 8  # 4 s at 2 fps: one 9-frame segment, trimmed
+        assert sum(1 for _ in container.decode(stream)) == 8  # 4 s at 2 fps, from two chained segments
 
 
 async def test_out_of_memory_fails_the_task_with_its_code_and_the_worker_goes_on(
@@ -250,3 +252,26 @@ def test_the_gpu_bench_runs_its_tiny_mode_on_cpu(tiny_model_dir: Path) -> None:
     assert [r["pipeline"] for r in results] == ["wan-ti2v", "ltx"]
     for r in results:
         assert r["frames"] == 9 and r["steps_reported"] == 2 and r["stage_calls"]["vae_decode"] == 1
+
+
+async def test_a_remix_generates_again_from_the_source_image_with_the_new_prompt(
+    start_gateway, tiny_channel
+) -> None:
+    png = io.BytesIO()
+    Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(png, "PNG")
+    data_uri = "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()
+    async with start_gateway(run_worker=True, channels=tiny_channel) as gw:
+        async with gw.client(await gw.new_key()) as client:
+            body = {"model": "wan2.2", "prompt": "a paper boat", "orientation": "landscape", "duration": 4}
+            r = await client.post("/v1/video/create", json={**body, "images": [data_uri]})
+            source = await wait_for_status(client, r.json()["id"], timeout=240)
+            assert source["status"] == "completed", source
+            openai_id = "video_" + source["id"].split(":task_")[-1]
+            r = await client.post(f"/v1/videos/{openai_id}/remix", json={"prompt": "a red cat"})
+            assert r.status_code == 200, r.text
+            remix = await wait_for_status(client, r.json()["id"], timeout=240)
+            assert remix["status"] == "completed", remix
+            assert remix["detail"]["input"]["images"], "the remix keeps the source's image"
+            first = (await client.get(source["video_url"])).content
+            second = (await client.get(remix["video_url"])).content
+    assert first != second
