@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import os
 import threading
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -210,17 +211,14 @@ class _Progress:
     atomic under the GIL)."""
 
     def __init__(self) -> None:
-        import time
-
-        self._time = time.perf_counter
-        self._started = self._time()
+        self._started = time.perf_counter()
         self.fraction = 0.0
 
     def step(self, done: int, total: int) -> None:
         self.fraction = done / total
 
     def elapsed(self) -> float:
-        return self._time() - self._started
+        return time.perf_counter() - self._started
 
 
 def _encode(frames: Frames, width: int, height: int, fps: int, fit: str, out: Path) -> None:
