@@ -3,8 +3,10 @@
 On a CUDA machine with no model weights (and no network): the published configs are built in code with
 random weights, straight on the GPU, and one segment is generated end to end through the diffusion
 engine's own generation code (text encoder, denoising steps, VAE decode). Printed: the time of each
-stage, the whole, and the peak GPU memory. Quality means nothing here (the weights are random); speed
-and memory do, since they depend only on the shapes.
+stage, the whole, the peak GPU memory, and the engine's time over one plain diffusers call with the same
+arguments, measured side by side after a warm-up of each (`engine_over_diffusers`; target <= 1.2).
+Quality means nothing here (the weights are random); speed and memory do, since they depend only on
+the shapes.
 
     python bench/diffusion_gpu.py                      # both pipelines, 720p-class, 50 steps (needs CUDA)
     python bench/diffusion_gpu.py --pipeline wan-ti2v --steps 8
@@ -285,7 +287,7 @@ def timed(loaded: Any, timings: Timings, sync: Callable[[], None]) -> Iterator[N
 def run(pipeline: str, *, tiny: bool, steps: int | None, device: str) -> dict[str, Any]:
     import torch
 
-    from vidgate.providers.diffusion.generate import GenerationJob, run_generation
+    from vidgate.providers.diffusion.generate import GenerationJob, pipeline_args, run_generation
     from vidgate.providers.diffusion.plan import plan_segments
 
     dtype = torch.float32 if tiny else torch.bfloat16
@@ -311,6 +313,25 @@ def run(pipeline: str, *, tiny: bool, steps: int | None, device: str) -> dict[st
         16 if tiny else 512,
         call["fps"],
     )
+
+    def engine() -> Any:
+        return run_generation(loaded, job, lambda done, total: None, threading.Event())
+
+    def diffusers_itself() -> Any:
+        args = pipeline_args(loaded, job, frames=plan.frames[0], seed=job.seed, image=None)
+        with torch.inference_mode():
+            return loaded.text_to_video(**args).frames
+
+    # Side by side, after a warm-up of each (kernels, allocator): the same segment through the engine and
+    # as one plain diffusers call with the same arguments; their ratio is what the engine adds.
+    side_by_side: dict[str, float] = {}
+    for name, fn in (("diffusers", diffusers_itself), ("engine", engine)):
+        fn()
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        side_by_side[name] = time.perf_counter() - t0
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     timings = Timings()
@@ -331,7 +352,10 @@ def run(pipeline: str, *, tiny: bool, steps: int | None, device: str) -> dict[st
         "steps": n_steps,
         "steps_reported": len(steps_seen),
         "build_s": round(build_s, 2),
-        "end_to_end_s": round(total_s, 2),
+        "end_to_end_s": round(total_s, 2),  # with the per-stage timers (a sync around each call)
+        "diffusers_call_s": round(side_by_side["diffusers"], 3),
+        "engine_s": round(side_by_side["engine"], 3),
+        "engine_over_diffusers": round(side_by_side["engine"] / side_by_side["diffusers"], 3),
         "stages_s": {k: round(v, 3) for k, v in timings.stages.items()},
         "stage_calls": timings.calls,
         "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,

@@ -252,6 +252,7 @@ def test_the_gpu_bench_runs_its_tiny_mode_on_cpu(tiny_model_dir: Path) -> None:
     assert [r["pipeline"] for r in results] == ["wan-ti2v", "ltx"]
     for r in results:
         assert r["frames"] == 9 and r["steps_reported"] == 2 and r["stage_calls"]["vae_decode"] == 1
+        assert r["diffusers_call_s"] > 0 and r["engine_over_diffusers"] > 0  # measured side by side
 
 
 async def test_a_remix_generates_again_from_the_source_image_with_the_new_prompt(

@@ -42,6 +42,32 @@ class GenerationJob:
 StepReporter = Callable[[int, int], None]  # (steps done, steps in all)
 
 
+def pipeline_args(
+    loaded: LoadedPipelines, job: GenerationJob, *, frames: int, seed: int, image: Image.Image | None
+) -> dict[str, Any]:
+    """The keyword arguments of one segment's pipeline call (bench/diffusion_gpu.py makes the same
+    call straight into diffusers, to show what this engine adds)."""
+    import torch
+
+    args: dict[str, Any] = {
+        "prompt": job.prompt,
+        "negative_prompt": job.negative_prompt or None,
+        "height": job.gen_height,
+        "width": job.gen_width,
+        "num_frames": frames,
+        "num_inference_steps": job.steps,
+        "guidance_scale": job.guidance,
+        "generator": torch.Generator(device="cpu").manual_seed(seed),
+        "output_type": "np",
+        "max_sequence_length": job.max_sequence_length,
+    }
+    if loaded.pipeline == "ltx":
+        args["frame_rate"] = job.fps
+    if image is not None:
+        args["image"] = image
+    return args
+
+
 def run_generation(
     loaded: LoadedPipelines, job: GenerationJob, on_step: StepReporter, cancelled: threading.Event
 ) -> Frames:
@@ -69,25 +95,9 @@ def run_generation(
                 raise GenerationCancelled()
             # One generator per segment, seeded from the job's seed: the same seed and inputs give the
             # same video, segment by segment.
-            generator = torch.Generator(device="cpu").manual_seed(job.seed + index)
-            args: dict[str, Any] = {
-                "prompt": job.prompt,
-                "negative_prompt": job.negative_prompt or None,
-                "height": job.gen_height,
-                "width": job.gen_width,
-                "num_frames": frames,
-                "num_inference_steps": job.steps,
-                "guidance_scale": job.guidance,
-                "generator": generator,
-                "output_type": "np",
-                "callback_on_step_end": step_end,
-                "max_sequence_length": job.max_sequence_length,
-            }
-            if loaded.pipeline == "ltx":
-                args["frame_rate"] = job.fps
+            args = pipeline_args(loaded, job, frames=frames, seed=job.seed + index, image=image)
+            args["callback_on_step_end"] = step_end
             pipe = loaded.text_to_video if image is None else loaded.image_to_video
-            if image is not None:
-                args["image"] = image
             with torch.inference_mode():
                 output = pipe(**args).frames
             segment = as_uint8(output[0])[:frames]
