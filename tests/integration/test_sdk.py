@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import itertools
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -98,6 +99,9 @@ async def test_create_and_wait_then_download_every_variant(rendering: Env, tmp_p
     )
     assert path == tmp_path / "boat.mp4"
     size = path.stat().st_size
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # like any new file, not mkstemp's 0600
     assert progress[-1] == (size, size) and all(a[0] < b[0] for a, b in itertools.pairwise(progress))
     with av.open(str(path)) as container:
         stream = container.streams.video[0]

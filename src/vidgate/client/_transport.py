@@ -161,6 +161,13 @@ def _connection_error(call: Call, exc: httpx.TransportError, attempts: int) -> A
 # Runners --------------------------------------------------------------------------------------------
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 class _Download:
     """A download written to a temporary file beside the target and renamed into place only when
     complete, so a failed or retried download never leaves a truncated file under the real name."""
@@ -184,6 +191,8 @@ class _Download:
 
     def commit(self) -> None:
         self.file.close()
+        # mkstemp makes the file 0600; the download should get the mode any new file of the user gets.
+        os.chmod(self.tmp, 0o666 & ~_umask())
         self.tmp.replace(self.target)
 
     def abort(self) -> None:
