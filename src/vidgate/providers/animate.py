@@ -24,16 +24,14 @@ from vidgate.domain.routing import ChannelTraits, RemixSupport
 from vidgate.engines.animate import AnimateJob
 from vidgate.engines.card_fonts import INSTALL_HINT, check_font_file, cjk_capable, default_font_path
 from vidgate.providers.base import (
-    FetchedResult,
     ProbeResult,
     ProviderError,
     StepContext,
     StoredMedia,
     SubmitRequest,
     UpstreamJob,
-    UpstreamState,
-    UpstreamStatus,
 )
+from vidgate.providers.builtin_engine import StoredResultEngine
 from vidgate.providers.registry import ProviderDeps
 from vidgate.providers.render_process import render_in_subprocess
 from vidgate.store.blobs import media_key
@@ -54,7 +52,8 @@ class AnimateOptions(BaseModel, extra="forbid"):
         return None if font is None else check_font_file(font)
 
 
-class AnimateProvider:
+class AnimateProvider(StoredResultEngine):
+    engine_name = "animate"
     traits = ChannelTraits(builtin_engine=True, remix=RemixSupport.RERENDER)
     Options = AnimateOptions
     needs_base_url = False
@@ -110,30 +109,6 @@ class AnimateProvider:
         if result.warnings:
             memo["warnings"] = list(result.warnings)  # shown in the task's detail
         return UpstreamJob(f"animate:{request.task_id}", memo=memo)
-
-    async def poll(self, job: UpstreamJob, ctx: StepContext) -> UpstreamStatus:
-        stored = job.memo.get("stored")
-        if not stored:
-            return UpstreamStatus(
-                UpstreamState.FAILED,
-                error_code="render_lost",
-                error_message="no rendered video",
-                retryable=True,
-            )
-        return UpstreamStatus(
-            UpstreamState.SUCCEEDED, progress=100, watermarked=False, stored=StoredMedia(**stored)
-        )
-
-    async def fetch(
-        self, job: UpstreamJob, status: UpstreamStatus, work_dir: Path, ctx: StepContext
-    ) -> FetchedResult:
-        raise ProviderError("internal_error", "the animate engine stores its result while rendering")
-
-    async def cancel(self, job: UpstreamJob) -> None:
-        return None  # a render in progress is killed when its step is cancelled
-
-    async def find_job(self, request: SubmitRequest) -> UpstreamJob | None:
-        return None  # renders leave nothing behind to find: a lost one is simply rendered again
 
     async def probe(self) -> ProbeResult:
         return ProbeResult(

@@ -25,16 +25,14 @@ from vidgate.domain.routing import ChannelTraits, RemixSupport
 from vidgate.media.encode import Mp4Writer
 from vidgate.media.previews import PreviewCollector
 from vidgate.providers.base import (
-    FetchedResult,
     ProbeResult,
     ProviderError,
     StepContext,
     StoredMedia,
     SubmitRequest,
     UpstreamJob,
-    UpstreamState,
-    UpstreamStatus,
 )
+from vidgate.providers.builtin_engine import StoredResultEngine
 from vidgate.providers.diffusion.device_queue import DeviceQueue, queue_for
 from vidgate.providers.diffusion.options import DiffusionOptions
 from vidgate.providers.diffusion.plan import Frames, fit_frame, generation_size, plan_segments
@@ -49,7 +47,8 @@ _PROGRESS_READ_SECONDS = 0.5
 _STEPS_FROM, _STEPS_TO = 2, 95
 
 
-class DiffusionProvider:
+class DiffusionProvider(StoredResultEngine):
+    engine_name = "diffusion"
     traits = ChannelTraits(builtin_engine=True, remix=RemixSupport.RERENDER)
     Options = DiffusionOptions
     needs_base_url = False
@@ -172,30 +171,6 @@ class DiffusionProvider:
             ) from None
         metrics.observe_render("diffusion", progress.elapsed())
         return result
-
-    async def poll(self, job: UpstreamJob, ctx: StepContext) -> UpstreamStatus:
-        stored = job.memo.get("stored")
-        if not stored:
-            return UpstreamStatus(
-                UpstreamState.FAILED,
-                error_code="render_lost",
-                error_message="no generated video",
-                retryable=True,
-            )
-        return UpstreamStatus(
-            UpstreamState.SUCCEEDED, progress=100, watermarked=False, stored=StoredMedia(**stored)
-        )
-
-    async def fetch(
-        self, job: UpstreamJob, status: UpstreamStatus, work_dir: Path, ctx: StepContext
-    ) -> FetchedResult:
-        raise ProviderError("internal_error", "the diffusion engine stores its result while generating")
-
-    async def cancel(self, job: UpstreamJob) -> None:
-        return None  # a generation in progress stops when its step is cancelled
-
-    async def find_job(self, request: SubmitRequest) -> UpstreamJob | None:
-        return None  # nothing is left behind to find: a lost generation is made again
 
     async def probe(self) -> ProbeResult:
         o = self.options
