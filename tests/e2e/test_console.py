@@ -10,9 +10,6 @@ skipped without them, except where VIDGATE_TEST_REQUIRE_BROWSER=1 (CI) makes tha
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +20,11 @@ import httpx
 import pytest
 from PIL import Image, ImageDraw
 
+from tests.browser import chromium_or_skip
 from tests.e2e.processes import Deployment, write_config
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-BROWSER_REQUIRED = os.environ.get("VIDGATE_TEST_REQUIRE_BROWSER") == "1"
 ARTIFACTS = Path(__file__).parents[2] / "artifacts" / "console"
 TIMEOUT_MS = 30_000
 RENDER_TIMEOUT_MS = 90_000
@@ -60,24 +56,6 @@ def paint_a_boat(path: Path) -> None:
     draw.polygon([(470, 220), (470, 360), (580, 360)], fill=(255, 255, 255))
     draw.polygon([(460, 240), (460, 360), (370, 360)], fill=(225, 228, 235))
     picture.save(path)
-
-
-def browser_or_skip() -> str:
-    missing = [
-        what
-        for what, present in (
-            ("the chromium browser", CHROMIUM is not None),
-            ("the playwright package", importlib.util.find_spec("playwright") is not None),
-        )
-        if not present
-    ]
-    if missing:
-        message = f"the console browser test needs {' and '.join(missing)}"
-        if BROWSER_REQUIRED:
-            pytest.fail(f"VIDGATE_TEST_REQUIRE_BROWSER=1 but {message}")
-        pytest.skip(message)
-    assert CHROMIUM is not None
-    return CHROMIUM
 
 
 def is_error(message: Any) -> bool:
@@ -133,7 +111,7 @@ class Console:
 
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
-    chromium = browser_or_skip()
+    chromium = chromium_or_skip("the console browser test")
     from playwright.sync_api import sync_playwright
 
     root = tmp_path_factory.mktemp("console")

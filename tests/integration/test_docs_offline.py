@@ -7,39 +7,22 @@ skipped without them, except where VIDGATE_TEST_REQUIRE_BROWSER=1 (CI) makes tha
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import re
-import shutil
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
+from tests.browser import chromium_or_skip
+
 pytestmark = pytest.mark.anyio
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-BROWSER_REQUIRED = os.environ.get("VIDGATE_TEST_REQUIRE_BROWSER") == "1"
 TIMEOUT_MS = 30_000
 
 
 @pytest.fixture
 def chromium() -> str:
-    missing = [
-        what
-        for what, present in (
-            ("the chromium browser", CHROMIUM is not None),
-            ("the playwright package", importlib.util.find_spec("playwright") is not None),
-        )
-        if not present
-    ]
-    if missing:
-        message = f"the /docs browser test needs {' and '.join(missing)}"
-        if BROWSER_REQUIRED:
-            pytest.fail(f"VIDGATE_TEST_REQUIRE_BROWSER=1 but {message}")
-        pytest.skip(message)
-    assert CHROMIUM is not None
-    return CHROMIUM
+    return chromium_or_skip("the /docs browser test")
 
 
 async def test_docs_work_offline_and_can_try_an_authenticated_route(
