@@ -37,7 +37,7 @@ from vidgate.store.tables import ledger_entries, task_events, tasks
 _MAX_GROUP = 256
 _DIALECT = sqlite.dialect(paramstyle="named")
 _JSON_COLUMNS = frozenset(c.key for t in (tasks, task_events) for c in t.c if isinstance(c.type, JSON))
-_HOLD_SQL = str(ledger.hold_statement().compile(dialect=_DIALECT))
+_HOLD_SQL = str(ledger.HOLD_STATEMENT.compile(dialect=_DIALECT))
 # The value meaning "the database's clock" (QueueClock.expr() without an injected clock).
 DB_NOW = object()
 

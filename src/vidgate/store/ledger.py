@@ -78,17 +78,18 @@ class RefundPolicy:
         return min(hold, hold if charge is None else charge) if charged else 0
 
 
-def hold_statement() -> Update:
-    """Raise the key's `held` by `:amount` if `balance - held` covers it (or the key is unlimited): one
-    conditional UPDATE, so it is atomic under concurrent creates. Params: key_id, amount. A row is
-    returned when the hold was made."""
-    covered = or_(api_keys.c.balance.is_(None), api_keys.c.balance - api_keys.c.held >= bindparam("amount"))
-    return (
-        update(api_keys)
-        .where(api_keys.c.id == bindparam("key_id"), covered)
-        .values(held=api_keys.c.held + bindparam("amount"))
-        .returning(api_keys.c.id)
+# Raise the key's `held` by `:amount` if `balance - held` covers it (or the key is unlimited): one
+# conditional UPDATE, so it is atomic under concurrent creates. Params: key_id, amount. A row is returned
+# when the hold was made. Built once: it runs on every priced create.
+HOLD_STATEMENT: Update = (
+    update(api_keys)
+    .where(
+        api_keys.c.id == bindparam("key_id"),
+        or_(api_keys.c.balance.is_(None), api_keys.c.balance - api_keys.c.held >= bindparam("amount")),
     )
+    .values(held=api_keys.c.held + bindparam("amount"))
+    .returning(api_keys.c.id)
+)
 
 
 def hold_entry(*, key_id: str, task_id: str, amount: int, now: int) -> dict[str, Any]:
@@ -107,7 +108,7 @@ def insufficient(amount: int, available: int | None) -> InsufficientQuota:
 async def hold(conn: AsyncConnection, *, key_id: str, task_id: str, amount: int, now: int) -> None:
     """Inside the create's transaction: hold `amount` on the key for `task_id`, or raise
     InsufficientQuota when its balance (less what it already holds) cannot cover it."""
-    if (await conn.execute(hold_statement(), {"key_id": key_id, "amount": amount})).first() is None:
+    if (await conn.execute(HOLD_STATEMENT, {"key_id": key_id, "amount": amount})).first() is None:
         raise insufficient(amount, await available(conn, key_id))
     await conn.execute(
         insert(ledger_entries).values(hold_entry(key_id=key_id, task_id=task_id, amount=amount, now=now))

@@ -247,7 +247,7 @@ class TaskStore:
             for i, new in sorted(enumerate(group), key=lambda item: item[1].row["owner"]):
                 if new.hold:
                     params = {"key_id": new.row["owner"], "amount": new.hold}
-                    if (await conn.execute(ledger.hold_statement(), params)).first() is None:
+                    if (await conn.execute(ledger.HOLD_STATEMENT, params)).first() is None:
                         outcomes[i] = ledger.insufficient(
                             new.hold, await ledger.available(conn, new.row["owner"])
                         )
