@@ -19,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     field_validator,
     model_validator,
@@ -26,6 +27,7 @@ from pydantic import (
 
 from vidgate.domain.pricing import ANY_MODEL, ModelPrice, Price, PriceList
 from vidgate.money import parse_credits
+from vidgate.redaction import Redactor
 
 WatermarkFree = Literal["always", "optional", "never"]
 Orientation = Literal["portrait", "landscape"]
@@ -117,6 +119,7 @@ class ChannelSettings(BaseModel):
         description='What a video costs here, per model (or "*" for every other model); none = free. '
         "See docs/accounts.md.",
     )
+    _redactor: Redactor | None = PrivateAttr(default=None)
 
     @field_validator("sizes")
     @classmethod
@@ -197,6 +200,15 @@ class ChannelSettings(BaseModel):
 
     def header_values(self) -> dict[str, str]:
         return {name: value.get_secret_value() for name, value in self.headers.items()}
+
+    @property
+    def redactor(self) -> Redactor:
+        """Removes this channel's secrets (api_key, header values, and tokens a provider derives from
+        them and adds) from upstream words before anyone sees them (`providers.secrets_guard`)."""
+        if self._redactor is None:
+            secrets = [self.api_key.get_secret_value()] if self.api_key else []
+            self._redactor = Redactor([*secrets, *self.header_values().values()])
+        return self._redactor
 
 
 def _orientation(size: str) -> str:

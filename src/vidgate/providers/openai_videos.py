@@ -51,6 +51,7 @@ from vidgate.providers.upstream_http import (
     parse_retry_after,
     probe_verdict,
     raise_for_status,
+    shown_word,
     unreachable,
 )
 from vidgate.providers.upstream_status import progress_percent, upstream_state
@@ -191,7 +192,7 @@ class OpenAIVideosProvider:
         )
 
     def _log_unknown_status(self, status: Any) -> None:
-        word = str(status)[:64]
+        word = shown_word(self.channel, status)
         if word not in self._unknown_statuses:
             self._unknown_statuses.add(word)
             log.warning("unknown upstream status; polling on", channel=self.channel.name, status=word)

@@ -20,7 +20,7 @@ from vidgate.config import Settings
 from vidgate.domain.routing import Catalog, ChannelProfile
 from vidgate.net.fetch import SafeFetcher
 from vidgate.providers.base import Provider
-from vidgate.providers.secrets_guard import SecretScrubbing, channel_secrets
+from vidgate.providers.secrets_guard import SecretScrubbing
 from vidgate.providers.upstream_http import UpstreamHttp
 from vidgate.store.blobs import BlobStore
 
@@ -144,7 +144,7 @@ class ProviderRegistry:
             if settings is None:
                 raise KeyError(f"channel {channel!r} is not configured")
             factory: Factory = provider_class(settings.kind)
-            built: Provider = SecretScrubbing(factory(settings, self.deps), channel_secrets(settings))
+            built: Provider = SecretScrubbing(factory(settings, self.deps), settings.redactor)
             self._built[channel] = provider = built
         return provider
 

@@ -1,8 +1,13 @@
-"""The last line between a channel's secrets and an error message a client or a log could see.
+"""The last line between a channel's secrets and what a client, an operator or a log could see.
 
 Upstreams echo what they were sent ("Incorrect API key provided: sk-..."), and those words become a
-task's `error.message`. Every provider is wrapped in `SecretScrubbing`, which replaces the channel's
-api_key and header values in whatever it raises or reports.
+task's `error.code` and `error.message`, the channel's health record and log lines. Every provider is
+wrapped in `SecretScrubbing`, which, for whatever it raises or reports:
+- removes the channel's secrets (api_key, header values, tokens derived from them) in any case and
+  common encoding (`vidgate.redaction`) BEFORE the text is cut to length, so no cut can leave a
+  secret's head behind;
+- keeps a code only if it looks like a code (a short `[a-z0-9_.-]` word that carries no secret);
+  anything else becomes `upstream_error`.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from vidgate.channel_config import ChannelSettings
 from vidgate.providers.base import (
     FetchedResult,
     ProbeResult,
@@ -22,35 +26,33 @@ from vidgate.providers.base import (
     UpstreamJob,
     UpstreamStatus,
 )
+from vidgate.providers.upstream_http import clean_error_code
+from vidgate.redaction import Redactor
 
-REDACTED = "[redacted]"
-_MIN_SECRET_CHARS = 4  # shorter values would redact ordinary words
-
-
-def channel_secrets(channel: ChannelSettings) -> list[str]:
-    values = [channel.api_key.get_secret_value()] if channel.api_key else []
-    values += [v for v in channel.header_values().values()]
-    return sorted((v for v in values if len(v) >= _MIN_SECRET_CHARS), key=len, reverse=True)
+MAX_MESSAGE_CHARS = 500
+GENERIC_CODE = "upstream_error"
 
 
 class SecretScrubbing:
     """A provider whose errors and statuses never carry its channel's secrets."""
 
-    def __init__(self, inner: Provider, secrets: list[str]) -> None:
+    def __init__(self, inner: Provider, redactor: Redactor) -> None:
         self.inner = inner
-        self.secrets = secrets
+        self.redactor = redactor
 
-    def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+    def message(self, text: str) -> str:
+        return self.redactor.redact(text)[:MAX_MESSAGE_CHARS]
+
+    def code(self, code: str) -> str:
+        clean = clean_error_code(code)
+        if clean is None or clean != code.lower() or self.redactor.contains_secret(clean):
+            return GENERIC_CODE
+        return clean
 
     def _clean(self, exc: ProviderError) -> ProviderError:
-        message = self.scrub(exc.message)
-        if message == exc.message:
-            return exc
-        exc.message = message
-        exc.args = (message,)
+        exc.code = self.code(exc.code)
+        exc.message = self.message(exc.message)
+        exc.args = (exc.message,)
         return exc
 
     async def _call(self, coro: Any) -> Any:
@@ -65,9 +67,13 @@ class SecretScrubbing:
 
     async def poll(self, job: UpstreamJob, ctx: StepContext) -> UpstreamStatus:
         status: UpstreamStatus = await self._call(self.inner.poll(job, ctx))
-        if status.error_message and self.scrub(status.error_message) != status.error_message:
-            status = replace(status, error_message=self.scrub(status.error_message))
-        return status
+        if status.error_code is None and status.error_message is None:
+            return status
+        return replace(
+            status,
+            error_code=None if status.error_code is None else self.code(status.error_code),
+            error_message=None if status.error_message is None else self.message(status.error_message),
+        )
 
     async def fetch(
         self, job: UpstreamJob, status: UpstreamStatus, work_dir: Path, ctx: StepContext
@@ -84,7 +90,7 @@ class SecretScrubbing:
 
     async def probe(self) -> ProbeResult:
         result: ProbeResult = await self._call(self.inner.probe())
-        return replace(result, verdict=self.scrub(result.verdict))
+        return replace(result, verdict=self.message(result.verdict))
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -62,7 +62,9 @@ from vidgate.providers.upstream_http import (
     mapped_transport_errors,
     probe_verdict,
     raise_for_status,
+    shown_word,
     unreachable,
+    upstream_text,
 )
 from vidgate.providers.upstream_status import dig, first_url, progress_percent, unwrap, upstream_state
 
@@ -198,7 +200,7 @@ class UnifiedRelayProvider:
         if state is None and isinstance(payload.get("successFlag"), int):
             state = _SUCCESS_FLAGS.get(payload["successFlag"])
         if state is None:
-            word = str(raw)[:64]
+            word = shown_word(self.channel, raw)
             if word not in self._unknown_statuses:
                 self._unknown_statuses.add(word)
                 log.warning("unknown upstream status; polling on", channel=self.channel.name, status=word)
@@ -316,7 +318,7 @@ def _poll_refusal(raw: Any, envelope_code: Any) -> ProviderError:
 def _failure(payload: dict[str, Any]) -> UpstreamStatus:
     code, message = error_fields(payload, "the channel reported a failure without a reason")
     code = code or clean_error_code(payload.get("errorCode") or payload.get("failCode"))
-    message = str(payload.get("errorMessage") or payload.get("failMsg") or message)[:500]
+    message = upstream_text(payload.get("errorMessage") or payload.get("failMsg"), message)
     if code == "watermark_removal_failed":
         return UpstreamStatus(UpstreamState.FAILED, error_code=code, error_message=message, retryable=True)
     if is_moderation(code, message):

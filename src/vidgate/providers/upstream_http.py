@@ -41,12 +41,15 @@ from vidgate.net.outbound_log import outbound_event_hooks
 from vidgate.providers.base import ProbeResult, ProviderError, ResultExpired, UpstreamOutcomeUnknown
 
 USER_AGENT = f"vidgate/{__version__}"
-_MAX_MESSAGE_CHARS = 500
+# Upstream messages are kept whole up to this bound (memory); the channel's SecretScrubbing removes
+# secrets and only then cuts them to their shown length, so no cut here can leave part of a key behind.
+_MAX_RAW_MESSAGE_CHARS = 16 * 1024
 _MAX_RETRY_AFTER_S = 3600.0
 _MODERATION = re.compile(
     r"moderation|content[_ ]?policy|policy[_ ]?violation|safety|sentinel_block|nsfw|inappropriate", re.I
 )
-_CODE_CHARS = re.compile(r"[^a-z0-9_.-]+")
+# What a code looks like: one short word. Anything else (a sentence, a key echoed back) is no code.
+_CODE = re.compile(r"[A-Za-z0-9_.-]{1,48}")
 VIDEO_CONTENT_TYPES = ("video/mp4", "application/octet-stream", "binary/octet-stream", "video/quicktime")
 _CHUNK = 256 * 1024
 
@@ -187,7 +190,8 @@ def json_or_none(response: httpx.Response) -> Any:
 
 
 def error_fields(body: Any, fallback: str) -> tuple[str | None, str]:
-    """(code, message) from any of the error shapes upstreams use; the message bounded in length."""
+    """(code, message) from any of the error shapes upstreams use. The message is not cut to its shown
+    length here: the channel's SecretScrubbing scrubs it first (see `_MAX_RAW_MESSAGE_CHARS`)."""
     code: Any = None
     message: Any = None
     if isinstance(body, dict):
@@ -200,17 +204,30 @@ def error_fields(body: Any, fallback: str) -> tuple[str | None, str]:
         message = message or body.get("message") or body.get("msg") or body.get("fail_reason")
         if not message and isinstance(body.get("detail"), str):
             message = body["detail"]  # FastAPI-style servers
-    clean_code = clean_error_code(code)
-    text = str(message) if message not in (None, "") else fallback
-    return clean_code, text[:_MAX_MESSAGE_CHARS]
+    return clean_error_code(code), upstream_text(message, fallback)
+
+
+def upstream_text(value: Any, fallback: str) -> str:
+    """An upstream's words as text, bounded for memory only (see `_MAX_RAW_MESSAGE_CHARS`)."""
+    text = str(value) if value not in (None, "") else fallback
+    return text[:_MAX_RAW_MESSAGE_CHARS]
+
+
+def shown_word(channel: ChannelSettings, value: Any) -> str:
+    """An upstream's word (an unknown status, say) fit for a log line: scrubbed of the channel's
+    secrets, then cut short."""
+    return channel.redactor.redact(str(value)[:1024])[:64]
 
 
 def clean_error_code(code: Any) -> str | None:
-    """A code fit for `error.code`: lower snake case; numbers (HTTP-ish envelope codes) are no name."""
-    if code is None or isinstance(code, (bool, int, float)):
+    """A code fit for `error.code`, lower-cased, or None for anything that does not look like a code
+    (the caller then uses a generic one); numbers (HTTP-ish envelope codes) are no name either."""
+    if not isinstance(code, str):
         return None
-    cleaned = _CODE_CHARS.sub("_", str(code).strip().lower()).strip("_")[:64]
-    return None if not cleaned or cleaned.isdigit() else cleaned
+    word = code.strip()
+    if not _CODE.fullmatch(word) or word.isdigit():
+        return None
+    return word.lower()
 
 
 def is_moderation(code: str | None, message: str) -> bool:

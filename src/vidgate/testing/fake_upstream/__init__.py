@@ -19,7 +19,9 @@ counts only the times it fired, so faults of one kind chain in the order listed.
 - create faults: `429=N`, `5xx=N` (503), `http200_error=N` (unified: HTTP 200 with an error body),
   `accept_then_drop=N` (job made, connection cut mid-body), `accept_then_hang=N` (job made, answer held
   hang_seconds), `moderation` (400 moderation_blocked; `moderation=job`: the job fails so later),
-  `no_idempotency` (every create is a new job).
+  `no_idempotency` (every create is a new job), `echo_key` (400 echoing the caller's bearer token in the
+  error's code, type and message, as upstreams and proxies do; `echo_key=job`: the job is made and
+  fails later with the token in its error).
 - poll faults: `poll5xx=N` (500), `poll_hang=N`, `malformed=N` (200 with truncated JSON).
 - outcomes: `fail=CODE` (+ `fail_jobs=N`: only the first N jobs of the prompt), `watermark_fail=N`
   (unified: `watermark: false` fails with watermark_removal_failed, `true` completes watermarked),

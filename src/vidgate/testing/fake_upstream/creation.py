@@ -27,12 +27,15 @@ BUSY_BODY = {"code": 500, "msg": "upstream busy, retry later", "data": None}
 
 
 def reject_fault(
-    state: FakeState, d: Directives, prompt: str | None, dialect: JobDialect
+    state: FakeState, d: Directives, prompt: str | None, dialect: JobDialect, credential: str | None
 ) -> tuple[str, Response] | None:
     """A fault that answers a create with an error and makes no job: (fault name, response), or None.
 
     Checked in this order (each counts only when it fires, so `#429=1 #5xx=1` gives 429 then 503):
-    429, 5xx, and for the unified dialect http200_error (an error carried in an HTTP 200 body).
+    429, 5xx, and for the unified dialect http200_error (an error carried in an HTTP 200 body); then
+    `echo_key` (every time), a 400 that echoes the caller's `credential` back, as upstreams and proxies
+    do ("Incorrect API key provided: sk-..."): in the code, upper-cased in the type, and after the
+    prompt in the message, so a long prompt pushes it past any cut made before scrubbing.
     """
     retry = retry_headers(d.number("retry_after", 1.0))
     if state.counters.fire("429", prompt, d.count("429")):
@@ -53,6 +56,13 @@ def reject_fault(
         )
     if dialect == "unified" and state.counters.fire("http200_error", prompt, d.count("http200_error")):
         return "http200_error", JSONResponse(BUSY_BODY)
+    if d.text("echo_key") in (None, "create") and d.has("echo_key") and credential:
+        return "echo_key", openai_error(
+            400,
+            f"Could not process {prompt!r} for key {credential.upper()}: Incorrect API key provided.",
+            type=credential.upper(),
+            code=credential,
+        )
     return None
 
 
@@ -90,6 +100,7 @@ def make_job(
     received: dict[str, Any],
     watermark: bool | None = None,
     remixed_from: str | None = None,
+    credential: str | None = None,
 ) -> Job:
     """Make and store a job; its timing and ending are fixed now, from the directives."""
     now = state.now()
@@ -111,7 +122,7 @@ def make_job(
         seconds=seconds,
         size=size,
         input=received,
-        outcome=decide_outcome(d, ordinal, watermark),
+        outcome=decide_outcome(d, ordinal, watermark, credential),
         remixed_from=remixed_from,
     )
     state.jobs.add(job, None if d.has("no_idempotency") else key)

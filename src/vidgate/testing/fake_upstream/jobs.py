@@ -29,13 +29,18 @@ class Outcome:
     watermarked: bool = False
 
 
-def decide_outcome(directives: Directives, ordinal: int, watermark: bool | None) -> Outcome:
+def decide_outcome(
+    directives: Directives, ordinal: int, watermark: bool | None, credential: str | None = None
+) -> Outcome:
     """The ending for the `ordinal`-th job of its prompt.
 
     `watermark` is the unified create's request (None where the dialect has no such field): with
     `watermark_fail` in force, a forced clean video (false) fails and a best-effort one (true) falls back
-    to a watermarked result, as relays document.
+    to a watermarked result, as relays document. `echo_key=job`: the job fails with the create's
+    `credential` echoed back in its error's code and (upper-cased) message.
     """
+    if directives.text("echo_key") == "job" and credential:
+        return Outcome(credential, f"Billing failed for key {credential.upper()}: the job was stopped.")
     if directives.text("moderation") == "job":
         return Outcome("moderation_blocked", MODERATION_MESSAGE)
     code = directives.text("fail")

@@ -25,6 +25,7 @@ from vidgate.testing.fake_upstream.polling import poll_error, poll_fault
 from vidgate.testing.fake_upstream.responses import (
     BadRequest,
     TruncatedJSONResponse,
+    bearer_token,
     check_auth,
     openai_error,
 )
@@ -100,7 +101,7 @@ class OpenAIRoutes:
         prompt = form.prompt if isinstance(form.prompt, str) else None
         d = parse_directives(prompt, header)
         await state.delay(d)
-        if rejected := reject_fault(state, d, prompt, "openai"):
+        if rejected := reject_fault(state, d, prompt, "openai", bearer_token(request)):
             fault, response = rejected
             state.record(
                 "rejected_create", "openai", response.status_code, key=key, prompt=prompt, fault=fault
@@ -133,6 +134,7 @@ class OpenAIRoutes:
         job = make_job(
             state,
             d,
+            credential=bearer_token(request),
             dialect="openai",
             key=key,
             header=header,
@@ -301,7 +303,7 @@ class OpenAIRoutes:
             return _not_found(video_id)
         d = parse_directives(prompt, header)
         await state.delay(d)
-        if rejected := reject_fault(state, d, prompt, "openai"):
+        if rejected := reject_fault(state, d, prompt, "openai", bearer_token(request)):
             fault, response = rejected
             state.record(
                 "rejected_create",
@@ -321,6 +323,7 @@ class OpenAIRoutes:
         job = make_job(
             state,
             d,
+            credential=bearer_token(request),
             dialect="openai",
             key=key,
             header=header,

@@ -13,6 +13,7 @@ __all__ = [
     "BadRequest",
     "DroppedResponse",
     "TruncatedJSONResponse",
+    "bearer_token",
     "check_auth",
     "json_bytes",
     "openai_error",
@@ -46,12 +47,14 @@ def retry_headers(seconds: float) -> dict[str, str]:
     return {"retry-after": text, "retry-after-ms": str(round(seconds * 1000))}
 
 
+def bearer_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
 def check_auth(request: Request, api_key: str | None) -> JSONResponse | None:
     """None when the request may proceed, else the 401 OpenAI answers a wrong or missing key with."""
-    if api_key is None:
-        return None
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip() == api_key:
+    if api_key is None or bearer_token(request) == api_key:
         return None
     return openai_error(401, "Incorrect API key provided.", code="invalid_api_key")
 

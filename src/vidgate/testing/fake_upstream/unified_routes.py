@@ -24,6 +24,7 @@ from vidgate.testing.fake_upstream.polling import poll_error, poll_fault
 from vidgate.testing.fake_upstream.responses import (
     BadRequest,
     TruncatedJSONResponse,
+    bearer_token,
     check_auth,
     openai_error,
 )
@@ -128,7 +129,7 @@ class UnifiedRoutes:
         )
         d = parse_directives(prompt, header)
         await state.delay(d)
-        if rejected := reject_fault(state, d, prompt, "unified"):
+        if rejected := reject_fault(state, d, prompt, "unified", bearer_token(request)):
             fault, response = rejected
             state.record(
                 "rejected_create", "unified", response.status_code, key=key, prompt=prompt, fault=fault
@@ -151,6 +152,7 @@ class UnifiedRoutes:
             job = make_job(
                 state,
                 d,
+                credential=bearer_token(request),
                 dialect="unified",
                 key=key,
                 header=header,
