@@ -223,6 +223,8 @@ BAD_DATA_URIS = [
     ("data:image/svg+xml;base64," + base64.b64encode(b"<svg xmlns='x'/>").decode(), "not an image"),
     ("data:image/png;base64" + PNG_SIGNATURE, "no ','"),
     ("data:image/png," + PNG_SIGNATURE, "only base64"),
+    ("   data:image/png;base64," + PNG_SIGNATURE, "whitespace around it"),
+    ("\tdata:image/png;base64," + PNG_SIGNATURE + "\n", "whitespace around it"),
 ]
 
 

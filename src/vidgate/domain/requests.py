@@ -160,6 +160,13 @@ def check_image_ref(value: Any, param: str) -> str:
     if lowered.startswith("data:"):
         if not lowered.startswith("data:image/"):
             raise InvalidRequest(f"'{param}' is a data: URI but not of an image.", param=param)
+        if text != value:  # a URL pasted with spaces is forgiven; inline data must be sent exactly
+            raise InvalidRequest(
+                f"'{param}' is a data: URI with whitespace around it; send it exactly as "
+                "data:image/<type>;base64,<data>.",
+                param=param,
+                code="invalid_image",
+            )
         return text
     if not lowered.startswith(("http://", "https://")):
         raise InvalidRequest(
