@@ -47,6 +47,13 @@ class WorkerSettings(BaseModel):
         default=3600.0, gt=0, description="A task fails with `timeout` after."
     )
     max_attempts: int = Field(default=10, ge=0, description="Retries of transient failures per task.")
+    resubmit_failed_jobs: int = Field(
+        default=0,
+        ge=0,
+        le=10,
+        description="New paid upstream jobs for a task whose job failed upstream with a transient code "
+        "(internal_error, server_error, ...); 0: the task fails with the upstream's code.",
+    )
     retry_base_seconds: float = Field(default=2.0, gt=0)
     retry_max_seconds: float = Field(default=300.0, gt=0)
     default_poll_seconds: float = Field(

@@ -56,7 +56,12 @@ def media_expires_at(ctx: ViewContext, task: Task | TaskSummary) -> int | None:
 
 def unified_view(ctx: ViewContext, task: Task) -> dict[str, Any]:
     """`GET /v1/video/query`: the superset shape; fields that do not apply are null, never missing."""
-    detail: dict[str, Any] = {"input": task.input, "channel": task.channel, "attempts": task.attempts}
+    detail: dict[str, Any] = {
+        "input": task.input,
+        "channel": task.channel,
+        "attempts": task.attempts,
+        "submissions": task.submissions_made,
+    }
     channel = ctx.catalog.by_name(task.channel) if task.channel else None
     if channel is not None and channel.traits.builtin_engine:
         detail["engine"] = channel.kind

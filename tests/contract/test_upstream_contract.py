@@ -234,6 +234,27 @@ async def test_watermark_false_never_delivers_a_video_whose_mark_is_unknown(
     assert final["video_url"] is None
 
 
+async def test_a_job_that_fails_upstream_is_not_paid_for_again_unless_the_operator_allows_it(
+    start_gateway, upstream: FakeServer, dialect: str
+) -> None:
+    """Issue 18.7: an upstream `internal_error` used to be resubmitted as a new paid job up to 10 times."""
+    once, thrice = prompt("#fail=internal_error"), prompt("#fail=internal_error")
+    async with start_gateway(**gateway_options(upstream_channel(dialect, upstream))) as gw:
+        async with gw.client(await gw.new_key()) as client:
+            final = await settled(gw, client, await create(client, once))
+    assert final["status"] == "failed" and final["error"]["code"] == "internal_error", final
+    assert len(upstream.fake.journal.creates(once)) == 1
+    assert final["detail"]["submissions"] == 1
+    options = gateway_options(upstream_channel(dialect, upstream), resubmit_failed_jobs=2)
+    async with start_gateway(**options) as gw:
+        async with gw.client(await gw.new_key()) as client:
+            final = await settled(gw, client, await create(client, thrice))
+    assert final["status"] == "failed" and final["error"]["code"] == "internal_error", final
+    creates = upstream.fake.journal.creates(thrice)
+    assert len(creates) == 3 and len({c.key for c in creates}) == 3  # each a deliberate new submission
+    assert final["detail"]["submissions"] == 3
+
+
 def _only_job(server: FakeServer, text: str) -> str | None:
     [made] = server.fake.journal.creates(text)
     return made.job

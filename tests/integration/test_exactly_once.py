@@ -102,7 +102,9 @@ async def test_7a_only_a_deliberate_resubmission_gets_a_new_key(start_gateway, t
         tmp_path / "up", transient_submit_failures=2, fail_code="server_error", fail_retryable=True
     )
     async with start_gateway(
-        run_worker=False, channels=[channel], worker=QUICK.model_copy(update={"max_attempts": 4})
+        run_worker=False,
+        channels=[channel],
+        worker=QUICK.model_copy(update={"max_attempts": 4, "resubmit_failed_jobs": 3}),
     ) as gw:
         task = await new_task(gw)
         final = await run_to_rest(gw, task.id)

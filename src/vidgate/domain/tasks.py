@@ -126,6 +126,12 @@ class Task:
         return f"{self.id}-{self.submissions}"
 
     @property
+    def submissions_made(self) -> int:
+        """How many upstream jobs this task has caused (or may have: a submit of unknown outcome counts):
+        earlier deliberate submissions, plus the current one once it went out."""
+        return self.submissions + (1 if self.may_hold_upstream_job else 0)
+
+    @property
     def may_hold_upstream_job(self) -> bool:
         """Whether a channel may be working on this task (a job id known, or a submit of unknown outcome)."""
         return self.upstream_id is not None or self.submit_intent_at is not None

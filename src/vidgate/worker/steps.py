@@ -166,9 +166,12 @@ class Steps:
         if status.state is UpstreamState.FAILED:
             code = status.error_code or "upstream_failed"
             message = status.error_message or "The channel reported a failure without a reason."
-            if status.retryable:
-                # A failed clean output is retried until the deadline (spec 3), anything else a few times.
-                return self.retries.resubmit(task, code, message, limited=code != "watermark_removal_failed")
+            if status.retryable and code == "watermark_removal_failed":
+                # A failed clean output is submitted again until the deadline (spec 3).
+                return self.retries.resubmit(task, code, message, limited=False)
+            if status.retryable and task.submissions < self.deps.settings.worker.resubmit_failed_jobs:
+                # Each resubmission is a new paid job: only as many as the operator allows (default none).
+                return self.retries.resubmit(task, code, message)
             return failed(code, message)
         channel = self.deps.catalog.by_name(task.channel)
         declared = channel.watermark_free if channel else "optional"
