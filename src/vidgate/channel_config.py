@@ -97,7 +97,9 @@ class ChannelSettings(BaseModel):
         default=None, description="always | optional | never; default per kind (a relay: optional)."
     )
     # How it is chosen
-    priority: int = Field(default=0, description="Lower goes first among equally suitable channels.")
+    priority: int = Field(
+        default=0, description="Lower goes first among suitable channels (before cleanliness)."
+    )
     weight: float = Field(default=1.0, gt=0, description="Share of tasks among channels of equal rank.")
     max_concurrent: int | None = Field(default=None, ge=1, description="Tasks on it at once; none = no cap.")
     # How it is reached (upstream kinds)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import collections
 import random
+from pathlib import Path
 
+import pytest
+
+from vidgate.config import Settings
 from vidgate.domain.circuit import (
     ChannelHealth,
     CircuitState,
@@ -14,6 +18,7 @@ from vidgate.domain.circuit import (
 )
 from vidgate.domain.routing import Catalog, ChannelProfile, RouteRequest
 from vidgate.domain.tasks import WatermarkMode
+from vidgate.providers.registry import catalog_from_settings
 
 SIZES = frozenset({"720x1280", "1280x720"})
 
@@ -59,7 +64,7 @@ def test_capabilities_filter_the_channels() -> None:
     assert plan(catalog, request(model="veo3")) == []
 
 
-def test_cleanliness_then_priority_order_the_channels() -> None:
+def test_priority_then_cleanliness_order_the_channels() -> None:
     catalog = Catalog(
         [
             channel("marked", watermark_free="never"),
@@ -68,13 +73,37 @@ def test_cleanliness_then_priority_order_the_channels() -> None:
             channel("official", priority=1),
         ]
     )
-    assert plan(catalog, request()) == ["official", "official-backup", "relay", "marked"]
+    assert plan(catalog, request()) == ["relay", "marked", "official", "official-backup"]
     # watermark: false never goes where only marked videos come from
     assert plan(catalog, request(watermark_mode=WatermarkMode.REQUIRE_CLEAN)) == [
+        "relay",
         "official",
         "official-backup",
-        "relay",
     ]
+
+
+def test_the_example_configs_last_resort_comes_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19: docs/vidgate.example.toml calls the built-in engine (always clean, priority 9) the last
+    resort, yet every 10/15/25 s sora-2 task went to it rather than to the relay at priority 2."""
+    monkeypatch.setenv("VIDGATE_CONFIG", str(Path(__file__).parents[2] / "docs" / "vidgate.example.toml"))
+    monkeypatch.setenv("OFFICIAL_API_KEY", "sk-official")
+    monkeypatch.setenv("RELAY_CN_KEY", "sk-relay")
+    catalog = catalog_from_settings(Settings())
+    for seconds in (10, 15, 25):
+        for seed in range(10):
+            order = plan(catalog, request(seconds=seconds), seed=seed)
+            assert order == ["relay-cn", "animate"], (seconds, order)
+
+
+def test_cleanliness_decides_within_a_priority() -> None:
+    catalog = Catalog(
+        [
+            channel("marked", watermark_free="never", priority=1),
+            channel("relay", watermark_free="optional", priority=1),
+            channel("clean", watermark_free="always", priority=1),
+        ]
+    )
+    assert plan(catalog, request()) == ["clean", "relay", "marked"]
 
 
 def test_weight_spreads_tasks_among_equals() -> None:

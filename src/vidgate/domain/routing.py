@@ -1,9 +1,10 @@
 """Which channels may serve a request, and in which order to try them. Pure: no IO.
 
 Order (spec section 3 and the channel settings): first what can serve at all (model, duration, size,
-image count, watermark policy, enabled), then cleanliness for `watermark: true` (always, optional,
-never), then the operator's `priority`, then a weighted random order among channels that tie on both,
-so `weight` spreads load. Channels whose circuit is open are held back; saturation (`max_concurrent`)
+image count, watermark policy, enabled), then the operator's `priority` (what the operator says goes
+first does go first: a clean but crude last resort must not outrank the paid model), then cleanliness
+within a priority (always, optional, never), then a weighted random order among channels that tie on
+both, so `weight` spreads load. Channels whose circuit is open are held back; saturation (`max_concurrent`)
 is checked atomically when a task is admitted to a channel, not here.
 """
 
@@ -123,9 +124,9 @@ class Catalog:
         return max((c.max_images for c in self.serving(model)), default=0)
 
     def candidates(self, request: RouteRequest, exclude: Sequence[str] = ()) -> list[ChannelProfile]:
-        """Channels that can take this request in a stable order (cleanliness, priority, position)."""
+        """Channels that can take this request in a stable order (priority, cleanliness, position)."""
         fitting = [(i, c) for i, c in enumerate(self.channels) if c.fits(request) and c.name not in exclude]
-        fitting.sort(key=lambda ic: (_CLEANLINESS_RANK[ic[1].watermark_free], ic[1].priority, ic[0]))
+        fitting.sort(key=lambda ic: (ic[1].priority, _CLEANLINESS_RANK[ic[1].watermark_free], ic[0]))
         return [c for _, c in fitting]
 
     def plan(
@@ -146,7 +147,7 @@ class Catalog:
                 held_back[channel.name] = state.describe(now_ms)
                 continue
             rank = _CLEANLINESS_RANK[channel.watermark_free]
-            ranked.append((rank, channel.priority, _weighted_key(rng, channel.weight), channel))
+            ranked.append((channel.priority, rank, _weighted_key(rng, channel.weight), channel))
         ranked.sort(key=lambda r: (r[0], r[1], r[2]))
         return RoutePlan(tuple(r[3] for r in ranked), held_back)
 
