@@ -37,6 +37,8 @@ ORIENTATIONS: tuple[Orientation, ...] = ("portrait", "landscape")
 ALL_SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024", "1080x1920", "1920x1080")
 ALL_DURATIONS = (4, 8, 10, 12, 15, 16, 20, 25)
 DEFAULT_MODELS = ("sora-2", "sora-2-pro", "sora-2-all")
+# A create slower than its request timeout may still appear in the upstream's list this long after.
+LOOKUP_GRACE_SECONDS = 240.0
 _ENV_REF = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
 
@@ -110,6 +112,13 @@ class ChannelSettings(BaseModel):
     request_timeout_seconds: float = Field(default=60.0, gt=0)
     poll_timeout_seconds: float = Field(default=20.0, gt=0)
     download_timeout_seconds: float = Field(default=600.0, gt=0)
+    lookup_window_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="After a create's outcome is unknown, how long from when it was sent the worker keeps "
+        "looking for its job (channels that can list jobs) before it concludes none was made. Lookups start "
+        "once request_timeout_seconds have passed, so it must be longer; default: that plus 240 s.",
+    )
     max_connections: int = Field(default=64, ge=1, le=1024)
     honours_idempotency_key: bool = Field(
         default=False,
@@ -163,6 +172,19 @@ class ChannelSettings(BaseModel):
         return value.rstrip("/")
 
     @model_validator(mode="after")
+    def _lookup_outlasts_the_request(self) -> ChannelSettings:
+        if (
+            self.lookup_window_seconds is not None
+            and self.lookup_window_seconds <= self.request_timeout_seconds
+        ):
+            raise ValueError(
+                f"channel {self.name!r}: lookup_window_seconds ({self.lookup_window_seconds:g}) must be "
+                f"longer than request_timeout_seconds ({self.request_timeout_seconds:g}): a create still "
+                "running upstream would be taken for one that made no job"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _serves_something(self) -> ChannelSettings:
         if not self.models and not self.model_map:
             raise ValueError(f"channel {self.name!r} serves no model: set models or model_map")
@@ -199,6 +221,11 @@ class ChannelSettings(BaseModel):
                 for model, p in self.pricing.items()
             }
         )
+
+    @property
+    def lookup_window(self) -> float:
+        """Seconds from a create of unknown outcome being sent to giving up looking for its job."""
+        return self.lookup_window_seconds or self.request_timeout_seconds + LOOKUP_GRACE_SECONDS
 
     def header_values(self) -> dict[str, str]:
         return {name: value.get_secret_value() for name, value in self.headers.items()}

@@ -289,11 +289,11 @@ def keys_adjust(
 
 
 def _change_balance(key_id: str, change: Callable[[KeyStore, int], Awaitable[Any]]) -> None:
-    from vidgate.errors import Conflict
+    from vidgate.errors import Conflict, InvalidRequest
 
     try:
         record = _with_keys(change)
-    except (Conflict, ValueError) as exc:
+    except (Conflict, InvalidRequest, ValueError) as exc:  # e.g. past the cap on a balance
         err.print(f"[red]{getattr(exc, 'message', exc)}[/red]")
         raise typer.Exit(1) from exc
     if record is None:

@@ -43,7 +43,9 @@ admin_app = typer.Typer(
     help="The admin API of a vidgate server (needs an admin key): keys, balances, tasks, usage, channels.",
     no_args_is_help=True,
 )
-keys_app = typer.Typer(help="API keys: create, list, limits, top up, ledger, revoke.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys: create, list, limits, top up, ledger, webhook secrets, revoke.", no_args_is_help=True
+)
 admin_app.add_typer(keys_app, name="keys")
 
 KeyId = Annotated[str, typer.Argument(help="The key's id (from `vidgate admin keys list`).")]
@@ -244,6 +246,27 @@ def keys_topup(
             ("available", format_credits(record.get("available"))),
         ]
     )
+
+
+@keys_app.command("webhook-secret")
+def keys_webhook_secret(
+    key_id: KeyId,
+    rotate: Annotated[
+        bool, typer.Option("--rotate", help="Replace it first: the old one signs nothing more.")
+    ] = False,
+    json_output: JsonOption = False,
+    base_url: BaseUrlOption = None,
+    key: KeyOption = None,
+) -> None:
+    """Print the secret that signs a key's webhooks (for its receiver: docs/api.md §6) on stdout."""
+    with open_client(_conn(base_url, key)) as client:
+        keys = client.admin.keys
+        secret = keys.rotate_webhook_secret(key_id) if rotate else keys.webhook_secret(key_id)
+    if json_output:
+        print_json(dump(secret))
+        return
+    say(f"{'new ' if rotate else ''}webhook secret of {secret.key_id}:")
+    typer.echo(secret.secret)
 
 
 @keys_app.command("limits")

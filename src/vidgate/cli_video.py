@@ -1,4 +1,5 @@
-"""`vidgate video create|get|list|wait|cancel|delete|download`: videos on a vidgate server, through the SDK.
+"""`vidgate video create|get|list|wait|cancel|delete|download|webhook-secret`: videos on a vidgate server,
+through the SDK.
 
 Waiting is where the care goes: on a terminal a progress display (cli_wait_display), otherwise JSON Lines;
 Ctrl-C detaches (the task goes on, the way back is printed), --timeout exits 3 with the task still
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 video_app = typer.Typer(
     help="Videos on a vidgate server (over HTTP, with VIDGATE_BASE_URL and VIDGATE_API_KEY): create one, "
-    "wait for it with a progress display, download it, list, cancel, delete.",
+    "wait for it with a progress display, download it, list, cancel, delete; the key's webhook secret.",
     no_args_is_help=True,
 )
 
@@ -419,6 +420,26 @@ def delete(
         print_json({"id": video_id, "object": "video.deleted", "deleted": True})
     else:
         say(f"deleted {video_id}")
+
+
+@video_app.command("webhook-secret")
+def webhook_secret(
+    rotate: Annotated[
+        bool, typer.Option("--rotate", help="Replace it first: the old one signs nothing more.")
+    ] = False,
+    json_output: JsonOption = False,
+    base_url: BaseUrlOption = None,
+    key: KeyOption = None,
+) -> None:
+    """Print the secret that signs this key's webhooks (--callback-url) on stdout, for the receiver to
+    check `X-Vidgate-Signature` with (docs/api.md §6)."""
+    with open_client(_connection(base_url, key)) as client:
+        secret = client.webhooks.rotate_secret() if rotate else client.webhooks.secret()
+    if json_output:
+        print_json(dump(secret))
+        return
+    say(f"{'new ' if rotate else ''}webhook secret of {secret.key_id}:")
+    typer.echo(secret.secret)
 
 
 @video_app.command("download")

@@ -54,6 +54,15 @@ class WorkerSettings(BaseModel):
         description="New paid upstream jobs for a task whose job failed upstream with a transient code "
         "(internal_error, server_error, ...); 0: the task fails with the upstream's code.",
     )
+    max_paid_creates: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="The most upstream creates per task that may have made a (paid) job, counted in the "
+        "database across every worker: the first submission plus the deliberate resubmissions (a marked "
+        "result under watermark: false, a failed job with resubmit_failed_jobs). Reaching it fails the task "
+        "with its last error rather than pay again.",
+    )
     retry_base_seconds: float = Field(default=2.0, gt=0)
     retry_max_seconds: float = Field(default=300.0, gt=0)
     default_poll_seconds: float = Field(
@@ -154,6 +163,19 @@ class Settings(BaseSettings):
         gt=0,
         description="A request's line and headers must arrive within this of the connection opening or "
         "of the previous answer; else the connection is closed (idle and slowloris connections).",
+    )
+    http_body_idle_timeout_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="While a request's body is read, the longest wait for its next bytes; a client that "
+        "stalls longer is answered 408 `body_timeout` and its connection closed.",
+    )
+    http_body_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A request's whole body must arrive within this of the server starting to read it "
+        "(however steadily it trickles); else 408 `body_timeout`. 60 s carries the largest upload "
+        "(20 MiB) at 2.8 Mbit/s: raise it for clients on slower uplinks.",
     )
     http_keep_alive_seconds: int = Field(
         default=5, ge=1, description="An idle connection is closed this long after its last answer."

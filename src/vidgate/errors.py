@@ -7,6 +7,7 @@ VidgateError                      (500 server_error; the message never leaks int
 ├── InsufficientQuota             (402; the key's balance cannot hold the task's price)
 ├── PermissionDenied              (403; e.g. a model this key may not use)
 ├── NotFound                      (404; also another key's task: never confirm it exists)
+├── RequestTimeout                (408; the request's body did not arrive in time)
 ├── Conflict                      (409; state conflicts, idempotency mismatches)
 ├── PayloadTooLarge               (413)
 ├── UnsupportedMediaType          (415)
@@ -88,12 +89,37 @@ class NotFound(VidgateError):
     default_code = "not_found"
 
 
+class RequestTimeout(VidgateError):
+    """The request body did not arrive in time."""
+
+    status_code = 408
+    error_type = "invalid_request_error"
+    default_code = "body_timeout"
+
+
 class Conflict(VidgateError):
     """The request conflicts with the current state."""
 
     status_code = 409
     error_type = "invalid_request_error"
     default_code = "conflict"
+    # The codes of a race that has passed by the time the client hears of it: sending again may work.
+    RETRYABLE_CODES = frozenset({"busy"})
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, param=param, code=code, headers=headers)
+        # The official SDKs (openai, Stainless-made) retry every 409 twice unless told not to: a video not
+        # ready yet, a reused Idempotency-Key or a finished task would cost three requests and a second
+        # before the error arrives, for an answer that cannot change.
+        if self.code not in self.RETRYABLE_CODES:
+            self.headers.setdefault("x-should-retry", "false")
 
 
 class PayloadTooLarge(VidgateError):

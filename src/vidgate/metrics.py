@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # built by _build() on first attribute access; see __getattr_
     UPSTREAM_REQUESTS: Counter
     RENDER_SECONDS: Histogram
     RATE_LIMITED: Counter
+    INCOMPLETE_BODIES: Counter
 
 _NAMES = frozenset(
     {
@@ -55,6 +56,7 @@ _NAMES = frozenset(
         "UPSTREAM_REQUESTS",
         "RENDER_SECONDS",
         "RATE_LIMITED",
+        "INCOMPLETE_BODIES",
     }
 )
 _built: dict[str, Any] | None = None
@@ -110,6 +112,12 @@ def _build() -> dict[str, Any]:
         ),
         "RATE_LIMITED": Counter(
             "vidgate_rate_limited", "Requests refused by a rate limit or cap, by limit", ["limit"]
+        ),
+        "INCOMPLETE_BODIES": Counter(
+            "vidgate_http_incomplete_bodies",
+            "Request bodies that never arrived whole: a body deadline passed (idle_timeout, "
+            "total_timeout) or the client left (client_disconnected)",
+            ["reason"],
         ),
     }
     globals().update(built)  # later reads are plain module attributes, no __getattr__
@@ -222,6 +230,10 @@ def count_upstream(channel: str, operation: str, outcome: str) -> None:
 
 def count_task_ended(status: str) -> None:
     _build()["TASKS_ENDED"].labels(status).inc()
+
+
+def count_incomplete_body(reason: str) -> None:
+    _build()["INCOMPLETE_BODIES"].labels(reason).inc()
 
 
 def observe_render(engine: str, seconds: float) -> None:

@@ -9,8 +9,16 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 MICROS_PER_CREDIT = 1_000_000
-# Far above any real balance, far below 2**63 (BIGINT): sums of many entries cannot overflow.
-MAX_MICROS = 10**15 * MICROS_PER_CREDIT // 1000
+# The largest amount taken anywhere (a top-up, an adjustment, an opening balance, a price): 10^12
+# credits, far above any real balance and far below 2**63 (BIGINT).
+MAX_MICROS = 10**12 * MICROS_PER_CREDIT
+# The cap on a key's account (docs/accounts.md): its balance stays within ±MAX_BALANCE and what it holds
+# within 0..MAX_BALANCE, enforced by the ledger's conditional UPDATEs and by CHECK constraints on
+# api_keys (migration 0005). With every operand that small, balance + amount, held + amount and
+# balance - held are at most 2 * 10^18 in size: no arithmetic on an account can reach 2**63 (a
+# SQLite overflow would silently store a float; PostgreSQL would fail the statement).
+MAX_BALANCE = MAX_MICROS
+MAX_BALANCE_CREDITS = MAX_BALANCE // MICROS_PER_CREDIT
 
 
 def parse_credits(text: str | int | float | Decimal, *, what: str = "amount") -> int:

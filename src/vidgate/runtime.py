@@ -20,6 +20,7 @@ from vidgate.net.policy import FetchPolicy, Resolver, system_resolver
 from vidgate.providers.registry import ProviderDeps, ProviderRegistry, catalog_from_settings, check_channels
 from vidgate.providers.upstream_http import UpstreamHttp
 from vidgate.store import db
+from vidgate.store.attempts import AttemptStore
 from vidgate.store.blobs import BlobStore, LocalBlobStore
 from vidgate.store.channels import ChannelHealthStore
 from vidgate.store.create_batch import SqliteCreateWriter
@@ -38,6 +39,7 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     tasks: TaskStore
+    attempts: AttemptStore
     health: ChannelHealthStore
     keys: KeyStore
     blobs: BlobStore
@@ -121,6 +123,7 @@ async def open_runtime(
             settings=settings,
             engine=engine,
             tasks=tasks,
+            attempts=AttemptStore(engine, tasks.queue_clock),
             health=health,
             keys=KeyStore(engine, reads=reads, cache_seconds=settings.key_cache_seconds),
             blobs=blobs,

@@ -3,6 +3,9 @@
 Relay clients hand `video_url` to browsers and download tools that cannot send our API key, as
 relay CDN links work today; the signature makes such a link unguessable and the expiry bounds how
 long a leaked one stays useful.
+
+Webhook signatures (below) are HMAC-SHA256 too, keyed per API key; `verify_webhook` is what a receiver
+that has vidgate installed calls.
 """
 
 from __future__ import annotations
@@ -42,24 +45,41 @@ def verify(key: bytes, task_id: str, variant: str, expires: int, signature: str,
 
 
 # Webhooks ------------------------------------------------------------------------------------------
-# `X-Vidgate-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + body>`, keyed with a key
-# derived from the secret (so a media-link signature can never pass as a webhook signature). The
-# timestamp inside the MAC lets receivers refuse replays older than a few minutes.
+# `X-Vidgate-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + body>`, keyed with the webhook
+# secret of the API key that owns the task: each key its own, so an event one key received and replays
+# to another key's receiver fails there (the server-wide key of old let it pass). The timestamp inside
+# the MAC lets receivers refuse replays older than a few minutes.
 
 SIGNATURE_HEADER = "X-Vidgate-Signature"
+WEBHOOK_SECRET_PREFIX = "whsec_"
 
 
-def webhook_key(secret: bytes) -> bytes:
-    return hmac.new(secret, b"vidgate-webhook-v1", hashlib.sha256).digest()
+def key_webhook_secret(server_secret: bytes, key_id: str, generation: int) -> str:
+    """The webhook secret of API key `key_id` at `generation` (which a rotation raises): `whsec_` and
+    43 base64url characters (256 bits). Derived, so none is stored: the database alone reveals none, and
+    every process derives the same. Its message has no "/", so it can never equal the message of a
+    media-link signature (`<task>/<variant>/<expires>`), made with the same server secret."""
+    message = f"vidgate-webhook-secret-v2\x00{key_id}\x00{generation}".encode()
+    digest = hmac.new(server_secret, message, hashlib.sha256).digest()
+    return WEBHOOK_SECRET_PREFIX + base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def webhook_signature(secret: bytes, timestamp: int, body: bytes) -> str:
-    mac = hmac.new(webhook_key(secret), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+def _secret_bytes(secret: str | bytes) -> bytes:
+    return secret.encode() if isinstance(secret, str) else secret
+
+
+def webhook_signature(secret: str | bytes, timestamp: int, body: bytes) -> str:
+    """The header value signing `body` at `timestamp` with a key's webhook secret (the `whsec_...`
+    text, or its UTF-8 bytes: the HMAC key is those bytes as they are)."""
+    mac = hmac.new(_secret_bytes(secret), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={mac}"
 
 
-def verify_webhook(secret: bytes, header: str, body: bytes, *, now_s: int, tolerance_s: int = 300) -> bool:
-    """For receivers: True when `header` signs `body` with `secret` and is at most `tolerance_s` old."""
+def verify_webhook(
+    secret: str | bytes, header: str, body: bytes, *, now_s: int, tolerance_s: int = 300
+) -> bool:
+    """For receivers: True when `header` signs `body` with `secret` (the key's `whsec_...` webhook
+    secret, as text or bytes) and is at most `tolerance_s` old."""
     parts = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
     timestamp = parse_unix_seconds(parts.get("t", ""))
     if timestamp is None or abs(now_s - timestamp) > tolerance_s:

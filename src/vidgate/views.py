@@ -65,6 +65,9 @@ def unified_view(ctx: ViewContext, task: Task) -> dict[str, Any]:
     channel = ctx.catalog.by_name(task.channel) if task.channel else None
     if channel is not None and channel.traits.builtin_engine:
         detail["engine"] = channel.kind
+    if task.last_error is not None and not task.status.is_terminal:
+        # Why a task is still going round (retries, a busy channel, an unknown outcome): never blind.
+        detail["last_error"] = {"code": task.last_error.code, "message": task.last_error.message}
     if task.media_deleted_at is not None:
         detail["media_deleted_at"] = _seconds(task.media_deleted_at)
         detail["media_deleted_reason"] = task.media_deleted_reason

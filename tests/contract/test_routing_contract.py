@@ -20,18 +20,45 @@ def prompt(directives: str = "") -> str:
     return f"a lantern {uuid.uuid4().hex[:8]} {directives}".strip()
 
 
-async def test_refusals_before_acceptance_fail_over_to_the_next_channel(
+async def test_a_refusal_before_acceptance_fails_over_to_the_next_channel(
     start_gateway, upstream: FakeServer, second_upstream: FakeServer, dialect: str
 ) -> None:
-    broken = upstream_channel(dialect, upstream, name="broken", priority=0, headers={"X-Fake": "5xx=1000"})
+    limited = upstream_channel(dialect, upstream, name="limited", priority=0, headers={"X-Fake": "429=1000"})
     healthy = upstream_channel(dialect, second_upstream, name="healthy", priority=1)
     text = prompt()
-    async with start_gateway(**gateway_options(broken, healthy)) as gw:
+    async with start_gateway(**gateway_options(limited, healthy)) as gw:
         async with gw.client(await gw.new_key()) as client:
             final = await settled(gw, client, await create(client, text))
     assert final["status"] == "completed" and final["detail"]["channel"] == "healthy", final
-    assert upstream.ops(text) == ["rejected_create"]  # tried first, refused with a 503...
+    assert upstream.ops(text) == ["rejected_create"]  # tried first, refused with a 429 (proof: no job)...
     assert len(second_upstream.fake.journal.creates(text)) == 1  # ...so the next one made the only job
+
+
+async def test_a_5xx_to_a_create_proves_nothing_so_no_other_channel_gets_the_task_blindly(
+    start_gateway, upstream: FakeServer, second_upstream: FakeServer, dialect: str
+) -> None:
+    """Issue 19: a 503 used to count as proof that no job was made. It is an unknown outcome now: an
+    `openai` channel is asked for the job over its lookup window (none appears: the next channel gets
+    the task, one paid job in all); a `unified` relay cannot be asked, so the task fails at its deadline
+    with `upstream_outcome_unknown` and no second job is made anywhere."""
+    broken = upstream_channel(
+        dialect, upstream, name="broken", priority=0, headers={"X-Fake": "5xx=1000"}, lookup_window_seconds=2
+    )
+    healthy = upstream_channel(dialect, second_upstream, name="healthy", priority=1)
+    text = prompt()
+    options = gateway_options(broken, healthy, circuit_failures=1, task_deadline_seconds=8)
+    async with start_gateway(**options) as gw:
+        async with gw.client(await gw.new_key()) as client:
+            final = await settled(gw, client, await create(client, text))
+    if dialect == "openai":
+        assert final["status"] == "completed" and final["detail"]["channel"] == "healthy", final
+        assert upstream.ops(text).count("rejected_create") == 1 and upstream.fake.journal.count("list") >= 1
+        assert len(second_upstream.fake.journal.creates(text)) == 1
+    else:
+        assert final["status"] == "failed", final
+        assert final["error"]["code"] == "upstream_outcome_unknown", final
+        assert upstream.ops(text) == ["rejected_create"]  # sent once, never again
+        assert second_upstream.fake.journal.entries(prompt=text) == []
 
 
 async def test_refused_credentials_fail_over_too(

@@ -79,17 +79,36 @@ async def test_happy_path_lands_the_video_in_our_storage(
     assert made.key is not None and made.key.endswith("-0")
 
 
-@pytest.mark.parametrize("fault", ["#429=2 #retry_after=0.1", "#5xx=2 #retry_after=0.1"])
 async def test_refused_creates_are_retried_then_complete(
-    start_gateway, upstream: FakeServer, dialect: str, fault: str
+    start_gateway, upstream: FakeServer, dialect: str
 ) -> None:
-    text = prompt(fault)
+    text = prompt("#429=2 #retry_after=0.1")
     async with start_gateway(**gateway_options(upstream_channel(dialect, upstream))) as gw:
         async with gw.client(await gw.new_key()) as client:
             final = await settled(gw, client, await create(client, text))
     assert final["status"] == "completed", final
     assert upstream.ops(text).count("rejected_create") == 2
     assert len(upstream.fake.journal.creates(text)) == 1
+
+
+async def test_a_5xx_before_the_job_was_made_is_resolved_by_looking_not_by_resubmitting(
+    start_gateway, upstream: FakeServer, dialect: str
+) -> None:
+    """A 503 may come after the job was made, so it is an unknown outcome, not a refusal. An `openai`
+    channel is asked for the job until its lookup window ends; none was made, so the submission goes
+    again and makes the only job. A `unified` relay that cannot be asked is sent nothing more."""
+    text = prompt("#5xx=2 #retry_after=0.1")
+    channel = upstream_channel(dialect, upstream, lookup_window_seconds=1.5)
+    async with start_gateway(**gateway_options(channel, task_deadline_seconds=15)) as gw:
+        async with gw.client(await gw.new_key()) as client:
+            final = await settled(gw, client, await create(client, text))
+    if dialect == "openai":
+        assert final["status"] == "completed", final
+        assert upstream.ops(text).count("rejected_create") == 2
+        assert len(upstream.fake.journal.creates(text)) == 1
+    else:
+        assert final["status"] == "failed" and final["error"]["code"] == "upstream_outcome_unknown", final
+        assert upstream.ops(text) == ["rejected_create"]
 
 
 async def test_an_unknown_outcome_is_replayed_with_the_same_key_where_the_upstream_dedupes(

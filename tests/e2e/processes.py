@@ -169,6 +169,7 @@ class FakeUpstreamProcess:
     def __init__(
         self, dep: Deployment, *, api_key: str, ready: float, hang: float, poll_after_ms: int
     ) -> None:
+        self.api_key = api_key
         sock = bind_loopback()
         port = sock.getsockname()[1]
         sock.close()
@@ -202,3 +203,20 @@ class FakeUpstreamProcess:
             f"{self.url}/_fake/journal", params=params, timeout=30
         ).json()
         return entries
+
+    def running_openai_jobs(self) -> set[str]:
+        """The ids of its OpenAI-dialect jobs still queued or in progress (deleted jobs are not listed),
+        read page by page from `GET /v1/videos` (a list injects no fault)."""
+        running: set[str] = set()
+        after: str | None = None
+        with httpx.Client(
+            base_url=self.url, headers={"authorization": f"Bearer {self.api_key}"}, timeout=30
+        ) as client:
+            for _ in range(10_000):
+                params = {"limit": "100", "order": "asc", **({"after": after} if after else {})}
+                page = client.get("/v1/videos", params=params).raise_for_status().json()
+                running |= {v["id"] for v in page["data"] if v["status"] in ("queued", "in_progress")}
+                if not page["has_more"]:
+                    break
+                after = page["last_id"]
+        return running

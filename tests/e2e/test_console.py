@@ -118,7 +118,14 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     # And a model whose videos never finish (a scripted channel that keeps answering "running").
     slow = {"name": "slow", "kind": "scripted", "models": ["slow"]}
     slow["options"] = {"polls": 1_000_000, "poll_after": 0.5, "state_dir": str(root / "slow")}
-    config = write_config(root / "vidgate.toml", worker={"idle_poll_seconds": 0.2}, channels=[ANIMATE, slow])
+    # And one whose channel keeps refusing creates with a retryable 503: its videos wait on retries.
+    flaky = {"name": "flaky", "kind": "scripted", "models": ["flaky"]}
+    flaky["options"] = {"transient_submit_failures": 1_000_000, "state_dir": str(root / "flaky")}
+    config = write_config(
+        root / "vidgate.toml",
+        worker={"idle_poll_seconds": 0.2, "retry_base_seconds": 0.5, "retry_max_seconds": 1.0},
+        channels=[ANIMATE, slow, flaky],
+    )
     dep = Deployment(root, f"sqlite+aiosqlite:///{root / 'data' / 'vidgate.db'}", config)
     image = root / "boat.png"
     paint_a_boat(image)
@@ -441,6 +448,26 @@ def test_the_history_pages_by_cursor_and_filters_by_status(clean: Console) -> No
         statuses = [v.get("error") or {} for v in api.get("/v1/videos", params={"limit": 100}).json()["data"]]
     cancelled = sum(1 for error in statuses if error.get("code") == "cancelled")
     expect(items).to_have_count(min(10, cancelled))
+    page.context.close()
+
+
+def test_a_video_waiting_on_retries_says_why(clean: Console) -> None:
+    """Issue 19: a client is never blind while a task waits on retries (`detail.last_error`)."""
+    from playwright.sync_api import expect
+
+    page = clean.page(DESKTOP)
+    clean.sign_in(page, clean.user_key)
+    page.get_by_label("Prompt", exact=True).fill("a video whose channel keeps refusing")
+    page.locator("#view-playground").get_by_label("Model", exact=True).fill("flaky")
+    page.get_by_role("button", name="Make video").click()
+    expect(page.locator("#task-status")).to_have_text("queued")
+    reason = page.locator("#task-reason")
+    expect(reason).to_be_visible(timeout=TIMEOUT_MS)
+    expect(reason).to_contain_text("Still trying")
+    expect(reason).to_contain_text("scripted 503")
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#task-status")).to_have_text("cancelled")
+    expect(reason).to_be_hidden()
     page.context.close()
 
 

@@ -1,11 +1,13 @@
 """The admin API (`/v1/admin`, docs/admin-api.md) over real loopback HTTP, on SQLite and PostgreSQL:
-a key that is not an admin's gets exactly an unknown route's 404 everywhere under it; keys are made,
+any caller but an admin (no key, a bad, unknown, revoked or ordinary key) gets exactly an unknown
+route's 404 everywhere under it, and a public OpenAPI document without it; keys are made,
 listed, changed, topped up and revoked; every key's tasks are listed with filters and a cursor;
 usage counts and credits per key and model match the tasks made; channels show their circuit, their
 tasks in flight and how their last hour went; every bad input is a 400 naming its `param`."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -127,20 +129,35 @@ def comparable(r: httpx.Response) -> tuple[int, bytes, dict[str, str]]:
 # Who may call ------------------------------------------------------------------------------------------
 
 
-async def test_a_key_that_is_not_an_admins_gets_an_unknown_routes_404_on_every_admin_route(
+async def test_every_caller_but_an_admin_gets_an_unknown_routes_404_on_every_admin_path(
     start_gateway: Any, tmp_path: Path
 ) -> None:
     # A default rate limit of 3 a minute: the 404s must not count against it either (an unknown
     # route's do not), or the 429 would confirm the routes.
     async with admin_gateway(start_gateway, tmp_path, requests_per_minute=3) as admin:
         user = await admin.new_key("user", requests_per_minute=None)
+        gone_user = await admin.new_key("gone-user")
+        gone_admin = await admin.new_key("gone-admin", admin=True)
+        for gone in (gone_user, gone_admin):
+            await admin.ok("POST", f"/v1/admin/keys/{gone['id']}/revoke")
         admin_key = admin.admin_id
         before = await admin.ok("GET", "/v1/admin/keys")
+        callers: dict[str, dict[str, str]] = {
+            "a key that is not an admin's": {"authorization": f"Bearer {user['key']}"},
+            "no key": {},
+            "another scheme": {"authorization": f"Basic {user['key']}"},
+            "a malformed key": {"authorization": "Bearer nope"},
+            "an unknown key": {"authorization": "Bearer vg-" + "x" * 43},
+            "a revoked key": {"authorization": f"Bearer {gone_user['key']}"},
+            "a revoked admin key": {"authorization": f"Bearer {gone_admin['key']}"},
+        }
         attempts: list[tuple[str, str, dict[str, Any]]] = [
             ("POST", "/v1/admin/keys", {"json": {"name": "sneaky", "admin": True}}),
             ("POST", "/v1/admin/keys", {"content": b"{not json"}),
             ("POST", "/v1/admin/keys", {"json": {"bogus": 1}}),
             ("GET", "/v1/admin/keys", {}),
+            ("HEAD", "/v1/admin/keys", {}),
+            ("OPTIONS", "/v1/admin/keys", {}),
             ("GET", "/v1/admin/keys?limit=0", {}),
             ("GET", f"/v1/admin/keys/{admin_key}", {}),
             ("GET", "/v1/admin/keys/no-such-key", {}),
@@ -156,21 +173,24 @@ async def test_a_key_that_is_not_an_admins_gets_an_unknown_routes_404_on_every_a
             ("DELETE", "/v1/admin/keys", {}),  # a method the path does not have: no 405 either
             ("PUT", "/v1/admin/channels", {}),
             ("GET", "/v1/admin/no-such-route", {}),
+            ("GET", "/v1/admin", {}),  # no redirect to the slash variant (it would confirm the prefix)
+            ("POST", "/v1/admin", {}),
+            ("GET", "/v1/admin/", {}),
+            ("GET", "/v1/admin/keys/", {}),
         ]
-        async with admin.gw.client(user["key"]) as as_user, admin.gw.client(None) as anonymous:
-            for method, path, body in attempts:
-                answer = await as_user.request(method, path, **body)
-                unknown = await as_user.request(method, "/v1/nope", **body)
-                assert answer.status_code == 404, (method, path, answer.text)
-                assert comparable(answer) == comparable(unknown), (method, path)
-                assert answer.json()["error"]["code"] == "not_found"
-
-                refused = await anonymous.request(method, path, **body)
-                assert refused.status_code == 401, (method, path, refused.text)
-                assert refused.json()["error"]["code"] == "invalid_api_key"
+        async with admin.gw.client(None) as anonymous:
+            for caller, headers in callers.items():
+                for method, path, body in attempts:
+                    answer = await anonymous.request(method, path, headers=headers, **body)
+                    unknown = await anonymous.request(method, "/v1/nope", headers=headers, **body)
+                    assert answer.status_code == 404, (caller, method, path, answer.text)
+                    assert comparable(answer) == comparable(unknown), (caller, method, path)
+                    if method != "HEAD":
+                        assert answer.json()["error"]["code"] == "not_found"
             # The user's own routes still answer (its rate limit untouched by all those 404s).
-            assert (await as_user.get("/v1/videos")).status_code == 200
-        # Nothing the user sent did anything.
+            as_user = callers["a key that is not an admin's"]
+            assert (await anonymous.get("/v1/videos", headers=as_user)).status_code == 200
+        # Nothing anyone sent did anything.
         assert await admin.ok("GET", "/v1/admin/keys") == before
         assert (await admin.gw.runtime.keys.get(admin_key)).revoked_at is None
 
@@ -202,6 +222,8 @@ async def test_the_admin_routes_are_in_the_openapi_document_tagged_admin_with_be
         ("POST", "/v1/admin/keys/{key_id}/revoke"),
         ("POST", "/v1/admin/keys/{key_id}/topup"),
         ("GET", "/v1/admin/keys/{key_id}/ledger"),
+        ("GET", "/v1/admin/keys/{key_id}/webhook_secret"),
+        ("POST", "/v1/admin/keys/{key_id}/webhook_secret/rotate"),
         ("GET", "/v1/admin/tasks"),
         ("GET", "/v1/admin/usage"),
         ("GET", "/v1/admin/channels"),
@@ -223,6 +245,56 @@ async def test_the_admin_routes_are_in_the_openapi_document_tagged_admin_with_be
     tasks_params = {p["name"] for p in document["paths"]["/v1/admin/tasks"]["get"]["parameters"]}
     assert tasks_params == {"status", "channel", "model", "key_id", "created_after", "created_before",
                             "after", "limit"}  # fmt: skip
+
+
+def admin_schema_names() -> set[str]:
+    return {
+        name
+        for name, value in vars(schemas).items()
+        if isinstance(value, type) and issubclass(value, BaseModel) and value.__module__ == schemas.__name__
+    }
+
+
+async def test_the_public_openapi_document_shows_no_admin_route_and_an_admins_shows_them(
+    start_gateway: Any, tmp_path: Path
+) -> None:
+    async with admin_gateway(start_gateway, tmp_path) as admin:
+        user = await admin.new_key("user")
+        gone = await admin.new_key("gone-admin", admin=True)
+        await admin.ok("POST", f"/v1/admin/keys/{gone['id']}/revoke")
+        full_answer = await admin.client.get("/openapi.json")
+        async with admin.gw.client(None) as anonymous:
+            public_answers = [
+                await anonymous.get("/openapi.json", headers=headers)
+                for headers in (
+                    {},
+                    {"authorization": f"Bearer {user['key']}"},
+                    {"authorization": f"Bearer {gone['key']}"},
+                    {"authorization": "Bearer vg-" + "x" * 43},
+                )
+            ]
+    assert full_answer.status_code == 200
+    full = full_answer.json()
+    admin_paths = {path for path in full["paths"] if path.startswith("/v1/admin")}
+    assert admin_paths, "the admin's document has the admin routes"
+    in_full = admin_schema_names() & set(full["components"]["schemas"])
+    assert {"KeyObject", "CreatedKeyObject", "AdminTaskList", "UsageReport", "ChannelList"} <= in_full
+    # A shared cache must never hand the admin's document to anyone else.
+    assert "authorization" in full_answer.headers["vary"].lower()
+    assert "no-store" in full_answer.headers["cache-control"]
+
+    for answer in public_answers:
+        assert answer.status_code == 200
+        assert "authorization" in answer.headers["vary"].lower()
+        assert "/v1/admin" not in answer.text
+        public = answer.json()
+        assert public["paths"] == {p: ops for p, ops in full["paths"].items() if p not in admin_paths}
+        assert not admin_schema_names() & set(public["components"]["schemas"])
+        # What the public routes use is all there: every reference resolves.
+        for ref in re.findall(r'"#/components/schemas/([^"]+)"', answer.text):
+            assert ref in public["components"]["schemas"], ref
+        assert "admin" not in {tag["name"] for tag in public.get("tags", [])}
+        assert answer.content == public_answers[0].content
 
 
 # Keys --------------------------------------------------------------------------------------------------

@@ -75,7 +75,9 @@ async def test_7a_a_retry_after_an_unknown_outcome_reuses_the_idempotency_key(
 async def test_7a_an_upstream_ignoring_keys_is_asked_for_the_job_not_sent_it_again(
     start_gateway, tmp_path
 ) -> None:
-    channel = scripted_channel(tmp_path / "up", accept_then_timeout=1, dedupe=False)
+    channel = scripted_channel(tmp_path / "up", accept_then_timeout=1, dedupe=False).model_copy(
+        update={"request_timeout_seconds": 0.2}  # lookups start once a create's own timeout has passed
+    )
     async with start_gateway(run_worker=False, channels=[channel], worker=QUICK) as gw:
         task = await new_task(gw)
         final = await run_to_rest(gw, task.id)

@@ -3,11 +3,11 @@
 Everything that handles a secret is driven for real over loopback: good and wrong API keys, creates on
 both dialects with a `callback_url` carrying `?token=`, a worker talking to the fake upstream with the
 channel's api_key (a wrong one on a first channel: 401s; injected 429 and 5xx on the right one),
-signed webhooks, valid, tampered and expired signed links (on S3 storage too, redirected to a presigned
-URL), a rate-limit refusal and an unhandled 500 (its traceback goes through a frame holding the caller's
-key). Then every line written to stderr and every standard-library log record is searched for the key,
-its SHA-256, every signature (links, presigned URLs, webhooks), the channel keys, the S3 secret, the
-secret key and the callback token.
+signed webhooks and the key's webhook secret (read and rotated), valid, tampered and expired signed
+links (on S3 storage too, redirected to a presigned URL), a rate-limit refusal and an unhandled 500 (its
+traceback goes through a frame holding the caller's key). Then every line written to stderr and every
+standard-library log record is searched for the key, its SHA-256, every signature (links, presigned URLs,
+webhooks), the webhook secrets, the channel keys, the S3 secret, the secret key and the callback token.
 """
 
 from __future__ import annotations
@@ -111,6 +111,10 @@ async def test_no_secret_reaches_any_log_line(
             async with gw.client(key) as client, gw.client(wrong_key) as wrong, gw.client(None) as anon:
                 assert (await wrong.get("/v1/videos")).status_code == 401
                 assert (await anon.get("/v1/videos")).status_code == 401
+                # The key's webhook secret (it signs the webhooks below), read and, at the end, rotated.
+                webhook_secret = await client.get("/v1/webhook_secret")
+                assert webhook_secret.status_code == 200, webhook_secret.text
+                secrets.append(webhook_secret.json()["secret"])
                 unified = await client.post(
                     "/v1/video/create",
                     json={"model": "sora-2", "prompt": "boat #429=1 #5xx=1", "callback_url": callback},
@@ -158,6 +162,10 @@ async def test_no_secret_reaches_any_log_line(
                 assert (await anon.get(expired)).status_code == 403
                 secrets += [sig[1], tampered.split("sig=")[1], expired_sig]
                 secrets += [s["thumbnail_url"].split("sig=")[1] for s in states if s["thumbnail_url"]]
+
+                rotated = await client.post("/v1/webhook_secret/rotate")
+                assert rotated.status_code == 200, rotated.text
+                secrets.append(rotated.json()["secret"])
 
                 async def explode(token: str) -> None:  # a frame holding the key in a local variable
                     raise RuntimeError("the key store broke")

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import anyio
+import httpx
 import pytest
 
 from tests.helpers import scripted_channel, wait_for_status
@@ -57,12 +58,18 @@ def receiver() -> Iterator[Receiver]:
     r.server.server_close()
 
 
-def event_of(call: tuple[dict[str, str], bytes]) -> dict:
+async def webhook_secret(client: httpx.AsyncClient) -> str:
+    """The secret the client's key signs its webhooks with (each key has its own)."""
+    r = await client.get("/v1/webhook_secret")
+    assert r.status_code == 200, r.text
+    secret: str = r.json()["secret"]
+    return secret
+
+
+def event_of(call: tuple[dict[str, str], bytes], secret: str) -> dict:
     headers, body = call
     assert headers["content-type"] == "application/json"
-    assert signing.verify_webhook(
-        b"test-secret", headers["x-vidgate-signature"], body, now_s=int(time.time())
-    )
+    assert signing.verify_webhook(secret, headers["x-vidgate-signature"], body, now_s=int(time.time()))
     return json.loads(body)
 
 
@@ -72,6 +79,7 @@ async def test_completed_task_posts_a_signed_event_once(start_gateway, tmp_path,
             body = {"model": "sora-2", "prompt": "x", "callback_url": receiver.url}
             task_id = (await client.post("/v1/video/create", json=body)).json()["id"]
             assert (await wait_for_status(client, task_id))["status"] == "completed"
+            secret = await webhook_secret(client)
             await receiver.wait_for(1)
             events = [e.message for e in await gw.runtime.tasks.events(parse_task_id(task_id))]
             with anyio.fail_after(10):
@@ -79,7 +87,7 @@ async def test_completed_task_posts_a_signed_event_once(start_gateway, tmp_path,
                     await anyio.sleep(0.02)
                     events = [e.message for e in await gw.runtime.tasks.events(parse_task_id(task_id))]
     [call] = receiver.calls
-    event = event_of(call)
+    event = event_of(call, secret)
     assert event["type"] == "video.completed" and event["object"] == "event"
     assert event["data"]["id"] == task_id and event["data"]["video_url"].startswith(gw.base_url)
 
@@ -92,10 +100,11 @@ async def test_a_failing_receiver_is_retried_then_gets_it(start_gateway, tmp_pat
         async with gw.client(await gw.new_key()) as client:
             body = {"model": "sora-2", "prompt": "x", "callback_url": receiver.url}
             task_id = (await client.post("/v1/video/create", json=body)).json()["id"]
+            secret = await webhook_secret(client)
             await receiver.wait_for(3)
             messages = [e.message or "" for e in await gw.runtime.tasks.events(parse_task_id(task_id))]
     assert sum("callback attempt" in m for m in messages) == 2
-    events = [event_of(call) for call in receiver.calls]
+    events = [event_of(call, secret) for call in receiver.calls]
     assert {e["id"] for e in events} == {f"evt_{parse_task_id(task_id)}"}  # one event, delivered thrice
     assert events[-1]["type"] == "video.failed"
     assert events[-1]["data"]["error"]["code"] == "moderation_blocked"
@@ -108,8 +117,9 @@ async def test_openai_dialect_events_carry_the_video_object(start_gateway, tmp_p
                 "/v1/videos", data={"prompt": "x", "seconds": "4", "callback_url": receiver.url}
             )
             assert r.status_code == 200, r.text
+            secret = await webhook_secret(client)
             await receiver.wait_for(1)
-    event = event_of(receiver.calls[0])
+    event = event_of(receiver.calls[0], secret)
     assert event["type"] == "video.completed"
     assert event["data"]["id"] == r.json()["id"] and event["data"]["object"] == "video"
 
@@ -124,8 +134,9 @@ async def test_cancelling_sends_a_cancelled_event(start_gateway, tmp_path, recei
             await wait_for_status(client, task_id, ("processing",))
             task = await gw.runtime.tasks.get(parse_task_id(task_id))
             await cancel_task(gw.runtime, task.id, owner=task.owner)
+            secret = await webhook_secret(client)
             await receiver.wait_for(1)
-    assert event_of(receiver.calls[0])["type"] == "video.cancelled"
+    assert event_of(receiver.calls[0], secret)["type"] == "video.cancelled"
 
 
 def test_signature_verification_refuses_tampering_and_replays() -> None:

@@ -1,7 +1,9 @@
-"""The admin API under `/v1/admin` (docs/admin-api.md): keys, every key's tasks, usage, channel status.
+"""The admin API under `/v1/admin` (docs/admin-api.md): keys (and their webhook secrets), every key's
+tasks, usage, channel status.
 
-Admin keys only. Any other key gets exactly the 404 an unknown route gets, on every path and method
-here, so the routes' existence is never confirmed; without a key it is the 401 of every `/v1` route.
+Admin keys only, checked against the database on every request (not the key cache). Any other
+caller (no key, an unknown, revoked or ordinary key) gets exactly the 404 an unknown route gets, on
+every path and method here, so the routes' existence is never confirmed.
 The routes are thin: parse and check the input (400 naming `param`), call the store, render. Changes
 to keys go through `KeyStore` (it keeps its key cache right: a revoked key stops working at once in
 this process); the reads across keys are `vidgate.store.admin_queries`.
@@ -18,10 +20,11 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vidgate.api import admin_schemas as s
-from vidgate.api.deps import key_of, runtime_of
+from vidgate.api.deps import admin_key_of, runtime_of
 from vidgate.api.json_body import read_json_object
 from vidgate.api.json_response import json_response
 from vidgate.api.schemas import ERROR_RESPONSES, json_body_schema
+from vidgate.api.webhook_secret import WebhookSecretObject, webhook_secret_answer
 from vidgate.domain.circuit import ChannelHealth
 from vidgate.domain.tasks import TaskStatus
 from vidgate.errors import InvalidRequest, NotFound
@@ -47,11 +50,13 @@ Model = TypeVar("Model", bound=BaseModel)
 
 
 async def require_admin(request: Request) -> ApiKey:
-    """The caller's key when it is an admin's; without a key, 401. A key that is not an admin's gets
-    the answer of a route that does not exist (the same exception Starlette raises for one, through the
-    same handler), and counts against no rate limit (an unknown route counts against none either)."""
-    key = await key_of(request)
-    if not key.is_admin:
+    """The caller's key when it is an active admin's, read from the database on this request (never
+    the key cache: a revocation anywhere is seen by the next admin request everywhere). Anyone else
+    (no key, an unknown, revoked or ordinary key) gets the answer of a route that does not exist (the
+    same exception Starlette raises for one, through the same handler), and counts against no rate
+    limit (an unknown route counts against none either)."""
+    key = await admin_key_of(request)
+    if key is None:
         raise StarletteHTTPException(status_code=404)
     await runtime_of(request).rate_limiter.check(key, create=False)
     return key
@@ -265,8 +270,9 @@ async def update_key(key_id: str, request: Request, _: ApiKey = Depends(require_
     "/v1/admin/keys/{key_id}/revoke", response_model=s.KeyObject, responses=_ERRORS, summary="Revoke a key"
 )
 async def revoke_key(key_id: str, request: Request, _: ApiKey = Depends(require_admin)) -> Response:
-    """From now on the key gets 401 (at once in this process; in others within
-    `VIDGATE_KEY_CACHE_SECONDS`). Revoking a revoked key returns it as it is."""
+    """From now on the key gets 401 (at once in this process; in other API processes within
+    `VIDGATE_KEY_CACHE_SECONDS`), and the admin API refuses it at once in every process. Revoking
+    a revoked key returns it as it is."""
     runtime = runtime_of(request)
     key = await _existing_key(runtime, key_id)
     await runtime.keys.revoke(key.id, now=runtime.clock.now_ms())
@@ -317,6 +323,37 @@ async def key_ledger(
     key = await _existing_key(runtime, key_id)
     entries, has_more = await runtime.keys.ledger(key.id, after=after, limit=limit)
     return _page([ledger_view(e) for e in entries], has_more)
+
+
+@router.get(
+    "/v1/admin/keys/{key_id}/webhook_secret",
+    response_model=WebhookSecretObject,
+    responses=_ERRORS,
+    summary="The secret that signs a key's webhooks",
+)
+async def key_webhook_secret(key_id: str, request: Request, _: ApiKey = Depends(require_admin)) -> Response:
+    """What the key itself reads at `GET /v1/webhook_secret`: hand it to the key's webhook receiver."""
+    runtime = runtime_of(request)
+    return webhook_secret_answer(runtime, await _existing_key(runtime, key_id))
+
+
+@router.post(
+    "/v1/admin/keys/{key_id}/webhook_secret/rotate",
+    response_model=WebhookSecretObject,
+    responses=_ERRORS,
+    summary="Replace the secret that signs a key's webhooks",
+)
+async def rotate_key_webhook_secret(
+    key_id: str, request: Request, _: ApiKey = Depends(require_admin)
+) -> Response:
+    """A new secret signs the key's webhooks from the next delivery on (e.g. after the old one leaked);
+    the old one signs nothing more. Answers the new secret."""
+    runtime = runtime_of(request)
+    key = await _existing_key(runtime, key_id)
+    rotated = await runtime.keys.rotate_webhook_secret(key.id)
+    if rotated is None:
+        raise NotFound(f"No API key with id '{key_id}'.", param="key_id")
+    return webhook_secret_answer(runtime, rotated)
 
 
 # Tasks and usage ---------------------------------------------------------------------------------------

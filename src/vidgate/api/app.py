@@ -9,10 +9,11 @@ from contextlib import asynccontextmanager
 import anyio
 import httpx
 from fastapi import FastAPI
-from fastapi_offline import FastAPIOffline
 
 from vidgate import __version__
-from vidgate.api import admin, console, health, media, metrics_endpoint, openai, unified
+from vidgate.api import admin, console, health, media, metrics_endpoint, openai, unified, webhook_secret
+from vidgate.api.body_deadline import BodyDeadline
+from vidgate.api.docs_pages import install_docs_pages
 from vidgate.api.errors import install_error_handlers
 from vidgate.api.limits import BodySizeLimit
 from vidgate.api.observe import Observe
@@ -55,8 +56,9 @@ def create_app(
                 yield
                 stop.set()
 
-    # fastapi-offline serves Swagger UI's and ReDoc's files from the package: /docs works offline.
-    app = FastAPIOffline(
+    # FastAPI's own /openapi.json, /docs and /redoc are off: api.docs_pages serves them (offline, the
+    # admin API left out of the public document, framing refused).
+    app = FastAPI(
         title="vidgate",
         version=__version__,
         summary="Video generation gateway: the relay unified format and OpenAI's /v1/videos, one task store.",
@@ -66,12 +68,25 @@ def create_app(
         # FastAPI's own OpenTelemetry hooks cost every request a look at the providers; vidgate has
         # its own metrics (/metrics) and logs.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        # No redirect to the path with or without a trailing slash: Starlette builds its Location from
+        # the Host header, and it would confirm that a path exists (the admin API's, to anyone).
+        redirect_slashes=False,
     )
     install_openapi_docs(app)
+    install_docs_pages(app)
     install_error_handlers(app)
     # Added last = outermost: the access log and metrics also see the 413s the size limit answers itself.
     app.add_middleware(
         BodySizeLimit, limit=settings.max_body_bytes, upload_limit=settings.max_upload_bytes + 64 * 1024
+    )
+    # Outside the size limit, so that what it drains before an early answer is under the deadlines too.
+    app.add_middleware(
+        BodyDeadline,
+        idle_seconds=settings.http_body_idle_timeout_seconds,
+        total_seconds=settings.http_body_timeout_seconds,
     )
     app.add_middleware(Observe)
     # Routers are tried in this order for every request: the ones clients poll come first.
@@ -80,6 +95,7 @@ def create_app(
     app.include_router(media.router)
     app.include_router(health.router)
     app.include_router(metrics_endpoint.router)
+    app.include_router(webhook_secret.router)
     app.include_router(admin.router)
     app.include_router(console.router)
     return app

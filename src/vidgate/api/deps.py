@@ -35,14 +35,37 @@ async def authenticate(request: Request) -> ApiKey:
 
 
 async def key_of(request: Request) -> ApiKey:
-    """The caller's active key, else 401; no rate limits counted (`authenticate` counts them)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    """The caller's active key, else 401; no rate limits counted (`authenticate` counts them).
+    The key may come from the key cache: one revoked in another process works here for up to
+    `VIDGATE_KEY_CACHE_SECONDS` (docs/scaling.md)."""
+    token = bearer_token(request)
+    if token is None:
         raise AuthenticationFailed("Missing API key. Send the header `Authorization: Bearer <key>`.")
     runtime = runtime_of(request)
-    key = await runtime.keys.authenticate(token.strip())
+    key = await runtime.keys.authenticate(token)
     if key is None:
         raise AuthenticationFailed("Incorrect or revoked API key.")
     request.state.api_key_id = key.id
     return key
+
+
+async def admin_key_of(request: Request) -> ApiKey | None:
+    """The caller's key if it is an active admin's, else None (no key, an unknown, revoked or
+    ordinary one alike). Read from the database on every call, never from the key cache: an admin
+    key revoked in any process must not make one more key, top-up or change anywhere."""
+    token = bearer_token(request)
+    if token is None:
+        return None
+    key = await runtime_of(request).keys.authenticate(token, fresh=True)
+    if key is None:
+        return None
+    request.state.api_key_id = key.id  # the access log names an ordinary key that tried, too
+    return key if key.is_admin else None
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of `Authorization: Bearer <token>`, or None when there is none."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()

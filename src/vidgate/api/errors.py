@@ -11,6 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vidgate.errors import VidgateError
@@ -31,6 +33,10 @@ _STATUS_CODES = {
 
 
 _INTERNAL_MESSAGE = "The server had an error while processing your request."
+# nginx's status for "the client closed the request before the answer": what the access log and metrics
+# record for a client that left mid-body. It never reaches the wire (the server drops an answer to a
+# connection that is gone).
+CLIENT_CLOSED_REQUEST = 499
 
 
 def printable(text: str) -> str:
@@ -117,6 +123,12 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _client_gone(_: Request, exc: Exception) -> Response:
+    # Not an error of ours, and already logged and counted where the disconnect was seen
+    # (api.body_deadline): no traceback, no 500.
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     # Only what escapes the outer middlewares gets here (UnexpectedErrors answers the rest); Starlette
     # re-raises it after this answer, and the server logs that traceback, so it is not logged here.
@@ -167,6 +179,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(VidgateError, _vidgate_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)
     # Innermost of the middlewares (the app adds its own after this), so the access log records the 500.
     app.add_middleware(UnexpectedErrors)

@@ -23,8 +23,8 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
     arrived within `head_timeout` seconds of the connection opening or of the previous answer.
 
     The deadline is for the whole head, not per read, so trickling bytes does not extend it. A request
-    body is the application's to pace (uploads may be slow); uvicorn's keep-alive timer closes idle
-    connections between requests."""
+    body's deadlines are the application's (`api.body_deadline`: they answer 408 in the API's envelope,
+    under any ASGI server); uvicorn's keep-alive timer closes idle connections between requests."""
 
     _head_deadline: asyncio.TimerHandle | None = None
 

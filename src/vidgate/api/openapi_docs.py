@@ -5,13 +5,18 @@ themselves, to accept what relay clients and the SDK send, so FastAPI has no par
 `POST /v1/video/create` declares its body on the route. Bearer auth is declared here too, on every
 `/v1/` route (each depends on `vidgate.api.deps.authenticate`). The models here describe the wire shapes only:
 `vidgate.domain.requests` validates.
+
+`public_document` is the document for everyone but admins: without the admin API, whose routes
+answer anyone else as unknown routes (vidgate.api.admin), so the document must not list them either.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import FastAPI
@@ -155,3 +160,52 @@ def _component(schema: dict[str, Any], model: type[BaseModel]) -> dict[str, str]
     schemas.update(body.pop("$defs", {}))
     schemas[model.__name__] = body
     return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+ADMIN_PREFIX = "/v1/admin"
+ADMIN_TAG = "admin"
+_SCHEMA_REF = "#/components/schemas/"
+
+
+def public_document(full: dict[str, Any]) -> dict[str, Any]:
+    """`full` (left as it is) without the admin API's paths, its tag, and the schemas only they use."""
+    public = copy.deepcopy(full)
+    paths = public["paths"]
+    admin_paths = {
+        path: paths.pop(path)
+        for path in list(paths)
+        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")
+    }
+    schemas = public.get("components", {}).get("schemas", {})
+    # The rest of the document (paths, and components other than schemas) keeps what it refers to.
+    rest = {k: v for k, v in public.items() if k != "components"}
+    rest["components"] = {k: v for k, v in public.get("components", {}).items() if k != "schemas"}
+    for name in _reachable(admin_paths, schemas) - _reachable(rest, schemas):
+        del schemas[name]
+    if "tags" in public:
+        public["tags"] = [tag for tag in public["tags"] if tag.get("name") != ADMIN_TAG]
+    return public
+
+
+def _reachable(start: Any, schemas: dict[str, Any]) -> set[str]:
+    """The schema names `start` refers to, and those they refer to, and so on."""
+    found: set[str] = set()
+    pending = list(_schema_refs(start))
+    while pending:
+        name = pending.pop()
+        if name not in found:
+            found.add(name)
+            pending.extend(_schema_refs(schemas.get(name, {})))
+    return found
+
+
+def _schema_refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith(_SCHEMA_REF):
+            yield ref[len(_SCHEMA_REF) :]
+        for value in node.values():
+            yield from _schema_refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _schema_refs(value)

@@ -30,6 +30,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (402, "Creates: the key's available credits cannot cover the task's price (`insufficient_quota`)."),
         (403, "Creates: the key may not use this model (`model_not_allowed`)."),
         (404, "No such task for this key."),
+        (408, "The request body stalled, or did not all arrive in time (`body_timeout`)."),
         (409, "State conflict (e.g. an Idempotency-Key reused with another body)."),
         (413, "Request body too large."),
         (415, "Unsupported Content-Type."),

@@ -39,6 +39,7 @@ from vidgate.client.models import (
     VideoError,
     VideoPage,
     VideoStatus,
+    WebhookSecret,
 )
 
 __all__ = [
@@ -75,4 +76,5 @@ __all__ = [
     "VideoStatus",
     "VidgateError",
     "WaitTimeout",
+    "WebhookSecret",
 ]

@@ -1,5 +1,5 @@
 """`Client` and `AsyncClient`: configuration (arguments, else VIDGATE_BASE_URL / VIDGATE_API_KEY),
-the HTTP client's lifetime, and the `videos` / `admin` namespaces."""
+the HTTP client's lifetime, and the `videos` / `webhooks` / `admin` namespaces."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from vidgate.client._transport import AsyncRunner, RetryPolicy, SyncRunner
 from vidgate.client.admin import Admin, AdminOps, AsyncAdmin
 from vidgate.client.errors import VidgateError
 from vidgate.client.videos import AsyncVideos, VideoOps, Videos
+from vidgate.client.webhooks import AsyncWebhooks, WebhookOps, Webhooks
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 
@@ -61,6 +62,7 @@ class Client:
         runner = SyncRunner(self._http, self.base_url, key, _user_agent())
         policy = RetryPolicy(max_retries=max_retries)
         self.videos = Videos(runner, VideoOps(policy))
+        self.webhooks = Webhooks(runner, WebhookOps(policy))
         self.admin = Admin(runner, AdminOps(policy))
 
     def close(self) -> None:
@@ -100,6 +102,7 @@ class AsyncClient:
         runner = AsyncRunner(self._http, self.base_url, key, _user_agent())
         policy = RetryPolicy(max_retries=max_retries)
         self.videos = AsyncVideos(runner, VideoOps(policy))
+        self.webhooks = AsyncWebhooks(runner, WebhookOps(policy))
         self.admin = AsyncAdmin(runner, AdminOps(policy))
 
     async def close(self) -> None:

@@ -1,5 +1,6 @@
-"""`client.admin`: the admin API (`/v1/admin/...`, an admin key only): keys and their accounts, every
-key's tasks, usage and the channels. Amounts are integers of micro-credits (1 credit = 1_000_000).
+"""`client.admin`: the admin API (`/v1/admin/...`, an admin key only): keys, their accounts and webhook
+secrets, every key's tasks, usage and the channels. Amounts are integers of micro-credits
+(1 credit = 1_000_000).
 
 As in `videos`, `AdminOps` holds each operation once and the sync/async classes only run it.
 """
@@ -20,6 +21,7 @@ from vidgate.client.models import (
     KeyPage,
     LedgerPage,
     Usage,
+    WebhookSecret,
     parse_model,
 )
 
@@ -111,6 +113,14 @@ class AdminOps:
         raw = yield from self.policy.json(Call("GET", _key_path(key_id, "/ledger"), params=params))
         return parse_model(LedgerPage, raw)
 
+    def webhook_secret(self, key_id: str) -> Op[WebhookSecret]:
+        raw = yield from self.policy.json(Call("GET", _key_path(key_id, "/webhook_secret")))
+        return parse_model(WebhookSecret, raw)
+
+    def rotate_webhook_secret(self, key_id: str) -> Op[WebhookSecret]:
+        raw = yield from self.policy.json(Call("POST", _key_path(key_id, "/webhook_secret/rotate")))
+        return parse_model(WebhookSecret, raw)
+
     def tasks(self, params: Mapping[str, Any]) -> Op[AdminTaskPage]:
         raw = yield from self.policy.json(Call("GET", "/v1/admin/tasks", params=_present(params)))
         return parse_model(AdminTaskPage, raw)
@@ -172,6 +182,12 @@ class Keys:
 
     def ledger(self, key_id: str, after: int | None = None, limit: int = 100) -> LedgerPage:
         return self._run(self._ops.ledger(key_id, after=after, limit=limit))
+
+    def webhook_secret(self, key_id: str) -> WebhookSecret:
+        return self._run(self._ops.webhook_secret(key_id))
+
+    def rotate_webhook_secret(self, key_id: str) -> WebhookSecret:
+        return self._run(self._ops.rotate_webhook_secret(key_id))
 
 
 class Admin:
@@ -261,6 +277,12 @@ class AsyncKeys:
 
     async def ledger(self, key_id: str, after: int | None = None, limit: int = 100) -> LedgerPage:
         return await self._run(self._ops.ledger(key_id, after=after, limit=limit))
+
+    async def webhook_secret(self, key_id: str) -> WebhookSecret:
+        return await self._run(self._ops.webhook_secret(key_id))
+
+    async def rotate_webhook_secret(self, key_id: str) -> WebhookSecret:
+        return await self._run(self._ops.rotate_webhook_secret(key_id))
 
 
 class AsyncAdmin:

@@ -98,6 +98,18 @@ def parse_model(cls: type[M], data: Any) -> M:
         ) from exc
 
 
+# Webhooks -------------------------------------------------------------------------------------------
+
+
+class WebhookSecret(_Model):
+    """The secret that signs a key's webhooks (`whsec_...`): pass it to
+    `vidgate.signing.verify_webhook` on the receiver. Kept out of repr() so that logging the object
+    does not leak it."""
+
+    key_id: str
+    secret: str = Field(repr=False)
+
+
 # Admin API ------------------------------------------------------------------------------------------
 
 

@@ -2,7 +2,11 @@
 so every worker process sees the same circuit).
 
 closed --N consecutive failures--> open --cooldown passed, one task admitted--> half_open (a probe)
-half_open --the probe (or any call) succeeds--> closed;  half_open --it fails--> open again
+half_open --the probe succeeds--> closed;  half_open --it fails--> open again
+
+Only creates move the circuit: it guards whether NEW jobs go to the channel. Polls of jobs already in
+flight are counted apart (`poll_failures`, for operators): a channel whose creates fail can still answer
+the polls of yesterday's jobs, and that must not close its circuit.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ class ChannelHealth:
     open_until: int | None = None  # ms: an open circuit refuses new jobs until then
     probe_until: int | None = None  # ms: a half-open probe is in flight until then
     last_error: str | None = None
+    poll_failures: int = 0  # consecutive failed polls (never moves the circuit)
 
     def admits(self, now_ms: int) -> bool:
         """May a new job go to this channel now (possibly as the half-open probe)?"""
@@ -54,9 +59,18 @@ def after_failure(
 ) -> ChannelHealth:
     failures = health.failures + 1
     if health.state is CircuitState.HALF_OPEN or failures >= threshold:
-        return ChannelHealth(CircuitState.OPEN, failures, now_ms + cooldown_ms, None, error)
+        return replace(
+            health,
+            state=CircuitState.OPEN,
+            failures=failures,
+            open_until=now_ms + cooldown_ms,
+            probe_until=None,
+            last_error=error,
+        )
     return replace(health, failures=failures, last_error=error)
 
 
 def after_success(health: ChannelHealth) -> ChannelHealth:
-    return ChannelHealth() if health != ChannelHealth() else health
+    """A create succeeded: the circuit closes (the poll count is not the circuit's to reset)."""
+    healthy = ChannelHealth(poll_failures=health.poll_failures)
+    return healthy if health != healthy else health

@@ -19,7 +19,7 @@ connection after the request went out), so the worker must neither fail over nor
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -186,8 +186,10 @@ class Provider(Protocol):
     async def cancel(self, job: UpstreamJob) -> None:
         """Stop the job, or delete it if it has finished; idempotent (an unknown job is not an error)."""
 
-    async def find_job(self, request: SubmitRequest) -> UpstreamJob | None:
-        """After an unknown outcome: the job `request` made, if the upstream has it (`can_find_jobs`)."""
+    async def find_jobs(self, request: SubmitRequest) -> Sequence[UpstreamJob]:
+        """After an unknown outcome (`can_find_jobs`): the upstream's jobs that `request` may have made,
+        oldest first. The upstream cannot say which task made a job, so these are candidates: same
+        parameters, made since `request.sent_at_ms`; the worker adopts the first no other task owns."""
 
     async def probe(self) -> ProbeResult: ...
 

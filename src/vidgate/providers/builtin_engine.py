@@ -8,6 +8,7 @@ made again). Engines inherit these and implement `submit`, `probe` and `aclose`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from vidgate.providers.base import (
@@ -48,5 +49,5 @@ class StoredResultEngine:
     async def cancel(self, job: UpstreamJob) -> None:
         return None  # work in progress stops when its step is cancelled
 
-    async def find_job(self, request: SubmitRequest) -> UpstreamJob | None:
-        return None  # nothing is left behind to find: a lost video is simply made again
+    async def find_jobs(self, request: SubmitRequest) -> Sequence[UpstreamJob]:
+        return ()  # nothing is left behind to find: a lost video is simply made again

@@ -10,7 +10,8 @@ the API root, `https://host/v1`.
   create; server-specific fields from `extra_body` and `forward_fields`;
 - poll: `GET /videos/{id}`, paced by `openai-poll-after-ms` or Retry-After; status words are read
   tolerantly and an unknown one keeps polling (logged once per word);
-- result: `GET /videos/{id}/content` streamed to disk, and the thumbnail variant when the server has one;
+- result: `GET /videos/{id}/content` streamed to disk, and the thumbnail variant when the server has one
+  (given up at the headers or first bytes when it is no image: LiteLLM answers it with the whole video);
 - cancel: `DELETE /videos/{id}` (the API has no other way to stop a job); remix: `POST
   /videos/{id}/remix` where `options.remix` says the server can; after an unknown outcome the job is
   looked for in `GET /videos` (same prompt, model, size and seconds, made since the submit was sent).
@@ -19,6 +20,7 @@ the API root, `https://host/v1`.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,6 +45,7 @@ from vidgate.providers.input_images import image_reference, reference_png
 from vidgate.providers.passthrough import PassthroughOptions
 from vidgate.providers.registry import ProviderDeps
 from vidgate.providers.upstream_http import (
+    download_image,
     download_video,
     error_fields,
     is_moderation,
@@ -218,20 +221,18 @@ class OpenAIVideosProvider:
         return FetchedResult(video, thumbnail)
 
     async def _thumbnail(self, job: UpstreamJob, dest: Path) -> Path | None:
-        """The server's own thumbnail if it has one; any problem just means we make our own."""
-        try:
-            response = await self.client.get(
-                f"videos/{job.upstream_id}/content",
-                params={"variant": "thumbnail"},
-                timeout=self.channel.poll_timeout_seconds,
-                headers={"Accept": "image/*"},
-            )
-        except httpx.HTTPError:
-            return None
-        if response.status_code != 200 or len(response.content) > _THUMBNAIL_MAX_BYTES:
-            return None
-        dest.write_bytes(response.content)
-        return dest
+        """The server's own thumbnail if it has one. Anything else (an error, an answer that is no image,
+        such as LiteLLM's whole video, or one over the cap) is given up early and not used: the worker
+        makes its own from the video."""
+        found = await download_image(
+            self.client,
+            f"videos/{job.upstream_id}/content",
+            dest,
+            params={"variant": "thumbnail"},
+            max_bytes=_THUMBNAIL_MAX_BYTES,
+            timeout=self.channel.poll_timeout_seconds,
+        )
+        return dest if found else None
 
     # cancel, lookup, probe ----------------------------------------------------------------------
 
@@ -242,9 +243,10 @@ class OpenAIVideosProvider:
             return  # already gone: nothing left to stop
         raise_for_status(response, "cancel")
 
-    async def find_job(self, request: SubmitRequest) -> UpstreamJob | None:
-        """The job a submit of unknown outcome made, from the newest jobs: same prompt, model, size and
-        seconds (or the same remix source), created since the submit went out."""
+    async def find_jobs(self, request: SubmitRequest) -> Sequence[UpstreamJob]:
+        """Jobs a submit of unknown outcome may have made, oldest first, from the newest pages of
+        `GET /videos`: same prompt, model, size and seconds (or the same remix source), created since the
+        submit went out (less `_LOOKUP_SKEW_S` for clocks that differ)."""
         since_s = request.sent_at_ms // 1000 - _LOOKUP_SKEW_S
         want = {
             "prompt": request.prompt,
@@ -252,6 +254,7 @@ class OpenAIVideosProvider:
             "size": f"{request.width}x{request.height}",
             "seconds": str(request.seconds),
         }
+        found: list[UpstreamJob] = []
         after: str | None = None
         for _ in range(_LOOKUP_PAGES):
             params = {"limit": "100", "order": "desc", **({"after": after} if after else {})}
@@ -270,13 +273,13 @@ class OpenAIVideosProvider:
                 if not isinstance(item, dict) or not isinstance(item.get("id"), str):
                     continue
                 if _created_s(item) < since_s:
-                    return None  # newest first: everything further is older than our submit
+                    return found[::-1]  # newest first: everything further is older than our submit
                 if _matches(item, want, request.remix_of_upstream_id):
-                    return UpstreamJob(item["id"])
+                    found.append(UpstreamJob(item["id"]))
             if not body.get("has_more") or not items:
-                return None
+                break
             after = str(items[-1].get("id"))
-        return None
+        return found[::-1]
 
     async def probe(self) -> ProbeResult:
         """Reachability and credentials without making a job: list one job, or look up one that does

@@ -12,6 +12,7 @@ wrapped in `SecretScrubbing`, which, for whatever it raises or reports:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -84,8 +85,8 @@ class SecretScrubbing:
     async def cancel(self, job: UpstreamJob) -> None:
         await self._call(self.inner.cancel(job))
 
-    async def find_job(self, request: SubmitRequest) -> UpstreamJob | None:
-        found: UpstreamJob | None = await self._call(self.inner.find_job(request))
+    async def find_jobs(self, request: SubmitRequest) -> Sequence[UpstreamJob]:
+        found: Sequence[UpstreamJob] = await self._call(self.inner.find_jobs(request))
         return found
 
     async def probe(self) -> ProbeResult:

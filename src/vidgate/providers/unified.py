@@ -19,6 +19,7 @@ This dialect has no way to cancel a job or to list jobs.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -118,7 +119,7 @@ class UnifiedRelayProvider:
         raw = json_or_none(response)
         payload, envelope_code = unwrap(raw)
         if envelope_code is not None or (isinstance(payload, dict) and payload.get("error")):
-            raise _refusal(raw, envelope_code, "create")  # an HTTP 200 that says no: nothing was made
+            raise _refusal(raw, envelope_code, "create")  # an HTTP 200 that carries an error
         job_id = (payload.get("id") or payload.get("task_id")) if isinstance(payload, dict) else None
         if isinstance(job_id, int) and not isinstance(job_id, bool):
             job_id = str(job_id)
@@ -276,8 +277,8 @@ class UnifiedRelayProvider:
     async def cancel(self, job: UpstreamJob) -> None:
         return None  # the dialect has no cancel (traits say so; the cancel step records it)
 
-    async def find_job(self, request: SubmitRequest) -> UpstreamJob | None:
-        return None  # the dialect cannot list jobs
+    async def find_jobs(self, request: SubmitRequest) -> Sequence[UpstreamJob]:
+        return ()  # the dialect cannot list jobs
 
     async def probe(self) -> ProbeResult:
         """Query a task that does not exist: any well-formed 'not found' proves reachability and that
@@ -294,16 +295,27 @@ class UnifiedRelayProvider:
 
 
 def _refusal(raw: Any, envelope_code: Any, what: str) -> ProviderError:
-    """An error carried in a 2xx body. Server-side codes (5xx, 429) may pass; others will not."""
+    """An error carried in a 2xx body to a create. A server-side code (5xx) proves nothing: the relay
+    may have made the job before it failed, so the outcome is unknown; 429 is a retryable refusal;
+    anything else a final one."""
     code, message = error_fields(
         raw if isinstance(raw, dict) else {}, f"the channel answered code {envelope_code}"
     )
-    numeric = (
-        envelope_code if isinstance(envelope_code, int) and not isinstance(envelope_code, bool) else None
-    )
-    if numeric is not None and (numeric >= 500 or numeric == 429):
-        return ProviderError("upstream_unavailable", f"{what}: {message}", retryable=True)
+    numeric = _numeric(envelope_code)
+    if numeric is not None and numeric >= 500:
+        return UpstreamOutcomeUnknown(f"{what}: the channel answered code {numeric} ({message})")
+    if numeric == 429:
+        return ProviderError("upstream_rate_limited", f"{what}: {message}", retryable=True)
     return final_refusal(code or clean_error_code(envelope_code), message, what)
+
+
+def _numeric(code: Any) -> int | None:
+    """An envelope code as a number (relays send 500 or "500"), else None."""
+    if isinstance(code, int) and not isinstance(code, bool):
+        return code
+    if isinstance(code, str) and code.strip().isdigit() and len(code.strip()) <= 4:
+        return int(code.strip())
+    return None
 
 
 def _poll_refusal(raw: Any, envelope_code: Any) -> ProviderError:

@@ -7,10 +7,13 @@ Tests replace the network for every client at once by passing a transport (`http
 ASGI transport) to `UpstreamHttp`.
 
 Error mapping, for every adapter alike:
-- connect errors, pool timeouts: retryable, and nothing reached the upstream (safe to fail over);
-- a read timeout or a dropped connection once a *create* was sent: `UpstreamOutcomeUnknown`;
-- 429 and 5xx: retryable, honouring Retry-After (a 504 on a create is an unknown outcome: a gateway in
-  front of the upstream may have passed it on); 401/403: the channel's credentials, retryable elsewhere;
+- connect errors, pool timeouts: retryable, and nothing reached the upstream (a refusal);
+- once a *create* was sent, anything but a proven refusal (`PROVEN_REFUSALS`: 400, 401, 403, 404, 409,
+  422, 429) is `UpstreamOutcomeUnknown`: a read timeout, a dropped connection, any 5xx or 52x (a proxy
+  may answer so after the origin made the job), an unexpected status. The worker decides what an
+  outcome means (worker/submit.py); this module only says which it is;
+- 429 and, on other calls, 5xx: retryable, honouring Retry-After; 401/403: `upstream_auth_failed`, the
+  channel's credentials (the worker rules that channel out for the task);
 - other 4xx: final, with the upstream's own code and message; moderation refusals: final `content_policy`.
 
 Every request is counted in `vidgate_upstream_requests_total{channel,operation,outcome}` (see
@@ -36,7 +39,7 @@ import httpx
 
 from vidgate import __version__, metrics
 from vidgate.channel_config import ChannelSettings
-from vidgate.media.sniff import sniff_mp4
+from vidgate.media.sniff import sniff_image, sniff_mp4
 from vidgate.net.outbound_log import outbound_event_hooks
 from vidgate.providers.base import ProbeResult, ProviderError, ResultExpired, UpstreamOutcomeUnknown
 
@@ -45,13 +48,20 @@ USER_AGENT = f"vidgate/{__version__}"
 # secrets and only then cuts them to their shown length, so no cut here can leave part of a key behind.
 _MAX_RAW_MESSAGE_CHARS = 16 * 1024
 _MAX_RETRY_AFTER_S = 3600.0
+_PROBE_MESSAGE_CHARS = 200  # what `vidgate channels test` shows of an upstream's error
 _MODERATION = re.compile(
     r"moderation|content[_ ]?policy|policy[_ ]?violation|safety|sentinel_block|nsfw|inappropriate", re.I
 )
 # What a code looks like: one short word. Anything else (a sentence, a key echoed back) is no code.
 _CODE = re.compile(r"[A-Za-z0-9_.-]{1,48}")
+# Answers to a create that prove no job was made (anything else after the request was sent may have
+# made one): malformed, unauthenticated, forbidden, not found, conflicting, unprocessable, rate limited.
+PROVEN_REFUSALS = frozenset({400, 401, 403, 404, 409, 422, 429})
 VIDEO_CONTENT_TYPES = ("video/mp4", "application/octet-stream", "binary/octet-stream", "video/quicktime")
+# Labels that say nothing of what a body is (object stores put them on every file): the bytes decide.
+_GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
 _CHUNK = 256 * 1024
+_SNIFF_BYTES = 64  # enough for every signature `sniff_image` and `sniff_mp4` know
 
 
 # What the request being sent is for (create, poll, download, ...) and whether it may make a job:
@@ -248,8 +258,10 @@ def raise_for_status(response: httpx.Response, what: str, *, may_create: bool = 
             retryable=True,
             retry_after=retry_after,
         )
-    if status == 504 and may_create:
-        raise UpstreamOutcomeUnknown(f"{what}: a gateway timed out waiting for the channel (HTTP 504)")
+    if may_create and status not in PROVEN_REFUSALS:
+        # Proxies in front of upstreams answer 502/520-524 after the origin accepted the job, servers
+        # answer 500 after they made it: only a refusal the dialect documents proves no job exists.
+        raise UpstreamOutcomeUnknown(f"{what}: HTTP {status} after the request was sent ({message})")
     if status >= 500 or status == 408:
         raise ProviderError(
             "upstream_unavailable",
@@ -275,13 +287,30 @@ def final_refusal(code: str | None, message: str, what: str) -> ProviderError:
 
 def probe_verdict(response: httpx.Response, *, fine: frozenset[int] = frozenset({200, 404})) -> ProbeResult:
     """`vidgate channels test`: what an answer to a harmless request says about the channel. Statuses
-    in `fine` (with a JSON body) prove it is reachable and takes our credentials."""
+    in `fine` (with a JSON body) prove it is reachable and takes our credentials; so does any other
+    JSON error but 401/403 (see `_api_error_past_auth`). Anything else that is not JSON (an HTML 404
+    page) is most likely not the API at all."""
     status = response.status_code
     if status in (401, 403):
         return ProbeResult(False, f"reachable, but the credentials were refused (HTTP {status})")
-    if status in fine and json_or_none(response) is not None:
+    body = json_or_none(response)
+    if status in fine and body is not None:
         return ProbeResult(True, f"reachable and the credentials are accepted (HTTP {status}, no job made)")
+    if _api_error_past_auth(status, body):
+        _, message = error_fields(body, "no message")
+        return ProbeResult(
+            True,
+            f"reachable and the credentials are accepted; it answered HTTP {status}: "
+            f"{message[:_PROBE_MESSAGE_CHARS]} (no job made)",
+        )
     return ProbeResult(False, f"reachable, but it answered HTTP {status} (is base_url the API root, .../v1?)")
+
+
+def _api_error_past_auth(status: int, body: Any) -> bool:
+    """A 4xx (not 401/403) in JSON comes from the API itself, after it checked the key: servers
+    authenticate before they read the request (LiteLLM answers its job list with 400 "LLM Provider NOT
+    provided" to a key it took, and 401 to one it did not)."""
+    return 400 <= status < 500 and status not in (401, 403) and isinstance(body, dict)
 
 
 def unreachable(exc: httpx.HTTPError) -> ProbeResult:
@@ -358,3 +387,70 @@ async def _stream_to(response: httpx.Response, path: Path, max_bytes: int, what:
         raise ProviderError(
             "invalid_upstream_video", f"{what}: the channel's file is not an MP4", retryable=True
         )
+
+
+async def download_image(
+    client: httpx.AsyncClient,
+    url: str,
+    dest: Path,
+    *,
+    max_bytes: int,
+    timeout: float,
+    params: dict[str, str] | None = None,
+) -> bool:
+    """Stream an optional image (a job's thumbnail) from the channel into `dest`; False, leaving nothing
+    at `dest`, when the answer is anything but an image of at most `max_bytes`.
+
+    Optional means never worth a big download: some servers answer with the whole video (LiteLLM
+    ignores `?variant=thumbnail`), so the answer is given up as early as it shows: at the headers (a
+    status other than 200, a type that is no image, a declared length over the cap) before any body is
+    read, then at the first bytes (sniffed, whatever the label says), then as soon as the running count
+    passes the cap. Any failure on the way counts as "no image": the caller has its own.
+    """
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with anyio.fail_after(timeout):
+            async with client.stream(
+                "GET", url, params=params, headers={"Accept": "image/*"}, timeout=timeout
+            ) as response:
+                if not _may_be_image(response, max_bytes) or not await _image_to(response, tmp, max_bytes):
+                    return False  # leaving the block unread closes the connection: no more is sent
+        os.replace(tmp, dest)
+        return True
+    except (httpx.HTTPError, TimeoutError):
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _may_be_image(response: httpx.Response, max_bytes: int) -> bool:
+    """What the headers allow: a 200 whose type (if any) may be an image, of no declared length over
+    the cap."""
+    if response.status_code != 200:
+        return False
+    media_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type and not media_type.startswith("image/") and media_type not in _GENERIC_TYPES:
+        return False
+    length = response.headers.get("content-length", "")
+    return not (length.isdigit() and int(length) > max_bytes)
+
+
+async def _image_to(response: httpx.Response, path: Path, max_bytes: int) -> bool:
+    """Write the body to `path` while it may still be an image of at most `max_bytes`; False as soon
+    as it cannot. Chunks come as the network brings them (no re-chunking), so a refusal on the first
+    bytes costs one socket read."""
+    total = 0
+    head = b""
+    async with await anyio.open_file(path, "wb") as out:
+        async for chunk in response.aiter_bytes():
+            total += len(chunk)
+            if total > max_bytes:
+                return False
+            if len(head) < _SNIFF_BYTES:
+                head += chunk[: _SNIFF_BYTES - len(head)]
+                if len(head) == _SNIFF_BYTES and sniff_image(head) is None:
+                    return False
+            await out.write(chunk)
+    return sniff_image(head) is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,7 +29,12 @@ def _health(row: RowMapping | None) -> ChannelHealth:
     if row is None:
         return ChannelHealth()
     return ChannelHealth(
-        CircuitState(row["state"]), row["failures"], row["open_until"], row["probe_until"], row["last_error"]
+        CircuitState(row["state"]),
+        row["failures"],
+        row["open_until"],
+        row["probe_until"],
+        row["last_error"],
+        row["poll_failures"],
     )
 
 
@@ -57,6 +63,7 @@ async def save_health(conn: AsyncConnection, channel: str, health: ChannelHealth
             open_until=health.open_until,
             probe_until=health.probe_until,
             last_error=(health.last_error or "")[:_MAX_ERROR_CHARS] or None,
+            poll_failures=health.poll_failures,
             updated_at=now,
         )
     )
@@ -85,6 +92,7 @@ class ChannelHealthStore:
         return self._snapshot
 
     async def record_failure(self, channel: str, error: str) -> ChannelHealth:
+        """A create failed (a refusal or an unknown outcome): it counts towards opening the circuit."""
         async with write_transaction(self.engine) as conn:
             now = await self.queue_clock.now_ms(conn)
             health = after_failure(
@@ -99,11 +107,29 @@ class ChannelHealthStore:
         return health
 
     async def record_success(self, channel: str) -> None:
-        known = (await self.snapshot()).get(channel)
-        if known is None or known == ChannelHealth():
-            return  # already healthy as far as anyone knows: no write on the hot path
+        """A create was accepted: the circuit closes. Read from the database, not the snapshot, so that
+        failures another process counted a moment ago are reset too ('consecutive' across processes)."""
         async with write_transaction(self.engine) as conn:
             now = await self.queue_clock.now_ms(conn)
-            health = after_success(await lock_health(conn, channel, now=now))
-            await save_health(conn, channel, health, now=now)
+            current = await lock_health(conn, channel, now=now)
+            health = after_success(current)
+            if health != current:
+                await save_health(conn, channel, health, now=now)
         self._snapshot = {**self._snapshot, channel: health}
+
+    async def record_poll(self, channel: str, *, ok: bool) -> None:
+        """A poll's outcome: counted for operators, never moving the circuit. A success writes only when
+        failures were counted (polls are the hot path)."""
+        if ok:
+            known = (await self.snapshot()).get(channel)
+            if known is None or known.poll_failures == 0:
+                return
+            values: dict[str, Any] = {"poll_failures": 0}
+        else:
+            values = {"poll_failures": channel_health.c.poll_failures + 1}
+        async with write_transaction(self.engine) as conn:
+            now = await self.queue_clock.now_ms(conn)
+            await lock_health(conn, channel, now=now)  # made on first use
+            await conn.execute(
+                update(channel_health).where(channel_health.c.channel == channel).values(**values)
+            )

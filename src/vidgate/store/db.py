@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
 import anyio
@@ -16,10 +16,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from vidgate.private_files import make_private_file
 
+T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Marks a connection whose transactions will write; on SQLite they start with BEGIN IMMEDIATE.
 WRITE_OPTION = "vidgate_write"
@@ -158,3 +160,30 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 async def ping(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
+
+
+# Transient errors ------------------------------------------------------------------------------------
+
+_TRANSIENT_TRIES = (0.1, 0.4, 1.0)  # waits between tries of a write that must not be lost
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A database error that another try may not meet: a dropped or reset connection, a lock timeout,
+    a failover. A constraint violation or a bad statement is not."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError)
+
+
+async def with_retries(write: Callable[[], Awaitable[T]]) -> T:
+    """Run `write`, again after a transient database error (a few times, briefly): for writes that
+    record a fact nothing else could learn again, such as an upstream job's id. `write` must be safe to
+    run twice (fenced, or conditional on the row's state)."""
+    for wait in _TRANSIENT_TRIES:
+        try:
+            return await write()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            await anyio.sleep(wait)
+    return await write()

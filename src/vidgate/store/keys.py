@@ -48,6 +48,8 @@ class ApiKey:
     balance: int | None = None
     held: int = 0
     allowed_models: tuple[str, ...] | None = None  # None = every model
+    # Which webhook secret is current (signing.key_webhook_secret); a rotation adds 1.
+    webhook_secret_generation: int = 0
 
     @property
     def active(self) -> bool:
@@ -73,7 +75,8 @@ def generate_key() -> str:
 
 class KeyStore:
     """`reads` and `cache_seconds` (the API's runtime) make `authenticate` cheap: one driver call, and
-    then none for `cache_seconds` (a key revoked elsewhere keeps working that long at most)."""
+    then none for `cache_seconds` (a key revoked elsewhere keeps working that long at most on the
+    routes that use the cache; the admin API asks for a fresh read)."""
 
     def __init__(
         self, engine: AsyncEngine, *, reads: FastReads | None = None, cache_seconds: float = 0
@@ -146,11 +149,15 @@ class KeyStore:
             row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).mappings().first()
         return None if row is None else row_to_key(row)
 
-    async def authenticate(self, plaintext: str) -> ApiKey | None:
-        """The active key matching `plaintext`, or None."""
+    async def authenticate(self, plaintext: str, *, fresh: bool = False) -> ApiKey | None:
+        """The active key matching `plaintext`, or None. `fresh` reads the key's row now, past the
+        cache (and leaves the cache as it is): for routes where a key revoked a moment ago in another
+        process must already be refused (the admin API)."""
         if not plaintext.startswith(KEY_PREFIX) or len(plaintext) > 200:
             return None
         digest = hash_key(plaintext)
+        if fresh:
+            return await self._active_by_hash(digest)
         return await self._cache.get(digest, lambda: self._active_by_hash(digest))
 
     async def _active_by_hash(self, digest: str) -> ApiKey | None:
@@ -213,12 +220,28 @@ class KeyStore:
         self._cache.forget(lambda key: key.id == key_id)
         return None if row is None else row_to_key(row)
 
+    async def rotate_webhook_secret(self, key_id: str) -> ApiKey | None:
+        """Make the key's next webhook secret the current one (the previous one signs nothing more);
+        the key after, or None when no key has that id. Every process signs with the new secret from
+        the next delivery on: the worker reads the generation when it sends."""
+        query = (
+            update(api_keys)
+            .where(api_keys.c.id == key_id)
+            .values(webhook_secret_generation=api_keys.c.webhook_secret_generation + 1)
+        )
+        async with write_transaction(self.engine) as conn:
+            await conn.execute(query)
+            row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).mappings().first()
+        self._cache.forget(lambda key: key.id == key_id)
+        return None if row is None else row_to_key(row)
+
     async def topup(
         self, key_id: str, amount: int, *, now: int, reference: str | None = None, note: str | None = None
     ) -> ApiKey | None:
         """Add `amount` micro-credits to a key's balance (a `topup` entry). With `reference` (an
         idempotency key), a retry enters nothing again and answers with the key; the same reference with
-        another amount is a 409. None: no key has that id. An unlimited key has no balance to add to: 409."""
+        another amount is a 409. None: no key has that id. An unlimited key has no balance to add to: 409.
+        A balance that would pass the cap (vidgate.money.MAX_BALANCE) is refused: InvalidRequest, 400."""
         _check_amount(amount, "amount", allow_zero=False)
         return await self._credit(key_id, ledger.TOPUP, amount, now=now, reference=reference, note=note)
 
@@ -227,7 +250,8 @@ class KeyStore:
     ) -> ApiKey | None:
         """Correct a key's balance by `amount` (positive or negative) with an `adjust` entry saying why:
         entries are never changed, so a correction is a new one. The balance may go below what the key
-        holds; it then creates nothing until topped up."""
+        holds; it then creates nothing until topped up. Within the cap (docs/accounts.md): the balance
+        never above it, the available credits never below minus it (else InvalidRequest, `amount`)."""
         if amount == 0 or abs(amount) > MAX_MICROS:
             raise ValueError(f"an adjustment must be a non-zero amount within ±{MAX_MICROS} micro-credits")
         if not note.strip():
@@ -314,4 +338,14 @@ def row_to_key(row: Mapping[Any, Any]) -> ApiKey:  # a RowMapping or a fast read
         balance=row["balance"],
         held=row["held"],
         allowed_models=None if row["allowed_models"] is None else tuple(row["allowed_models"]),
+        webhook_secret_generation=row["webhook_secret_generation"],
     )
+
+
+async def webhook_secret_generation(engine: AsyncEngine, key_id: str) -> int:
+    """The key's current webhook secret generation, read now (never a cached key's): what the worker
+    signs a webhook with when it sends it, so a rotation applies from the next delivery on."""
+    query = select(api_keys.c.webhook_secret_generation).where(api_keys.c.id == key_id)
+    async with engine.connect() as conn:
+        generation = (await conn.execute(query)).scalar_one_or_none()
+    return 0 if generation is None else int(generation)

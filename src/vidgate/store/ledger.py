@@ -13,6 +13,14 @@ The rules (docs/accounts.md):
 Per key: balance = balance at creation + topups + adjusts - captures, and held = holds - captures -
 releases. A key without a balance (unlimited) keeps `balance` NULL but its entries all the same, so
 its usage is known.
+
+The cap (vidgate.money.MAX_BALANCE, also CHECK constraints in the database): held stays within 0..cap
+and balance within ±cap. A hold never takes held past the cap (for a key with a balance, `balance -
+held >= amount` already ensures it); a top-up or adjustment never takes the balance past the cap, nor
+the key's available credits (balance - held) below -cap. Captures leave available as it is and
+releases raise it, so with held >= 0 the balance can never go below -cap either: the end of a task,
+which must not fail, never meets a constraint. Every bound is a condition of the UPDATE that moves the
+money, so concurrent changes cannot pass it together.
 """
 
 from __future__ import annotations
@@ -21,14 +29,24 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Update, bindparam, insert, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnClause,
+    Update,
+    bindparam,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from vidgate.domain.tasks import TaskStatus
-from vidgate.errors import InsufficientQuota
-from vidgate.money import format_credits
+from vidgate.errors import InsufficientQuota, InvalidRequest
+from vidgate.money import MAX_BALANCE, MAX_BALANCE_CREDITS, format_credits
 from vidgate.store.tables import api_keys, ledger_entries
 
 HOLD, CAPTURE, RELEASE, TOPUP, ADJUST = "hold", "capture", "release", "topup", "adjust"
@@ -78,16 +96,38 @@ class RefundPolicy:
         return min(hold, hold if charge is None else charge) if charged else 0
 
 
-# Raise the key's `held` by `:amount` if `balance - held` covers it (or the key is unlimited): one
-# conditional UPDATE, so it is atomic under concurrent creates. Params: key_id, amount. A row is returned
-# when the hold was made. Built once: it runs on every priced create.
+# The cap as SQL literals, not parameters: create_batch.py runs HOLD_STATEMENT's SQL with key_id and
+# amount alone. Each bound is written as `column <= cap - :amount`, never `column + :amount <= cap`: the
+# subtraction of two numbers within the cap cannot overflow a BIGINT, whatever amount is sent.
+_CAP: ColumnClause[int] = literal_column(str(MAX_BALANCE), BigInteger())
+_FLOOR: ColumnClause[int] = literal_column(str(-MAX_BALANCE), BigInteger())
+PAST_THE_CAP = "balance_limit_exceeded"
+
+# Raise the key's `held` by `:amount` if `balance - held` covers it (or the key is unlimited), and never
+# past the cap: one conditional UPDATE, so it is atomic under concurrent creates. Params: key_id, amount.
+# A row is returned when the hold was made. Built once: it runs on every priced create.
 HOLD_STATEMENT: Update = (
     update(api_keys)
     .where(
         api_keys.c.id == bindparam("key_id"),
         or_(api_keys.c.balance.is_(None), api_keys.c.balance - api_keys.c.held >= bindparam("amount")),
+        api_keys.c.held <= _CAP - bindparam("amount"),
     )
     .values(held=api_keys.c.held + bindparam("amount"))
+    .returning(api_keys.c.id)
+)
+
+# Add `:amount` (negative for a downward adjustment) to a key's balance, unless the balance would pass
+# the cap or available (balance - held) would go below -cap. Params: key_id, amount. A row is returned
+# when the change was made; an unlimited key (balance NULL) matches no row (its caller refuses it first).
+CREDIT_STATEMENT: Update = (
+    update(api_keys)
+    .where(
+        api_keys.c.id == bindparam("key_id"),
+        api_keys.c.balance <= _CAP - bindparam("amount"),
+        api_keys.c.balance - api_keys.c.held >= _FLOOR - bindparam("amount"),
+    )
+    .values(balance=api_keys.c.balance + bindparam("amount"))
     .returning(api_keys.c.id)
 )
 
@@ -99,10 +139,35 @@ def hold_entry(*, key_id: str, task_id: str, amount: int, now: int) -> dict[str,
 
 
 def insufficient(amount: int, available: int | None) -> InsufficientQuota:
+    """The refusal of a hold. `available` None: an unlimited key, refused only by the cap on held."""
+    if available is None:
+        return InsufficientQuota(
+            f"This request costs up to {format_credits(amount)} credits, and with what this API key "
+            f"already holds for its running tasks that is more than the {MAX_BALANCE_CREDITS} credits "
+            "a key may hold at once. Wait for some of them to end.",
+        )
     return InsufficientQuota(
         f"This request costs up to {format_credits(amount)} credits and this API key has "
         f"{format_credits(available)} available. Top the key up, or ask its operator to.",
     )
+
+
+def past_the_cap(amount: int, balance: int, held: int) -> InvalidRequest:
+    """The refusal of a top-up or adjustment of `amount` on a key with this balance and held."""
+    cap = MAX_BALANCE_CREDITS
+    if balance + amount > MAX_BALANCE:
+        message = (
+            f"A key's balance may not pass {cap} credits: this key has {format_credits(balance)}, and "
+            f"{format_credits(amount)} more would make {format_credits(balance + amount)}."
+        )
+    else:
+        available = balance - held
+        message = (
+            f"A key's available credits (balance less held) may not go below -{cap} credits: this key "
+            f"has {format_credits(available)} available, and {format_credits(amount)} would make "
+            f"{format_credits(available + amount)}."
+        )
+    return InvalidRequest(message, param="amount", code=PAST_THE_CAP)
 
 
 async def hold(conn: AsyncConnection, *, key_id: str, task_id: str, amount: int, now: int) -> None:
@@ -149,7 +214,9 @@ async def credit(
     note: str | None,
 ) -> bool:
     """A top-up or an adjustment of a key's balance. False when `reference` was already entered for
-    this key (an idempotent retry): nothing moves then. The caller checks that the key has a balance."""
+    this key (an idempotent retry): nothing moves then. InvalidRequest (400 naming `amount`) when it
+    would take the account past the cap; the entry just made goes with the caller's rolled-back
+    transaction. The caller checks that the key has a balance."""
     assert kind in (TOPUP, ADJUST)
     values = {
         "key_id": key_id,
@@ -163,9 +230,10 @@ async def credit(
     }
     if not await _insert_unless_present(conn, values):
         return False
-    await conn.execute(
-        update(api_keys).where(api_keys.c.id == key_id).values(balance=api_keys.c.balance + amount)
-    )
+    if (await conn.execute(CREDIT_STATEMENT, {"key_id": key_id, "amount": amount})).first() is None:
+        query = select(api_keys.c.balance, api_keys.c.held).where(api_keys.c.id == key_id)
+        row = (await conn.execute(query)).one()
+        raise past_the_cap(amount, int(row[0]), int(row[1]))
     return True
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     ForeignKey,
     Index,
@@ -22,6 +23,8 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+
+from vidgate.money import MAX_BALANCE
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -35,6 +38,9 @@ DUE_WHERE = "status IN ('pending', 'processing') OR step IN ('notify', 'cancel')
 # The rows that may occupy a slot of their channel (max_concurrent) and are counted at admission.
 OWNER_ACTIVE_WHERE = "status IN ('pending', 'processing')"
 ACTIVE_ON_CHANNEL_WHERE = "channel IS NOT NULL AND status IN ('pending', 'processing')"
+# A key's balance (NULL: unlimited, which passes) and what it holds, within the cap.
+BALANCE_IN_BOUNDS = f"balance >= {-MAX_BALANCE} AND balance <= {MAX_BALANCE}"
+HELD_IN_BOUNDS = f"held >= 0 AND held <= {MAX_BALANCE}"
 
 api_keys = Table(
     "api_keys",
@@ -55,6 +61,12 @@ api_keys = Table(
     Column("balance", BigInteger, nullable=True),
     Column("held", BigInteger, nullable=False, server_default=text("0")),
     Column("allowed_models", JSON, nullable=True),  # NULL = every model the gateway serves
+    # Which of the key's webhook secrets is current (signing.key_webhook_secret): the secret is derived
+    # from the server's secret, the key's id and this number, so none is stored; a rotation adds 1.
+    Column("webhook_secret_generation", Integer, nullable=False, server_default=text("0")),
+    # The cap on an account (vidgate.money.MAX_BALANCE): no arithmetic on it can come near 2**63.
+    CheckConstraint(BALANCE_IN_BOUNDS, name="ck_api_keys_balance_in_bounds"),
+    CheckConstraint(HELD_IN_BOUNDS, name="ck_api_keys_held_in_bounds"),
 )
 
 tasks = Table(
@@ -157,6 +169,9 @@ channel_health = Table(
     Column("open_until", BigInteger, nullable=True),
     Column("probe_until", BigInteger, nullable=True),
     Column("last_error", String(300), nullable=True),
+    # Polls are counted apart from creates: a job in flight answering its polls says nothing about
+    # whether new jobs are accepted, so polls never open or close the circuit.
+    Column("poll_failures", Integer, nullable=False, server_default=text("0")),
     Column("updated_at", BigInteger, nullable=False),
 )
 
@@ -196,4 +211,29 @@ ledger_entries = Table(
     UniqueConstraint("task_id", "attempt", "kind"),
     UniqueConstraint("key_id", "reference"),
     Index("ix_ledger_entries_key_id_id", "key_id", "id"),
+)
+
+# Every upstream create a task sent (docs/channels.md "Paid submits"): written before the request goes
+# out (outcome `pending`, `sent_at` on the database's clock) and settled after it. NOT fenced by the
+# task's lease: whoever learnt a job's id may always record it, so no job a task caused is ever lost.
+# A job belongs to one task at most: (channel, upstream_id) is unique (NULLs are distinct).
+upstream_attempts = Table(
+    "upstream_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(26), nullable=False),  # no FK: tasks are never purged, attempts outlive nothing
+    Column("number", Integer, nullable=False),  # 1, 2, ... per task
+    Column("channel", String(64), nullable=False),
+    Column("idempotency_key", String(255), nullable=False),
+    Column("sent_at", BigInteger, nullable=False),
+    # pending (sent, no answer yet) | accepted | refused (proven: no job) | unknown | adopted (a lookup
+    # found its job) | not_found (a lookup window passed without the job: none was made)
+    Column("outcome", String(16), nullable=False),
+    Column("upstream_id", String(255), nullable=True),
+    Column("memo", JSON, nullable=True),  # the provider's memo of an accepted job, to poll it by
+    Column("error_code", String(64), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("settled_at", BigInteger, nullable=True),
+    UniqueConstraint("task_id", "number"),
+    UniqueConstraint("channel", "upstream_id"),
 )

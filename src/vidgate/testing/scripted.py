@@ -27,7 +27,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -160,10 +160,13 @@ class ScriptedProvider:
             job = {
                 "accepted": True,
                 "polls": 0,
+                "model": request.model,
+                "prompt": request.prompt,
                 "width": request.width,
                 "height": request.height,
                 "seconds": request.seconds,
                 "key": request.idempotency_key,
+                "created_ms": round(time.time() * 1000),
             }
             self._save(upstream_id, job)  # the upstream has the job from here on, whatever happens next
             self.journal("accepted", request.task_id, job=upstream_id)
@@ -221,13 +224,27 @@ class ScriptedProvider:
     async def cancel(self, job: UpstreamJob) -> None:
         self.journal("cancel", _task_of(job.upstream_id), job=job.upstream_id)
 
-    async def find_job(self, request: SubmitRequest) -> UpstreamJob | None:
+    async def find_jobs(self, request: SubmitRequest) -> Sequence[UpstreamJob]:
+        """As blind as a real upstream's list: jobs with the same parameters made since the submit was
+        sent, oldest first. Which task (or idempotency key) made a job is not looked at: identical
+        twins' jobs are all candidates, as they would be upstream."""
         self.journal("find", request.task_id, key=request.idempotency_key)
-        for path in sorted((self.state_dir / "jobs").glob(f"scripted-{request.idempotency_key}*.json")):
+        found: list[tuple[int, str]] = []
+        for path in (self.state_dir / "jobs").glob("scripted-*.json"):
             job = json.loads(path.read_text())
-            if job.get("accepted") and job.get("key") == request.idempotency_key:
-                return UpstreamJob(path.stem, poll_after=self.poll_after)
-        return None
+            same = all(
+                job.get(k) == v
+                for k, v in (
+                    ("model", request.model),
+                    ("prompt", request.prompt),
+                    ("width", request.width),
+                    ("height", request.height),
+                    ("seconds", request.seconds),
+                )
+            )
+            if job.get("accepted") and same and job.get("created_ms", 0) >= request.sent_at_ms - 1000:
+                found.append((job["created_ms"], path.stem))
+        return [UpstreamJob(job_id, poll_after=self.poll_after) for _, job_id in sorted(found)]
 
     async def probe(self) -> ProbeResult:
         return ProbeResult(True, f"scripted test channel (jobs in {self.state_dir})")

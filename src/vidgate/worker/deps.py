@@ -13,6 +13,7 @@ from vidgate.domain.routing import Catalog
 from vidgate.domain.tasks import Step, Task, TaskError
 from vidgate.net.fetch import SafeFetcher
 from vidgate.providers.base import Provider
+from vidgate.store.attempts import AttemptStore
 from vidgate.store.blobs import BlobStore
 from vidgate.store.channels import ChannelHealthStore
 from vidgate.store.tasks import TaskStore
@@ -30,6 +31,7 @@ from vidgate.worker.outcomes import (
 class StepDeps:
     settings: Settings
     store: TaskStore
+    attempts: AttemptStore
     health: ChannelHealthStore
     blobs: BlobStore
     catalog: Catalog

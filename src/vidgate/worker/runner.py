@@ -38,6 +38,7 @@ from vidgate.domain.tasks import Step
 from vidgate.ids import new_ulid
 from vidgate.private_files import make_private_dirs
 from vidgate.providers.base import StepContext
+from vidgate.store.db import with_retries
 from vidgate.store.task_rows import Claim, ClaimLost
 from vidgate.worker.deps import StepDeps
 from vidgate.worker.leftovers import remove_unclaimed_files
@@ -233,7 +234,8 @@ class Worker:
                 with anyio.CancelScope(shield=True):  # a half-done commit is worse than a late stop
                     committed = False
                     if outcome is not None:
-                        committed = await self._commit(running, outcome, log)
+                        # Retried on a transient database error: an accepted submit's job id rides on it.
+                        committed = await with_retries(lambda: self._commit(running, outcome, log))
                         result = "committed" if committed else "lost"
                     else:
                         # Stopped (shutdown, a client's cancel) or the lease was lost: hand the task back

@@ -20,6 +20,7 @@ def build_worker(runtime: Runtime) -> Worker:
     deps = StepDeps(
         settings=runtime.settings,
         store=runtime.tasks,
+        attempts=runtime.attempts,
         health=runtime.health,
         blobs=runtime.blobs,
         catalog=runtime.catalog,

@@ -12,7 +12,7 @@ import functools
 import io
 import json
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import anyio
@@ -37,7 +37,9 @@ from vidgate.providers.base import (
     UpstreamState,
     UpstreamStatus,
 )
+from vidgate.store.attempts import AttemptOutcome
 from vidgate.store.blobs import BlobNotFound, input_key, media_key
+from vidgate.store.keys import webhook_secret_generation
 from vidgate.store.task_rows import Claim, ClaimLost, after_cancel_step
 from vidgate.views import webhook_event
 from vidgate.worker.deps import Retries, StepDeps
@@ -152,9 +154,9 @@ class Steps:
         except ProviderError as exc:
             if not exc.retryable:
                 raise
-            await self.deps.health.record_failure(task.channel, exc.message)
+            await self.deps.health.record_poll(task.channel, ok=False)
             return self._poll_again_after_error(task, exc)
-        await self.deps.health.record_success(task.channel)
+        await self.deps.health.record_poll(task.channel, ok=True)
         memo = dict(task.upstream_state or {})
         if status.state in (UpstreamState.QUEUED, UpstreamState.RUNNING):
             pace = status.poll_after or self.deps.settings.worker.default_poll_seconds
@@ -277,24 +279,44 @@ class Steps:
                 message=f"channel {channel.name} has no way to stop or delete a job: {left}",
             )
         provider = self.deps.providers(channel.name)
-        job = UpstreamJob(task.upstream_id, memo=task.upstream_state or {}) if task.upstream_id else None
         try:
-            if job is None and channel.traits.can_find_jobs:
-                job = await provider.find_job(self.submitter.request_for(task))
-            if job is None:
+            jobs = await self._jobs_to_stop(task, channel.name, channel.traits.can_find_jobs)
+            if not jobs:
                 return Outcome(
                     then,
                     changes={"submit_intent_at": None},
                     message=f"no job of this task was found on {channel.name}; nothing to stop",
                 )
-            await provider.cancel(job)
+            for job in jobs:  # cancels are idempotent: a retry after a failure asks again for all
+                await provider.cancel(job)
         except ProviderError as exc:
             return self._cancel_again_later(task, then, exc)
         return Outcome(
             then,
             changes={"submit_intent_at": None},
-            message=f"asked {channel.name} to stop job {job.upstream_id}",
+            message=f"asked {channel.name} to stop job {', '.join(j.upstream_id for j in jobs)}",
         )
+
+    async def _jobs_to_stop(self, task: Task, channel: str, can_find: bool) -> list[UpstreamJob]:
+        """Every job of the task on `channel`: its current one and every one an attempt recorded (a
+        worker that lost its lease may have recorded one the task row never got); for an attempt of
+        unknown outcome, the job a lookup finds, adopted first so that no other task can claim it."""
+        attempts = await self.deps.attempts.for_task(task.id)
+        jobs = {a.upstream_id: a.memo or {} for a in attempts if a.channel == channel and a.upstream_id}
+        if task.upstream_id:
+            jobs[task.upstream_id] = task.upstream_state or {}
+        open_attempts = [a for a in attempts if a.channel == channel and not a.outcome.settled]
+        for attempt in open_attempts if can_find else ():
+            request = replace(self.submitter.request_for(task), sent_at_ms=attempt.sent_at)
+            candidates = await self.deps.providers(channel).find_jobs(request)
+            owned = await self.deps.attempts.owned(channel, [c.upstream_id for c in candidates])
+            for job in candidates:
+                if job.upstream_id not in owned and await self.deps.attempts.settle(
+                    attempt, AttemptOutcome.ADOPTED, upstream_id=job.upstream_id, memo=job.memo
+                ):
+                    jobs[job.upstream_id] = job.memo
+                    break
+        return [UpstreamJob(upstream_id, memo=memo) for upstream_id, memo in jobs.items()]
 
     def _cancel_again_later(self, task: Task, then: Step, exc: ProviderError) -> Outcome:
         memo = dict(task.upstream_state or {})
@@ -324,12 +346,16 @@ class Steps:
     # notify -----------------------------------------------------------------------------------
 
     async def notify(self, task: Task) -> Outcome:
-        """POST the signed end-of-task event to the callback_url; retried with backoff, then given up."""
+        """POST the signed end-of-task event to the callback_url; retried with backoff, then given up.
+        Signed with the webhook secret of the task's key as it is now (a rotation since the last
+        attempt applies to this one), never with one secret for every key: see signing.py."""
         assert task.callback_url is not None
         settings = self.deps.settings
         body = json.dumps(webhook_event(self.deps, task), separators=(",", ":")).encode()
         now_s = self.deps.clock.now_ms() // 1000
-        headers = {signing.SIGNATURE_HEADER: signing.webhook_signature(settings.signing_key(), now_s, body)}
+        generation = await webhook_secret_generation(self.deps.store.engine, task.owner)
+        secret = signing.key_webhook_secret(settings.signing_key(), task.owner, generation)
+        headers = {signing.SIGNATURE_HEADER: signing.webhook_signature(secret, now_s, body)}
         try:
             status = await self.deps.fetcher.post_json(task.callback_url, body, headers=headers, timeout=10)
             problem = None if 200 <= status < 300 else f"the receiver answered HTTP {status}"

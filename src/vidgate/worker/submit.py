@@ -1,14 +1,22 @@
 """The submit step: choose a channel, save the intent, hand the task over, and settle what happened.
 
-The money rules live here: a submit's intent is saved before it is sent; a submit whose outcome is
-unknown (the request went out, no answer came back) keeps the task on its channel and is only sent
-again where that cannot create a second job (`_resolve_unknown_submit`); failover to another channel
-happens only while no upstream can have accepted the job.
+The money rules live here, in one place (docs/channels.md "Paid submits"):
+- A paid create is recorded in the attempts table (`store/attempts.py`) before it is sent, and settled
+  after; whoever learns a job's id records it there, lease or no lease.
+- A provider answers a create in one of three ways: a job (accepted), `UpstreamOutcomeUnknown` (the
+  request went out and nothing proves whether a job was made), or another `ProviderError`: a refusal
+  that proves no job was made. Failover to another channel happens only after such a refusal.
+- An unknown outcome is resolved without paying twice (`_resolve_unknown_submit`): the job an attempt
+  already recorded is kept; a channel that dedupes gets the same submission again; a channel that can
+  list its jobs is asked over a window; otherwise nothing is sent and the task fails at its deadline.
+- The creates that may have made a job are counted from the attempts table, across every worker, and
+  capped (`VIDGATE_WORKER__MAX_PAID_CREATES`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from vidgate.domain.circuit import CircuitState
@@ -20,17 +28,25 @@ from vidgate.providers.base import (
     ProviderError,
     StepContext,
     SubmitRequest,
+    UpstreamJob,
     UpstreamOutcomeUnknown,
 )
+from vidgate.store.attempts import Attempt, AttemptOutcome, accepted_job, paid_creates
 from vidgate.store.task_rows import Claim, ClaimLost
 from vidgate.worker.deps import Retries, StepDeps
 from vidgate.worker.outcomes import Outcome, StepRun, accepted, deadline_reached, failed, remembered_error
+
+AUTH_REFUSED = "upstream_auth_failed"
+_LOOKUP_INTERVAL_S = (0.2, 10.0)  # how often to look for a job of unknown outcome: window/10, clamped
+# A submit still `pending` this long past its request timeout has no worker waiting for it any more.
+_PENDING_GRACE_S = 5.0
 
 
 class Submitter:
     def __init__(self, deps: StepDeps, retries: Retries) -> None:
         self.deps = deps
         self.retries = retries
+        self._channels = {c.name: c for c in deps.settings.channels}
 
     async def submit(self, claim: Claim, ctx: StepContext, run: StepRun) -> Outcome:
         """Choose a channel, save the intent, then hand the task over (built-in engines render here)."""
@@ -45,12 +61,18 @@ class Submitter:
                 )
             return await self._submit_along(claim, ctx, run, [channel], held_back={}, pinned=True)
         health = await self.deps.health.snapshot()
-        # The plan is advisory (admission re-checks under the database's clock), so this process's
-        # clock is good enough for it and saves a round trip per submit.
+        refused_us = _auth_refused(task)
+        # On the database's clock, as the circuits' cooldowns were written (admission checks again).
         plan = self.deps.catalog.plan(
-            _route(task), now_ms=self.deps.clock.now_ms(), health=health, rng=self.deps.rng
+            _route(task),
+            now_ms=await self.deps.store.now_ms(),
+            health=health,
+            rng=self.deps.rng,
+            exclude=refused_us,
         )
         if not plan.channels and not plan.held_back:
+            if refused_us:
+                return _credentials_refused(refused_us)
             return failed("no_channel", "No configured channel can serve this task any more.")
         return await self._submit_along(claim, ctx, run, list(plan.channels), held_back=plan.held_back)
 
@@ -65,13 +87,21 @@ class Submitter:
         pinned: bool = False,
         replaying_unknown: bool = False,
     ) -> Outcome:
-        """Try `channels` in order until one accepts; fail over only on refusals that prove the job
-        was not made (connect errors, 429, 5xx, refused credentials). `replaying_unknown`: this is
-        the same submission again after an unknown outcome, so a retryable refusal proves nothing about
-        the first one and the intent stays saved."""
+        """Try `channels` in order until one accepts. Only a refusal (any ProviderError but
+        `UpstreamOutcomeUnknown`) proves that no job was made, so only a refusal moves on to the next
+        channel; a refusal of our credentials rules the channel out for this task. `replaying_unknown`:
+        this is the same submission again after an unknown outcome, so a retryable refusal proves
+        nothing about the first one and the intent stays saved."""
         refused: dict[str, str] = dict(held_back)
         failures: list[tuple[str, ProviderError]] = []
+        auth_refused = _auth_refused(claim.task)
+        attempts = await self.deps.attempts.for_task(claim.task.id)
+        cap = self.deps.settings.worker.max_paid_creates
         for channel in channels:
+            paid = not channel.traits.builtin_engine
+            new_create = _is_new_create(attempts, channel.name, claim.task.submit_key)
+            if paid and new_create and paid_creates(attempts) >= cap:
+                return _cap_reached(claim.task, paid_creates(attempts))
             health = (await self.deps.health.snapshot()).get(channel.name)
             admitted = await self.deps.store.admit(
                 claim,
@@ -89,35 +119,66 @@ class Submitter:
             run.new_claim(admitted)
             claim = admitted
             request = self.request_for(claim.task)
+            attempt = None
+            if paid:  # recorded before it is sent: every job the task may cause is in the table
+                attempt = await self.deps.attempts.begin(claim.task.id, channel.name, request.idempotency_key)
             try:
-                with run.submit_in_flight(paid=not channel.traits.builtin_engine):
+                with run.submit_in_flight(paid=paid):
                     job = await self.deps.providers(channel.name).submit(request, ctx)
             except UpstreamOutcomeUnknown as exc:
+                await self._settle(attempt, AttemptOutcome.UNKNOWN, error=exc)
                 await self.deps.health.record_failure(channel.name, exc.message)
                 return self._after_unknown_outcome(claim.task, channel, exc)
-            except ProviderError as exc:
+            except ProviderError as exc:  # a refusal: no job was made
+                await self._settle(attempt, AttemptOutcome.REFUSED, error=exc)
                 if exc.retryable:
                     await self.deps.health.record_failure(channel.name, exc.message)
-                if replaying_unknown and exc.retryable:
+                if replaying_unknown and exc.retryable and exc.code != AUTH_REFUSED:
                     return self.retries.retry(claim.task, exc.code, exc.message, exc.retry_after)
                 claim = await self._clear_intent(claim, run)
-                if not exc.retryable:
+                if exc.code == AUTH_REFUSED:
+                    auth_refused.append(channel.name)
+                elif not exc.retryable:
                     return failed(exc.code, exc.message)
                 failures.append((channel.name, exc))
                 if pinned:
                     break
                 continue
+            if attempt is not None and not await self.deps.attempts.settle(
+                attempt, AttemptOutcome.ACCEPTED, upstream_id=job.upstream_id, memo=job.memo
+            ):
+                return failed(
+                    "upstream_job_conflict",
+                    f"{channel.name} answered with job {job.upstream_id}, which another task already holds.",
+                )
             await self.deps.health.record_success(channel.name)
             return accepted(job, f"submitted to {channel.name}")
         task = claim.task
+        remembered = {"upstream_state": {**(task.upstream_state or {}), "auth_refused": auth_refused}}
+        only_credentials = failures and all(exc.code == AUTH_REFUSED for _, exc in failures)
+        if only_credentials and not refused and (pinned or not self._others_remain(task, auth_refused)):
+            return _credentials_refused(auth_refused)
         if failures:
             summary = "; ".join(f"{name}: {exc.message}" for name, exc in failures)
             last = failures[-1][1]
             retry_after = min((e.retry_after for _, e in failures if e.retry_after is not None), default=None)
             return self.retries.retry(
-                task, last.code, f"No channel accepted the task ({summary}).", retry_after
+                task,
+                last.code,
+                f"No channel accepted the task ({summary}).",
+                retry_after,
+                changes=remembered if auth_refused else None,
             )
         return self._wait_for_a_channel(task, refused)
+
+    def _others_remain(self, task: Task, ruled_out: list[str]) -> bool:
+        return bool(self.deps.catalog.candidates(_route(task), exclude=ruled_out))
+
+    async def _settle(
+        self, attempt: Attempt | None, outcome: AttemptOutcome, *, error: ProviderError
+    ) -> None:
+        if attempt is not None:
+            await self.deps.attempts.settle(attempt, outcome, error=(error.code, error.message))
 
     def _wait_for_a_channel(self, task: Task, refused: Mapping[str, str]) -> Outcome:
         """Every suitable channel is full or its circuit is open: stay as we are and look again soon,
@@ -139,7 +200,7 @@ class Submitter:
         )
 
     async def _clear_intent(self, claim: Claim, run: StepRun) -> Claim:
-        """The channel answered that it did not take the job: nothing is held upstream any more."""
+        """Nothing is held upstream for this submission (a refusal, or a lookup that found nothing)."""
         cleared = await self.deps.store.advance(
             claim, now=self.deps.clock.now_ms(), changes={"submit_intent_at": None}
         )
@@ -157,11 +218,14 @@ class Submitter:
 
     async def _resolve_unknown_submit(self, claim: Claim, ctx: StepContext, run: StepRun) -> Outcome:
         """A submit of this task was sent (or was about to be) and its outcome is unknown: a read timeout,
-        a dropped connection, or a worker that died mid-call. Sending it again could make and bill a
-        second job, so:
+        a 5xx, a dropped connection, or a worker that died mid-call. Sending it again could make and bill
+        a second job, so, in this order:
+        - a job an attempt of this submission recorded (a worker whose lease ran out, or whose commit
+          failed, after the upstream accepted) is kept;
         - a channel that honours idempotency keys (or a built-in engine) gets the same submission again,
           with the same key: it answers with the job it already has, or makes the only one;
-        - a channel that can be asked is asked; a job found is adopted, none found means none was made;
+        - a submission that was never recorded as sent (the worker stopped before it) is sent;
+        - a channel that can list its jobs is asked, over its lookup window (`_look_for_the_job`);
         - otherwise nothing is sent: the task waits and fails at its deadline with
           `upstream_outcome_unknown`, rather than pay twice.
         """
@@ -172,26 +236,37 @@ class Submitter:
                 task,
                 TaskError("upstream_outcome_unknown", f"The channel {task.channel} is no longer configured."),
             )
+        attempts = await self.deps.attempts.for_task(task.id)
+        if (found := accepted_job(attempts, task.submit_key)) is not None:
+            return _kept(found)
         if channel.safe_to_resubmit:
             return await self._submit_along(
                 claim, ctx, run, [channel], held_back={}, pinned=True, replaying_unknown=True
             )
-        if channel.traits.can_find_jobs:
-            try:
-                job = await self.deps.providers(channel.name).find_job(self.request_for(task))
-            except ProviderError as exc:
-                if not exc.retryable:
-                    raise
-                return self.retries.retry(
-                    task, exc.code, f"Looking for the job failed: {exc.message}", limited=False
-                )
-            if job is not None:
-                return accepted(job, f"found the job on {channel.name} after an unknown outcome")
-            cleared = await self._clear_intent(claim, run)
+        mine = [a for a in attempts if a.channel == channel.name and a.idempotency_key == task.submit_key]
+        if not any(a.outcome.may_have_made_a_job for a in mine):
+            cleared = await self._clear_intent(claim, run)  # never sent, or proven not made
             return await self.submit(cleared, ctx, run)
+        if mine[-1].outcome is AttemptOutcome.PENDING:
+            # Another worker (whose lease this claim took over) may still be waiting for the answer:
+            # give it the create's timeout to record what it learns before deciding anything.
+            settled_by = mine[-1].sent_at + round(
+                (self._channels[channel.name].request_timeout_seconds + _PENDING_GRACE_S) * 1000
+            )
+            now = await self.deps.store.now_ms()
+            if now < settled_by:
+                return self._look_again(
+                    task, (settled_by - now) / 1000, "a submit of this task is still waiting for its answer"
+                )
+        if channel.traits.can_find_jobs:
+            return await self._look_for_the_job(claim, ctx, run, channel, mine[-1])
+        return self._wait_for_the_deadline(task, channel)
+
+    def _wait_for_the_deadline(self, task: Task, channel: ChannelProfile) -> Outcome:
         message = (
-            f"A submit to {channel.name} may have been accepted (no answer came back); this channel "
-            "ignores idempotency keys and cannot be asked, so it is not sent again to avoid paying twice."
+            f"A submit to {channel.name} may have been accepted (no proof either way came back); this "
+            "channel ignores idempotency keys and cannot be asked, so it is not sent again to avoid "
+            "paying twice."
         )
         wait_s = max(0.0, (task.deadline_at - self.deps.clock.now_ms()) / 1000)
         return Outcome(
@@ -199,6 +274,61 @@ class Submitter:
             delay_seconds=wait_s,
             changes={"last_error": {"code": "upstream_outcome_unknown", "message": message}},
             message=message,
+        )
+
+    async def _look_for_the_job(
+        self, claim: Claim, ctx: StepContext, run: StepRun, channel: ChannelProfile, attempt: Attempt
+    ) -> Outcome:
+        """Ask the channel for the job `attempt` may have made. Lookups start once the create's own
+        request timeout has passed (a slow create is still being made until then) and go on over the
+        channel's lookup window, all on the database's clock. Only jobs made since the attempt was sent
+        and owned by no other task are adopted; a window without one means no job was made, and the
+        submission is sent again."""
+        task = claim.task
+        settings = self._channels[channel.name]
+        now = await self.deps.store.now_ms()
+        start = attempt.sent_at + round(settings.request_timeout_seconds * 1000)
+        end = attempt.sent_at + round(settings.lookup_window * 1000)
+        interval = min(max(settings.lookup_window / 10, _LOOKUP_INTERVAL_S[0]), _LOOKUP_INTERVAL_S[1])
+        if now < start:
+            return self._look_again(task, (start - now) / 1000, f"looking for the job on {channel.name} soon")
+        provider = self.deps.providers(channel.name)
+        request = replace(self.request_for(task), sent_at_ms=attempt.sent_at)
+        try:
+            candidates = await provider.find_jobs(request)
+        except ProviderError as exc:
+            if not exc.retryable:  # e.g. a list route that answers 400: this channel cannot be asked
+                return self._wait_for_the_deadline(task, channel)
+            return self._look_again(task, interval, f"looking for the job failed: {exc.code}: {exc.message}")
+        owned = await self.deps.attempts.owned(channel.name, [job.upstream_id for job in candidates])
+        for job in candidates:
+            if job.upstream_id not in owned and await self.deps.attempts.settle(
+                attempt, AttemptOutcome.ADOPTED, upstream_id=job.upstream_id, memo=job.memo
+            ):
+                return accepted(job, f"found the job on {channel.name} after an unknown outcome")
+        if (found := accepted_job(await self.deps.attempts.for_task(task.id), task.submit_key)) is not None:
+            return _kept(found)  # another worker settled it meanwhile
+        if now < end:
+            return self._look_again(task, interval, f"no job of this task on {channel.name} yet")
+        if not await self.deps.attempts.settle(
+            attempt,
+            AttemptOutcome.NOT_FOUND,
+            error=("not_found", f"no job appeared within {settings.lookup_window:g} s of the create"),
+        ):
+            return self._look_again(task, interval, "the attempt was settled meanwhile")
+        cleared = await self._clear_intent(claim, run)
+        return await self.submit(cleared, ctx, run)
+
+    def _look_again(self, task: Task, delay: float, message: str) -> Outcome:
+        error = TaskError("upstream_outcome_unknown", f"The create's outcome is not known yet: {message}.")
+        if self.deps.clock.now_ms() + delay * 1000 >= task.deadline_at:
+            return deadline_reached(task, last_error=error)
+        return Outcome(
+            Step.SUBMIT,
+            delay_seconds=delay,
+            changes={"last_error": {"code": error.code, "message": error.message}},
+            message=message,
+            record_event=task.last_error is None or task.last_error.code != error.code,
         )
 
     def request_for(self, task: Task) -> SubmitRequest:
@@ -239,4 +369,44 @@ def _charge_on(channel: ChannelProfile, task: Task) -> int | None:
 def _route(task: Task) -> RouteRequest:
     return RouteRequest(
         task.model, task.seconds, f"{task.width}x{task.height}", len(task.images), task.watermark_mode
+    )
+
+
+def _is_new_create(attempts: Sequence[Attempt], channel: str, key: str) -> bool:
+    """Whether sending `key` to `channel` could make a job none of the task's attempts already counts
+    (a replay of a key that may have made one is not a new paid create)."""
+    return not any(
+        a.channel == channel and a.idempotency_key == key and a.outcome.may_have_made_a_job for a in attempts
+    )
+
+
+def _cap_reached(task: Task, made: int) -> Outcome:
+    last = task.last_error
+    code, reason = (last.code, last.message) if last else ("paid_creates_exhausted", "No video yet.")
+    return failed(
+        code,
+        f"{reason} Not submitted again: {made} upstream create(s) of this task may already have made a "
+        "paid job, the most VIDGATE_WORKER__MAX_PAID_CREATES allows.",
+    )
+
+
+def _auth_refused(task: Task) -> list[str]:
+    """The channels that refused our credentials for this task: ruled out for it."""
+    return list((task.upstream_state or {}).get("auth_refused", []))
+
+
+def _credentials_refused(channels: Sequence[str]) -> Outcome:
+    names = ", ".join(channels)
+    return failed(
+        AUTH_REFUSED,
+        f"The channel(s) {names} refused the gateway's credentials (HTTP 401/403) and no other channel "
+        "can serve this task: the operator must fix the channel's api_key.",
+    )
+
+
+def _kept(found: Attempt) -> Outcome:
+    assert found.upstream_id is not None
+    return accepted(
+        UpstreamJob(found.upstream_id, memo=found.memo or {}),
+        f"kept job {found.upstream_id} that attempt {found.number} on {found.channel} recorded",
     )

@@ -86,10 +86,9 @@ def test_statuses_map_to_retryable_final_or_unknown() -> None:
     raise_for_status(response(201, {}), "create")
     cases = {
         (429, False): ("upstream_rate_limited", True),
+        (429, True): ("upstream_rate_limited", True),  # a documented refusal: no job was made
         (500, False): ("upstream_unavailable", True),
-        (503, True): ("upstream_unavailable", True),
         (504, False): ("upstream_unavailable", True),
-        (408, True): ("upstream_unavailable", True),
         (401, True): ("upstream_auth_failed", True),
         (403, False): ("upstream_auth_failed", True),
     }
@@ -98,9 +97,25 @@ def test_statuses_map_to_retryable_final_or_unknown() -> None:
             raise_for_status(
                 response(status, {"error": {"message": "busy"}}), "create", may_create=may_create
             )
+        assert not isinstance(caught.value, UpstreamOutcomeUnknown), status
         assert (caught.value.code, caught.value.retryable) == (code, retryable), status
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 408, 410, 418, 520, 521, 522, 523, 524, 599])
+def test_on_a_create_anything_but_a_proven_refusal_is_an_unknown_outcome(status: int) -> None:
+    """A proxy in front of the upstream answers 502/520-524 after the origin made the job; a 503 may come
+    after it too. Only the dialect's documented refusals prove that no job exists (issue 19)."""
     with pytest.raises(UpstreamOutcomeUnknown):
-        raise_for_status(response(504), "create", may_create=True)  # a gateway may have passed it on
+        raise_for_status(response(status, {"error": {"message": "busy"}}), "create", may_create=True)
+    with pytest.raises(UpstreamOutcomeUnknown):
+        raise_for_status(httpx.Response(status, text="<html>cloudflare</html>"), "create", may_create=True)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422, 429])
+def test_on_a_create_a_proven_refusal_is_never_taken_for_an_unknown_outcome(status: int) -> None:
+    with pytest.raises(ProviderError) as caught:
+        raise_for_status(response(status, {"error": {"message": "no"}}), "create", may_create=True)
+    assert not isinstance(caught.value, UpstreamOutcomeUnknown)
 
 
 def test_a_4xx_is_final_with_the_upstreams_code_and_message_and_moderation_is_content_policy() -> None:

@@ -131,6 +131,7 @@ function render(video) {
 }
 
 function resetStage() {
+  $("task-reason").hidden = true;
   const player = $("player");
   player.pause();
   player.removeAttribute("src");
@@ -166,8 +167,25 @@ export async function watch(video) {
       continue;
     }
     if (token === watchToken) render(latest);
+    if (token === watchToken && ["queued", "in_progress"].includes(latest.status)) await showReason(latest, token);
   }
+  $("task-reason").hidden = true;
   if (token === watchToken && latest.status === "completed") await showMedia(latest, token);
+}
+
+/** Why a video is still waiting (retries, a busy channel, an unknown outcome): `detail.last_error`. */
+async function showReason(video, token) {
+  let detail = null;
+  try {
+    detail = (await request("GET", "/v1/video/query", { query: { id: video.id } })).data.detail;
+  } catch {
+    return; // the next poll tries again
+  }
+  if (token !== watchToken) return;
+  const reason = $("task-reason");
+  const last = detail && detail.last_error;
+  reason.textContent = last ? `Still trying: ${last.message}` : "";
+  reason.hidden = !last;
 }
 
 async function showMedia(video, token) {

@@ -14,11 +14,15 @@ Behaviour directives, as prompt tokens (`"a red fox #ready=0.5 #429=2"`) or an `
 header (the prompt wins a name both set). "First N" counts are per exact prompt string, and a fault
 counts only the times it fired, so faults of one kind chain in the order listed.
 
-- timing: `ready=S`, `queue=S`, `latency=S` (every response about the prompt), `poll_after_ms=N`,
+- timing: `ready=S`, `queue=S`, `latency=S` (every response about the prompt), `create_latency=S` (a
+  create waits this long before its job exists and it answers: slower than a client's timeout, the job
+  appears after the client gave up), `poll_after_ms=N`,
   `retry_after=S` (for 429/503; default 1).
 - create faults: `429=N`, `5xx=N` (503), `http200_error=N` (unified: HTTP 200 with an error body),
   `accept_then_drop=N` (job made, connection cut mid-body), `accept_then_hang=N` (job made, answer held
-  hang_seconds), `moderation` (400 moderation_blocked; `moderation=job`: the job fails so later),
+  hang_seconds; longer than the gateway's request timeout, it is a create slower than that timeout),
+  `accept_then_5xx=N` (job made, then a proxy's 502 HTML page, as Cloudflare or nginx answer when the
+  origin's answer is lost), `moderation` (400 moderation_blocked; `moderation=job`: the job fails so later),
   `no_idempotency` (every create is a new job), `echo_key` (400 echoing the caller's bearer token in the
   error's code, type and message, as upstreams and proxies do; `echo_key=job`: the job is made and
   fails later with the token in its error).
@@ -26,6 +30,12 @@ counts only the times it fired, so faults of one kind chain in the order listed.
 - outcomes: `fail=CODE` (+ `fail_jobs=N`: only the first N jobs of the prompt), `watermark_fail=N`
   (unified: `watermark: false` fails with watermark_removal_failed, `true` completes watermarked),
   `expired_link=N` (first N downloads: 403 from the CDN link / 404 video_expired from /content).
+- LiteLLM's proxy (OpenAI dialect): `thumbnail_is_video` (`GET .../content?variant=thumbnail` answers
+  with the whole MP4, labelled video/mp4: LiteLLM's content route takes no variant, see
+  litellm/proxy/video_endpoints/endpoints.py; `thumbnail_is_video=octet`: labelled
+  application/octet-stream, as a proxy or object store may relabel it), `list_400` (`GET /v1/videos`
+  answers 400 with LiteLLM's JSON error "LLM Provider NOT provided", BerriAI/litellm#22130; the list
+  carries no prompt, so set it in a channel's `X-Fake` header).
 - shapes: `synonyms`, `unknown_status=N`, `progress_str` (both dialects); `envelope`,
   `ts=s|ms|iso|datetime`, `bare_id`, `error_string`, `url_list`, `hide_watermark` (unified: `watermarked`
   stays null, as most relays say nothing about marks).

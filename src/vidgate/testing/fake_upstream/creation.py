@@ -14,6 +14,7 @@ from vidgate.testing.fake_upstream.state import FakeState
 __all__ = [
     "AcceptFault",
     "accept_fault",
+    "accepted_status",
     "make_job",
     "moderation_response",
     "reject_fault",
@@ -21,7 +22,12 @@ __all__ = [
     "respond_accepted",
 ]
 
-AcceptFault = Literal["accept_then_drop", "accept_then_hang"]
+AcceptFault = Literal["accept_then_drop", "accept_then_hang", "accept_then_5xx"]
+# What Cloudflare answers when the origin took too long or broke the connection after taking the request.
+PROXY_ERROR_PAGE = (
+    "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center>"
+    "<hr><center>cloudflare</center></body></html>"
+)
 
 BUSY_BODY = {"code": 500, "msg": "upstream busy, retry later", "data": None}
 
@@ -135,7 +141,14 @@ def accept_fault(state: FakeState, d: Directives, prompt: str | None) -> AcceptF
         return "accept_then_drop"
     if state.counters.fire("accept_then_hang", prompt, d.count("accept_then_hang")):
         return "accept_then_hang"
+    if state.counters.fire("accept_then_5xx", prompt, d.count("accept_then_5xx")):
+        return "accept_then_5xx"
     return None
+
+
+def accepted_status(fault: AcceptFault | None) -> int:
+    """The HTTP status the client is sent for a create that made its job."""
+    return 502 if fault == "accept_then_5xx" else 200
 
 
 async def respond_accepted(state: FakeState, fault: AcceptFault | None, body: Any) -> Response:
@@ -144,4 +157,6 @@ async def respond_accepted(state: FakeState, fault: AcceptFault | None, body: An
         return DroppedResponse(body)
     if fault == "accept_then_hang":
         await state.hang()
+    if fault == "accept_then_5xx":  # a proxy in front lost the origin's answer: the job exists all the same
+        return Response(PROXY_ERROR_PAGE, status_code=502, media_type="text/html")
     return JSONResponse(body)

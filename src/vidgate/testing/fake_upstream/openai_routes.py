@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from vidgate.testing.fake_upstream.creation import (
     accept_fault,
+    accepted_status,
     make_job,
     moderation_response,
     reject_fault,
@@ -19,7 +20,7 @@ from vidgate.testing.fake_upstream.creation import (
 )
 from vidgate.testing.fake_upstream.directives import HEADER, Directives, parse_directives
 from vidgate.testing.fake_upstream.jobs import Job, Snapshot
-from vidgate.testing.fake_upstream.media import CONTENT_TYPES, VARIANTS
+from vidgate.testing.fake_upstream.media import CONTENT_TYPES, VARIANTS, Variant
 from vidgate.testing.fake_upstream.openai_input import read_video_request, reference_size, validate
 from vidgate.testing.fake_upstream.polling import poll_error, poll_fault
 from vidgate.testing.fake_upstream.responses import (
@@ -40,6 +41,29 @@ _MAX_LIST: Final = 100
 
 def _not_found(video_id: str) -> JSONResponse:
     return openai_error(404, f"Video with id '{video_id}' not found.", param="video_id", code="not_found")
+
+
+def _litellm_list_error() -> JSONResponse:
+    """LiteLLM's proxy answer to `GET /v1/videos` without a provider (BerriAI/litellm#22130: its
+    `avideo_list` resolves the provider from an empty model), in its ProxyException envelope."""
+    message = (
+        "litellm.BadRequestError: LLM Provider NOT provided. Pass in the LLM provider you are trying to "
+        "call. You passed model="
+    )
+    return JSONResponse(
+        {"error": {"message": message, "type": None, "param": None, "code": "400"}}, status_code=400
+    )
+
+
+def _served_variant(variant: Variant, d: Directives) -> tuple[Variant, dict[str, str]]:
+    """What `.../content?variant=` serves: (the bytes' variant, response headers). `thumbnail_is_video`:
+    the whole MP4 for the thumbnail, labelled video/mp4 as LiteLLM's proxy does (its content route takes
+    no variant: litellm/proxy/video_endpoints/endpoints.py), or `=octet`: application/octet-stream, as a
+    proxy or object store in front may relabel it, so only the body's first bytes tell."""
+    if variant != "thumbnail" or not d.has("thumbnail_is_video"):
+        return variant, {"content-type": CONTENT_TYPES[variant]}
+    label = "application/octet-stream" if d.text("thumbnail_is_video") == "octet" else "video/mp4"
+    return "video", {"content-type": label, "content-disposition": "attachment; filename=video.mp4"}
 
 
 class OpenAIRoutes:
@@ -83,7 +107,8 @@ class OpenAIRoutes:
 
     async def _accept(self, job: Job, d: Directives, op: str, key: str | None, **detail: Any) -> Response:
         fault = accept_fault(self.state, d, job.prompt)
-        self.state.record(op, "openai", 200, job=job.id, key=key, prompt=job.prompt, fault=fault, **detail)
+        status = accepted_status(fault)
+        self.state.record(op, "openai", status, job=job.id, key=key, prompt=job.prompt, fault=fault, **detail)
         return await respond_accepted(self.state, fault, self.queued_object(job))
 
     # Routes -----------------------------------------------------------------------------------
@@ -100,7 +125,7 @@ class OpenAIRoutes:
             return exc.response()
         prompt = form.prompt if isinstance(form.prompt, str) else None
         d = parse_directives(prompt, header)
-        await state.delay(d)
+        await state.delay(d, create=True)
         if rejected := reject_fault(state, d, prompt, "openai", bearer_token(request)):
             fault, response = rejected
             state.record(
@@ -184,6 +209,9 @@ class OpenAIRoutes:
         if denied := check_auth(request, state.settings.api_key):
             state.record("list", "openai", 401)
             return denied
+        if parse_directives(None, request.headers.get(HEADER)).has("list_400"):
+            state.record("list", "openai", 400, fault="list_400")
+            return _litellm_list_error()
         params = request.query_params
         order = params.get("order", "desc")
         limit_text = params.get("limit", "20")
@@ -255,11 +283,19 @@ class OpenAIRoutes:
                 "download", "openai", 404, job=job.id, prompt=job.prompt, variant=variant, reason=reason
             )
             return openai_error(404, f"The assets of video '{job.id}' have expired.", code="video_expired")
-        data = await state.media.get(kind, job.width, job.height, job.seconds)
+        served, headers = _served_variant(kind, d)
+        data = await state.media.get(served, job.width, job.height, job.seconds)
         state.record(
-            "download", "openai", 200, job=job.id, prompt=job.prompt, variant=variant, bytes=len(data)
+            "download",
+            "openai",
+            200,
+            job=job.id,
+            prompt=job.prompt,
+            variant=variant,
+            bytes=len(data),
+            **({"served": served} if served != kind else {}),
         )
-        return Response(data, media_type=CONTENT_TYPES[variant])
+        return Response(data, headers=headers)
 
     async def delete(self, request: Request) -> Response:
         state, video_id = self.state, request.path_params["video_id"]
@@ -302,7 +338,7 @@ class OpenAIRoutes:
             state.record("remix", "openai", 404, job=video_id, key=key, prompt=prompt)
             return _not_found(video_id)
         d = parse_directives(prompt, header)
-        await state.delay(d)
+        await state.delay(d, create=True)
         if rejected := reject_fault(state, d, prompt, "openai", bearer_token(request)):
             fault, response = rejected
             state.record(

@@ -82,9 +82,12 @@ class FakeState:
     ) -> None:
         self.journal.append(JournalEntry(op, dialect, job, key, prompt, status, self.now(), detail))
 
-    async def delay(self, directives: Directives) -> None:
-        """The `latency` directive: hold the response back (real time, not the clock)."""
-        seconds = directives.number("latency", 0.0)
+    async def delay(self, directives: Directives, *, create: bool = False) -> None:
+        """The `latency` directive: hold the response back (real time, not the clock). A create also
+        waits `create_latency` before its job exists: a create slower than the caller's timeout."""
+        seconds = directives.number("latency", 0.0) + (
+            directives.number("create_latency", 0.0) if create else 0
+        )
         if seconds > 0:
             await anyio.sleep(seconds)
 

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from vidgate.testing.fake_upstream.creation import (
     accept_fault,
+    accepted_status,
     make_job,
     moderation_response,
     reject_fault,
@@ -128,7 +129,7 @@ class UnifiedRoutes:
             body.get("prompt") if isinstance(body, dict) and isinstance(body.get("prompt"), str) else None
         )
         d = parse_directives(prompt, header)
-        await state.delay(d)
+        await state.delay(d, create=True)
         if rejected := reject_fault(state, d, prompt, "unified", bearer_token(request)):
             fault, response = rejected
             state.record(
@@ -166,7 +167,8 @@ class UnifiedRoutes:
                 watermark=req.watermark,
             )
         after = accept_fault(state, d, job.prompt)
-        state.record(op, "unified", 200, job=job.id, key=key, prompt=job.prompt, fault=after, **detail)
+        status = accepted_status(after)
+        state.record(op, "unified", status, job=job.id, key=key, prompt=job.prompt, fault=after, **detail)
         return await respond_accepted(state, after, self.create_body(job, d))
 
     async def query(self, request: Request) -> Response:

@@ -1,0 +1,47 @@
+"""upstream_attempts: one row per upstream create a task sent, written before it goes out; poll
+failures counted apart from the circuit's create failures
+
+Revision ID: 0006
+Revises: 0005
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "upstream_attempts",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("task_id", sa.String(length=26), nullable=False),
+        sa.Column("number", sa.Integer(), nullable=False),
+        sa.Column("channel", sa.String(length=64), nullable=False),
+        sa.Column("idempotency_key", sa.String(length=255), nullable=False),
+        sa.Column("sent_at", sa.BigInteger(), nullable=False),
+        sa.Column("outcome", sa.String(length=16), nullable=False),
+        sa.Column("upstream_id", sa.String(length=255), nullable=True),
+        sa.Column("memo", sa.JSON(), nullable=True),
+        sa.Column("error_code", sa.String(length=64), nullable=True),
+        sa.Column("error_message", sa.Text(), nullable=True),
+        sa.Column("settled_at", sa.BigInteger(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_upstream_attempts"),
+        sa.UniqueConstraint("task_id", "number", name="uq_upstream_attempts_task_id_number"),
+        sa.UniqueConstraint("channel", "upstream_id", name="uq_upstream_attempts_channel_upstream_id"),
+    )
+    with op.batch_alter_table("channel_health", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("poll_failures", sa.Integer(), server_default=sa.text("0"), nullable=False)
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("channel_health", schema=None) as batch_op:
+        batch_op.drop_column("poll_failures")
+    op.drop_table("upstream_attempts")
