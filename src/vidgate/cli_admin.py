@@ -370,6 +370,10 @@ UntilOption = Annotated[str | None, typer.Option(help="Before this time (same fo
 
 @admin_app.command("tasks")
 def admin_tasks(
+    task_id: Annotated[
+        str | None,
+        typer.Argument(help="One task (any id form): shown with every upstream create it sent."),
+    ] = None,
     status: Annotated[TaskStatus | None, typer.Option(help="Only tasks in this status.")] = None,
     channel: Annotated[str | None, typer.Option(help="Only tasks that went to this channel.")] = None,
     model: Annotated[str | None, typer.Option(help="Only tasks of this model.")] = None,
@@ -383,7 +387,13 @@ def admin_tasks(
     base_url: BaseUrlOption = None,
     key: KeyOption = None,
 ) -> None:
-    """Every key's tasks, newest first (deleted ones too, marked), with channel, price and error."""
+    """Every key's tasks, newest first (deleted ones too, marked), with channel, price and error; or
+    one task (TASK_ID) with every create sent upstream for it."""
+    if task_id is not None:
+        with open_client(_conn(base_url, key)) as client:
+            task = client.admin.task(task_id).model_dump(mode="json")
+        _show_task(task, json_output)
+        return
     created_after = None if since is None else parse_time(since, option="--since")
     created_before = None if until is None else parse_time(until, option="--until")
     start = after
@@ -431,6 +441,40 @@ def admin_tasks(
     ]
     print_table(("id", "created", "key", "model", "status", "channel", "size", "credits", "error"), rows)
     _more_hint(has_more, "vidgate admin tasks", last_id)
+
+
+def _show_task(task: dict[str, Any], json_output: bool) -> None:
+    if json_output:
+        print_json(task)
+        return
+    error = task.get("error")
+    print_fields(
+        [
+            ("id", str(task["id"]) + (" (deleted)" if task.get("deleted") else "")),
+            ("video id", str(task.get("video_id") or "")),
+            ("key", f"{task.get('key_name') or ''} ({task.get('key_id') or ''})"),
+            ("model", str(task.get("model") or "")),
+            ("status", str(task["status"])),
+            ("channel", str(task.get("channel") or "")),
+            ("created", format_time(task.get("created_at"))),
+            ("completed", format_time(task.get("completed_at"))),
+            ("error", f"{error['code']}: {error['message']}" if error else ""),
+        ]
+    )
+    rows = [
+        (
+            str(a["number"]),
+            format_time(a.get("sent_at")),
+            str(a["channel"]),
+            str(a.get("idempotency_key") or ""),
+            str(a["outcome"]),
+            str(a.get("upstream_id") or ""),
+            "" if not a.get("error") else f"{a['error'].get('code')}: {a['error'].get('message')}",
+        )
+        for a in task.get("attempts", [])
+    ]
+    print()
+    print_table(("#", "sent", "channel", "idempotency key", "outcome", "upstream job", "error"), rows)
 
 
 @admin_app.command("usage")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -170,9 +171,52 @@ async def test_deliberate_resubmissions_stop_at_the_cap_of_paid_creates(
 
 
 async def _until(client: httpx.AsyncClient, task_id: str, done: Any, timeout: float = 20) -> dict[str, Any]:
-    import anyio
-
     with anyio.fail_after(timeout):
         while not done(state := await query(client, task_id)):
             await anyio.sleep(0.05)
     return state
+
+
+async def test_an_operator_sees_every_create_a_task_sent(start_gateway, upstream: FakeServer) -> None:
+    """`GET /v1/admin/tasks/{id}`, the SDK's `admin.task` and `vidgate admin tasks ID` show the attempts:
+    here a create whose answer was a proxy's 502 (unknown), then the job found by a lookup (adopted)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import create_key
+    from vidgate.client import AsyncClient
+
+    text = prompt("#accept_then_5xx=1")
+    channel = upstream_channel("openai", upstream, lookup_window_seconds=4)
+    async with start_gateway(**gateway_options(channel)) as gw:
+        admin_key = await create_key(gw.settings, name="root", admin=True)
+        async with gw.client(await gw.new_key()) as client, gw.client(admin_key) as admin:
+            task_id = await create(client, text)
+            await settled(gw, client, task_id)
+            detail = await admin.get(f"/v1/admin/tasks/{task_id}")
+            assert detail.status_code == 200, detail.text
+            assert (await client.get(f"/v1/admin/tasks/{task_id}")).status_code == 404  # not an admin
+            missing = await admin.get("/v1/admin/tasks/task_01k6x15vhrff09dkkqjrzwhm60")
+            assert missing.status_code == 404 and missing.json()["error"]["param"] == "task_id"
+            async with AsyncClient(api_key=admin_key, base_url=gw.base_url) as sdk:
+                from_sdk = await sdk.admin.task(task_id)
+
+            def cli(*args: str) -> subprocess.CompletedProcess[str]:
+                env = {"VIDGATE_BASE_URL": gw.base_url, "VIDGATE_API_KEY": admin_key, "PATH": "/usr/bin:/bin"}
+                return subprocess.run(
+                    [sys.executable, "-m", "vidgate", "admin", "tasks", task_id, *args],
+                    env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                )  # fmt: skip
+
+            as_json = await anyio.to_thread.run_sync(lambda: cli("--json"))
+            as_table = await anyio.to_thread.run_sync(cli)
+    [made] = upstream.fake.journal.creates(text)
+    [attempt] = detail.json()["attempts"]
+    assert attempt["outcome"] == "adopted" and attempt["upstream_id"] == made.job
+    assert attempt["number"] == 1 and attempt["channel"] == "up" and attempt["idempotency_key"].endswith("-0")
+    assert attempt["error"]["code"] == "upstream_outcome_unknown"  # what the create itself got
+    assert [a.outcome for a in from_sdk.attempts] == ["adopted"]
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout)["attempts"][0]["upstream_id"] == made.job
+    assert as_table.returncode == 0 and "adopted" in as_table.stdout and made.job in as_table.stdout

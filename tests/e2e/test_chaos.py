@@ -230,7 +230,7 @@ def create_tasks(dep: Deployment, key: str, n: int, seed: int) -> Plan:
 
         for i in range(n):
             fault = FAULTS[i % len(FAULTS)]
-            kind = KINDS[(i + i // len(FAULTS)) % len(KINDS)]  # every fault meets every kind in turn
+            kind = KINDS[(i % len(FAULTS) + i // len(FAULTS)) % len(KINDS)]  # each fault, each kind in turn
             text = f"chaos task {i} {rng.randrange(10**9)} #ready={rng.uniform(4, 24):.1f} {fault.directives}"
             task_id = create(kind, text.strip())
             plan.tasks[task_id] = Planned(text.strip(), fault, kind, task_id)

@@ -60,3 +60,22 @@ async def test_an_admin_key_revoked_in_one_process_is_refused_by_the_next_admin_
 
         names = [k.name for k in await a.runtime.keys.list()]
         assert names == ["root", "ops"], names  # no key was made with the revoked one
+
+
+async def test_a_key_revoked_in_one_process_cannot_read_or_rotate_its_webhook_secret_in_another(
+    start_gateway: Any,
+) -> None:
+    """The routes that hand out a key's own secret read the key fresh too (the key cache would let a
+    revoked key read and rotate it for up to VIDGATE_KEY_CACHE_SECONDS)."""
+    async with (
+        start_gateway(run_worker=False, key_cache_seconds=CACHE_SECONDS) as a,
+        start_gateway(run_worker=False, key_cache_seconds=CACHE_SECONDS) as b,
+    ):
+        user, plaintext = await a.runtime.keys.create(name="u", is_admin=False, now=a.runtime.clock.now_ms())
+        async with b.client(plaintext) as on_b:
+            assert (await on_b.get("/v1/webhook_secret")).status_code == 200
+            assert (await on_b.get("/v1/videos")).status_code == 200  # B has cached the key
+            await a.runtime.keys.revoke(user.id, now=a.runtime.clock.now_ms())
+            assert (await on_b.get("/v1/videos")).status_code == 200  # the cache's documented bound
+            assert (await on_b.get("/v1/webhook_secret")).status_code == 401
+            assert (await on_b.post("/v1/webhook_secret/rotate")).status_code == 401

@@ -1,4 +1,4 @@
-"""The migrations build exactly the schema `store/tables.py` declares, and 0003-0005 go down and up again;
+"""The migrations build exactly the schema `store/tables.py` declares, and 0003-0006 go down and up again;
 0005's bounds on balances hold in the database itself."""
 
 from __future__ import annotations
@@ -106,5 +106,30 @@ def test_migration_0005_refuses_a_database_holding_a_balance_past_the_cap(db_url
             assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0004"
             balance = conn.execute(text("SELECT balance FROM api_keys WHERE id = 'overflowed'")).scalar_one()
             assert balance == 2 * CAP
+    finally:
+        engine.dispose()
+
+
+# 0006: the attempts table; poll failures apart from the circuit ----------------------------------------
+
+
+def test_migration_0006_goes_down_and_up_and_its_table_owns_a_job_once(db_url: str) -> None:
+    from alembic import command
+
+    db.upgrade_sync(db_url)
+    command.downgrade(db.alembic_config(db_url), "0005")
+    assert _diff(db_url) != []  # upstream_attempts and channel_health.poll_failures are gone
+    db.upgrade_sync(db_url)
+    assert _diff(db_url) == []
+    engine = create_engine(db.sync_url(db_url))
+    insert = text(
+        "INSERT INTO upstream_attempts (task_id, number, channel, idempotency_key, sent_at, outcome,"
+        " upstream_id) VALUES (:task, 1, 'up', :key, 0, 'accepted', 'job-1')"
+    )
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert, {"task": "a", "key": "a-0"})
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(insert, {"task": "b", "key": "b-0"})  # another task's attempt, the same job
     finally:
         engine.dispose()

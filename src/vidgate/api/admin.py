@@ -31,6 +31,7 @@ from vidgate.errors import InvalidRequest, NotFound
 from vidgate.ids import openai_id, parse_task_id, unified_id
 from vidgate.runtime import Runtime
 from vidgate.store import admin_queries
+from vidgate.store.attempts import Attempt
 from vidgate.store.keys import LIMIT_FIELDS, ApiKey
 from vidgate.store.ledger import LedgerEntry
 
@@ -390,6 +391,39 @@ async def list_tasks(
         runtime_of(request).engine, filters, after=cursor, limit=limit
     )
     return _page([task_view(t) for t in found], has_more)
+
+
+@router.get(
+    "/v1/admin/tasks/{task_id}",
+    response_model=s.AdminTaskDetail,
+    responses=_ERRORS,
+    summary="One task, with every upstream create it sent",
+)
+async def get_task(task_id: str, request: Request, _: ApiKey = Depends(require_admin)) -> Response:
+    """The task as the list shows it, plus `attempts`: every create sent to a channel for it, in order
+    (docs/channels.md "Paying once"), so an operator can see each upstream job it may have caused."""
+    runtime = runtime_of(request)
+    ulid = parse_task_id(task_id)
+    task = None if ulid is None else await admin_queries.task_by_id(runtime.engine, ulid)
+    if task is None:
+        raise NotFound(f"No task with id '{task_id}'.", param="task_id")
+    attempts = await runtime.attempts.for_task(task.id)
+    return json_response({**task_view(task), "attempts": [attempt_view(a) for a in attempts]})
+
+
+def attempt_view(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "number": attempt.number,
+        "channel": attempt.channel,
+        "idempotency_key": attempt.idempotency_key,
+        "sent_at": _s(attempt.sent_at),
+        "outcome": attempt.outcome.value,
+        "upstream_id": attempt.upstream_id,
+        "error": {"code": attempt.error_code, "message": attempt.error_message or ""}
+        if attempt.error_code
+        else None,
+        "settled_at": _s(attempt.settled_at),
+    }
 
 
 @router.get(

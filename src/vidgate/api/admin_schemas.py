@@ -146,6 +146,21 @@ class AdminTaskObject(BaseModel):
     deleted: bool
 
 
+class AdminAttempt(BaseModel):
+    number: int = Field(description="1, 2, ... in the order they were sent.")
+    channel: str
+    idempotency_key: str
+    sent_at: int = Field(description="When it was sent (Unix s, the database's clock).")
+    outcome: Literal["pending", "accepted", "refused", "unknown", "adopted", "not_found"]
+    upstream_id: str | None = Field(description="The upstream job it made (accepted) or found (adopted).")
+    error: AdminTaskError | None
+    settled_at: int | None
+
+
+class AdminTaskDetail(AdminTaskObject):
+    attempts: list[AdminAttempt] = Field(description="Every upstream create sent for the task, in order.")
+
+
 class AdminTaskList(BaseModel):
     object: Literal["list"]
     data: list[AdminTaskObject]

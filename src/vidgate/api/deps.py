@@ -34,15 +34,24 @@ async def authenticate(request: Request) -> ApiKey:
     return key
 
 
-async def key_of(request: Request) -> ApiKey:
+async def authenticate_fresh(request: Request) -> ApiKey:
+    """`authenticate`, with the key read from the database now rather than the key cache: for routes
+    that hand out or change a key's own secrets, which a key revoked a moment ago in another process
+    must not reach."""
+    key = await key_of(request, fresh=True)
+    await runtime_of(request).rate_limiter.check(key, create=False)
+    return key
+
+
+async def key_of(request: Request, *, fresh: bool = False) -> ApiKey:
     """The caller's active key, else 401; no rate limits counted (`authenticate` counts them).
-    The key may come from the key cache: one revoked in another process works here for up to
-    `VIDGATE_KEY_CACHE_SECONDS` (docs/scaling.md)."""
+    The key may come from the key cache (unless `fresh`): one revoked in another process works here
+    for up to `VIDGATE_KEY_CACHE_SECONDS` (docs/scaling.md)."""
     token = bearer_token(request)
     if token is None:
         raise AuthenticationFailed("Missing API key. Send the header `Authorization: Bearer <key>`.")
     runtime = runtime_of(request)
-    key = await runtime.keys.authenticate(token)
+    key = await (runtime.keys.authenticate(token, fresh=True) if fresh else runtime.keys.authenticate(token))
     if key is None:
         raise AuthenticationFailed("Incorrect or revoked API key.")
     request.state.api_key_id = key.id

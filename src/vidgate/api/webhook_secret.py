@@ -3,8 +3,9 @@ webhooks (docs/api.md §6). The admin API reaches any key's through `webhook_sec
 
 Each key has its own secret, so a receiver that checks with it accepts only events of that key: one
 key's signed event replayed to another key's receiver fails there. The secret is derived, never
-stored (signing.key_webhook_secret), from the key's current generation, read from the database on
-every request (a cached key may predate a rotation made in another process).
+stored (signing.key_webhook_secret), from the key's current generation. The key is read from the
+database on every request (`authenticate_fresh`): a cached one may predate a rotation or a revocation
+made in another process.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from vidgate import signing
-from vidgate.api.deps import authenticate, runtime_of
+from vidgate.api.deps import authenticate_fresh, runtime_of
 from vidgate.api.json_response import json_response
 from vidgate.api.schemas import ERROR_RESPONSES
 from vidgate.runtime import Runtime
@@ -47,10 +48,9 @@ def webhook_secret_answer(runtime: Runtime, key: ApiKey) -> Response:
     responses=ERROR_RESPONSES,
     summary="The secret that signs this key's webhooks",
 )
-async def get_webhook_secret(request: Request, key: ApiKey = Depends(authenticate)) -> Response:
+async def get_webhook_secret(request: Request, key: ApiKey = Depends(authenticate_fresh)) -> Response:
     """Check `X-Vidgate-Signature` on this key's webhooks with it. The same on every read until rotated."""
-    runtime = runtime_of(request)
-    return webhook_secret_answer(runtime, await _fresh(runtime, key))
+    return webhook_secret_answer(runtime_of(request), key)
 
 
 @router.post(
@@ -59,15 +59,10 @@ async def get_webhook_secret(request: Request, key: ApiKey = Depends(authenticat
     responses=ERROR_RESPONSES,
     summary="Replace the secret that signs this key's webhooks",
 )
-async def rotate_webhook_secret(request: Request, key: ApiKey = Depends(authenticate)) -> Response:
+async def rotate_webhook_secret(request: Request, key: ApiKey = Depends(authenticate_fresh)) -> Response:
     """A new secret signs this key's webhooks from the next delivery on; the old one signs nothing more.
     Answers the new secret."""
     runtime = runtime_of(request)
     rotated = await runtime.keys.rotate_webhook_secret(key.id)
     assert rotated is not None  # the caller's own key, just authenticated; keys are never deleted
     return webhook_secret_answer(runtime, rotated)
-
-
-async def _fresh(runtime: Runtime, key: ApiKey) -> ApiKey:
-    current = await runtime.keys.get(key.id)
-    return key if current is None else current

@@ -24,6 +24,7 @@ from vidgate.client.errors import (
 )
 from vidgate.client.models import (
     AdminTask,
+    AdminTaskDetail,
     AdminTaskPage,
     ApiKeyInfo,
     ChannelCircuit,
@@ -33,6 +34,7 @@ from vidgate.client.models import (
     KeyPage,
     LedgerEntry,
     LedgerPage,
+    UpstreamAttempt,
     Usage,
     UsageRow,
     Video,
@@ -47,6 +49,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AdminTask",
+    "AdminTaskDetail",
     "AdminTaskPage",
     "ApiKeyInfo",
     "AsyncClient",
@@ -68,6 +71,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "UnprocessableEntityError",
+    "UpstreamAttempt",
     "Usage",
     "UsageRow",
     "Video",

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from vidgate.client._transport import AsyncRunner, Call, Op, RetryPolicy, SyncRunner
 from vidgate.client.models import (
+    AdminTaskDetail,
     AdminTaskPage,
     ApiKeyInfo,
     ChannelStatus,
@@ -121,6 +122,11 @@ class AdminOps:
         raw = yield from self.policy.json(Call("POST", _key_path(key_id, "/webhook_secret/rotate")))
         return parse_model(WebhookSecret, raw)
 
+    def task(self, task_id: str) -> Op[AdminTaskDetail]:
+        path = f"/v1/admin/tasks/{quote(str(task_id).strip(), safe='')}"
+        raw = yield from self.policy.json(Call("GET", path))
+        return parse_model(AdminTaskDetail, raw)
+
     def tasks(self, params: Mapping[str, Any]) -> Op[AdminTaskPage]:
         raw = yield from self.policy.json(Call("GET", "/v1/admin/tasks", params=_present(params)))
         return parse_model(AdminTaskPage, raw)
@@ -213,6 +219,10 @@ class Admin:
             status=status, channel=channel, model=model, key_id=key_id, created_after=created_after,
             created_before=created_before, after=after, limit=limit,
         )))  # fmt: skip
+
+    def task(self, task_id: str) -> AdminTaskDetail:
+        """One task of any key, with every upstream create it sent (`attempts`)."""
+        return self._run(self._ops.task(task_id))
 
     def usage(
         self,
@@ -308,6 +318,9 @@ class AsyncAdmin:
             status=status, channel=channel, model=model, key_id=key_id, created_after=created_after,
             created_before=created_before, after=after, limit=limit,
         )))  # fmt: skip
+
+    async def task(self, task_id: str) -> AdminTaskDetail:
+        return await self._run(self._ops.task(task_id))
 
     async def usage(
         self,

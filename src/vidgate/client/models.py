@@ -183,6 +183,23 @@ class AdminTask(_Model):
     deleted: bool = False
 
 
+class UpstreamAttempt(_Model):
+    """One upstream create a task sent (docs/channels.md "Paying once")."""
+
+    number: int
+    channel: str
+    idempotency_key: str | None = None
+    sent_at: int | None = None
+    outcome: str
+    upstream_id: str | None = None
+    error: VideoError | None = None
+    settled_at: int | None = None
+
+
+class AdminTaskDetail(AdminTask):
+    attempts: list[UpstreamAttempt] = []
+
+
 class AdminTaskPage(_Model):
     data: list[AdminTask]
     has_more: bool = False

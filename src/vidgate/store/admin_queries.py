@@ -138,6 +138,18 @@ async def tasks_page(
     return [_admin_task(tuple(r)) for r in rows[:limit]], len(rows) > limit
 
 
+async def task_by_id(engine: AsyncEngine, ulid: str) -> AdminTask | None:
+    """One task of any key, deleted or not."""
+    query = (
+        select(*_TASK_COLUMNS)
+        .select_from(tasks.join(api_keys, api_keys.c.id == tasks.c.owner))
+        .where(tasks.c.id == ulid)
+    )
+    async with engine.connect() as conn:
+        row = (await conn.execute(query)).first()
+    return None if row is None else _admin_task(tuple(row))
+
+
 def _admin_task(row: Sequence[Any]) -> AdminTask:
     (id_, owner, name, dialect, model, status, progress, channel, width, height, seconds, created_at,
      completed_at, error_code, error_message, hold_amount, charge_amount, deleted_at) = row  # fmt: skip

@@ -114,21 +114,21 @@ class AttemptStore:
         """Record what became of `attempt`. Only an open one (pending or unknown) changes, so two
         workers settling the same attempt cannot undo each other. False when nothing changed: the
         attempt was settled already, or `upstream_id` belongs to another task's attempt."""
-        code, message = error if error else (None, None)
+        values: dict[str, Any] = {
+            "outcome": outcome.value,
+            "upstream_id": upstream_id,
+            "memo": dict(memo) if memo else None,
+            "settled_at": self.queue_clock.expr() if outcome.settled else None,
+        }
+        if error is not None:  # else what the create itself got stays (an adopted job's lost answer)
+            values.update(error_code=error[0][:64], error_message=error[1][:_MAX_ERROR_CHARS])
         query = (
             update(upstream_attempts)
             .where(
                 upstream_attempts.c.id == attempt.id,
                 upstream_attempts.c.outcome.in_([AttemptOutcome.PENDING.value, AttemptOutcome.UNKNOWN.value]),
             )
-            .values(
-                outcome=outcome.value,
-                upstream_id=upstream_id,
-                memo=dict(memo) if memo else None,
-                error_code=code[:64] if code else None,
-                error_message=message[:_MAX_ERROR_CHARS] if message else None,
-                settled_at=self.queue_clock.expr() if outcome.settled else None,
-            )
+            .values(**values)
         )
 
         async def write() -> bool:
