@@ -17,9 +17,12 @@ from vidgate.store.blobs import MEDIA_FILES
 class ViewContext(Protocol):
     """What rendering a view needs (a Runtime in the API, the step dependencies in the worker)."""
 
-    settings: Settings
-    clock: Clock
-    catalog: Catalog
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def catalog(self) -> Catalog: ...
 
 
 VARIANT_TYPES = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}

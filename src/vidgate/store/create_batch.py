@@ -38,17 +38,29 @@ _MAX_GROUP = 256
 _DIALECT = sqlite.dialect(paramstyle="named")
 _JSON_COLUMNS = frozenset(c.key for t in (tasks, task_events) for c in t.c if isinstance(c.type, JSON))
 _HOLD_SQL = str(ledger.HOLD_STATEMENT.compile(dialect=_DIALECT))
-# The value meaning "the database's clock" (QueueClock.expr() without an injected clock).
-DB_NOW = object()
+
+
+@dataclass(frozen=True, slots=True)
+class DbNowPlus:
+    """A column value meaning "the database's clock, plus `ms`" (QueueClock.expr() + ms without an
+    injected clock): due times and deadlines are on the clock every host shares."""
+
+    ms: int = 0
+
+
+DB_NOW = DbNowPlus(0)
 
 
 @dataclass(frozen=True, slots=True)
 class NewTask:
-    """A new task's row, its `created` event, and what to hold for it on its owner's key (0: none)."""
+    """A new task's row (without its due time and deadline: they are taken from the queue clock as it
+    is inserted), its `created` event, what to hold for it on its owner's key (0: none), and how long
+    it may take (`deadline_at` = the insert's time + `deadline_ms`)."""
 
     row: dict[str, Any]
     event: dict[str, Any]
     hold: int = 0
+    deadline_ms: int = 0
 
 
 class SqliteCreateWriter:
@@ -111,16 +123,19 @@ class SqliteCreateWriter:
     def _statement(self, table: Any, values: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         """The INSERT for these columns (compiled once per column set) and its parameters."""
         names = tuple(sorted(values))
-        clock_columns = tuple(n for n in names if values[n] is DB_NOW)
+        clock_columns = tuple(n for n in names if isinstance(values[n], DbNowPlus))
         key = (table.name, names, clock_columns)
         sql = self._sql.get(key)
         if sql is None:
             stmt: Insert = insert(table).values(
-                {n: db_now_ms() if n in clock_columns else bindparam(n) for n in names}
+                {n: db_now_ms() + bindparam(n) if n in clock_columns else bindparam(n) for n in names}
             )
             sql = str(stmt.compile(dialect=_DIALECT))
             self._sql[key] = sql
-        params = {n: json.dumps(v) if n in _JSON_COLUMNS else v for n, v in values.items() if v is not DB_NOW}
+        params = {
+            n: v.ms if isinstance(v, DbNowPlus) else json.dumps(v) if n in _JSON_COLUMNS else v
+            for n, v in values.items()
+        }
         return sql, params
 
     def _connection(self) -> sqlite3.Connection:

@@ -47,7 +47,7 @@ from vidgate.ids import new_ulid
 from vidgate.store import ledger
 from vidgate.store.batching import Batcher
 from vidgate.store.channels import lock_health, save_health
-from vidgate.store.create_batch import DB_NOW, NewTask, SqliteCreateWriter
+from vidgate.store.create_batch import DB_NOW, DbNowPlus, NewTask, SqliteCreateWriter
 from vidgate.store.db import write_transaction
 from vidgate.store.dbtime import QueueClock
 from vidgate.store.fast_reads import FastReads, page_statement
@@ -166,7 +166,6 @@ class TaskStore:
             "progress": 0,
             "created_at": now,
             "status_update_time": now,
-            "deadline_at": now + deadline_ms,
             "attempts": 0,
             "version": 0,
             "channel": pinned_channel,
@@ -182,7 +181,9 @@ class TaskStore:
         }
         try:
             replay = await self._insert_new(
-                NewTask(values, event, hold), cap=max_active_tasks, idempotency_key=idempotency_key
+                NewTask(values, event, hold, deadline_ms),
+                cap=max_active_tasks,
+                idempotency_key=idempotency_key,
             )
             if replay is not None:  # refused, but a concurrent create with this key won: answer with it
                 return self._idempotent_match(replay, request_hash)
@@ -212,8 +213,8 @@ class TaskStore:
         """
         if cap is None:
             if self._creates is not None:
-                now = DB_NOW if self.queue_clock.clock is None else self.queue_clock.clock.now_ms()
-                await self._creates.insert(replace(new, row={**new.row, "next_run_at": now}))
+                clock = self._clock_columns(new, markers=True)
+                await self._creates.insert(replace(new, row={**new.row, **clock}))
                 return None
             if self._pg_groups is not None:
                 await self._pg_groups.submit(new)
@@ -232,9 +233,21 @@ class TaskStore:
                 if replay is None:
                     raise
                 return replay
-            await conn.execute(insert(tasks).values(**new.row, next_run_at=self.queue_clock.expr()))
+            await conn.execute(insert(tasks).values(**new.row, **self._clock_columns(new)))
             await conn.execute(insert(task_events).values(**new.event))
         return None
+
+    def _clock_columns(self, new: NewTask, *, markers: bool = False) -> dict[str, Any]:
+        """A new task is due at once and ends by its deadline, both on the queue clock (the database's,
+        the one every host shares: a worker on another host compares them with its own view of it).
+        `markers`: for the SQLite create writer, which compiles its own statements."""
+        if self.queue_clock.clock is not None:
+            now = self.queue_clock.clock.now_ms()
+            return {"next_run_at": now, "deadline_at": now + new.deadline_ms}
+        if markers:
+            return {"next_run_at": DB_NOW, "deadline_at": DbNowPlus(new.deadline_ms)}
+        now_expr = self.queue_clock.expr()
+        return {"next_run_at": now_expr, "deadline_at": now_expr + new.deadline_ms}
 
     async def _insert_group(self, group: list[NewTask]) -> list[Exception | None]:
         """PostgreSQL: the new tasks queued meanwhile, in one transaction. Holds first, one conditional
@@ -254,7 +267,7 @@ class TaskStore:
             held = [(i, new) for i, new in enumerate(group) if i not in outcomes]
             inserted: set[str] = set()
             if held:
-                rows = [{**new.row, "next_run_at": self.queue_clock.expr()} for _, new in held]
+                rows = [{**new.row, **self._clock_columns(new)} for _, new in held]
                 insert_all = pg_insert(tasks).values(rows).on_conflict_do_nothing().returning(tasks.c.id)
                 inserted = set((await conn.execute(insert_all)).scalars())
             refused = IntegrityError(

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vidgate.clock import Clock
+from vidgate.clock import DatabaseAlignedClock
 from vidgate.config import Settings
 from vidgate.domain.routing import Catalog
 from vidgate.domain.tasks import Step, Task, TaskError
@@ -37,7 +37,7 @@ class StepDeps:
     catalog: Catalog
     providers: Callable[[str], Provider]
     fetcher: SafeFetcher
-    clock: Clock
+    clock: DatabaseAlignedClock  # the database's time as this process knows it (see clock.py)
     rng: random.Random = field(default_factory=random.Random)
 
 

@@ -166,8 +166,11 @@ class Worker:
         except Exception:  # the database went away for a moment: log, wait, go on
             log.exception("claim failed", worker=self.id)
             return [], False, False
+        claims = media + light
+        if claims and claims[0].task.lease_expires_at is not None:  # its lease ends at the database's now
+            self.deps.clock.observe(claims[0].task.lease_expires_at - lease_ms)
         full = rest > 0 and len(light) == rest
-        return media + light, full, media_free <= 0 or len(media) == media_free
+        return claims, full, media_free <= 0 or len(media) == media_free
 
     async def _idle(
         self, stops: tuple[anyio.Event, ...], *, wait_for_slot: bool, wait_for_media_slot: bool

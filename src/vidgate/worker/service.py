@@ -7,6 +7,7 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus as StartStatus
 
+from vidgate.clock import DatabaseAlignedClock
 from vidgate.runtime import Runtime
 from vidgate.store.blobs import delete_task_files
 from vidgate.worker.deps import StepDeps
@@ -26,7 +27,8 @@ def build_worker(runtime: Runtime) -> Worker:
         catalog=runtime.catalog,
         providers=runtime.providers,
         fetcher=runtime.fetcher,
-        clock=runtime.clock,
+        # The worker compares deadlines and cooldowns written on the database's clock.
+        clock=DatabaseAlignedClock(runtime.clock),
     )
     return Worker(deps, scratch_root=runtime.settings.data_dir / "work")
 

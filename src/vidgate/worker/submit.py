@@ -65,7 +65,7 @@ class Submitter:
         # On the database's clock, as the circuits' cooldowns were written (admission checks again).
         plan = self.deps.catalog.plan(
             _route(task),
-            now_ms=await self.deps.store.now_ms(),
+            now_ms=self.deps.clock.now_ms(),
             health=health,
             rng=self.deps.rng,
             exclude=refused_us,
