@@ -62,6 +62,20 @@ def test_a_typo_is_an_error_at_start_that_names_the_key() -> None:
         check_channels(Settings(channels=[{**base, "options": {"forward_fields": ["colour"]}}]))
 
 
+def test_settings_the_paid_submit_rules_cannot_honour_are_errors_at_start_naming_the_key() -> None:
+    """Issue 19: a lookup window no longer than the request timeout would take a create still running
+    upstream for one that made no job; a cap of 0 paid creates would never submit anything."""
+    base = json.loads(ISSUE_EXAMPLE)[0]
+    with pytest.raises(ValidationError, match="lookup_window_seconds"):
+        Settings(channels=[{**base, "request_timeout_seconds": 60, "lookup_window_seconds": 30}])
+    with pytest.raises(ValidationError, match="lookup_window_seconds"):
+        Settings(channels=[{**base, "request_timeout_seconds": 60, "lookup_window_seconds": 60}])
+    with pytest.raises(ValidationError, match="max_paid_creates"):
+        Settings(worker={"max_paid_creates": 0})
+    settings = Settings(channels=[{**base, "request_timeout_seconds": 90}])
+    assert settings.channels[0].lookup_window == 90 + 240  # the default follows the timeout
+
+
 def test_secrets_never_appear_in_errors_or_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "sk-live-0123456789abcdef"
     base = {**json.loads(ISSUE_EXAMPLE)[0], "api_key": secret, "headers": {"X-Relay-Token": secret + "-h"}}
