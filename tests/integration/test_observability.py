@@ -60,7 +60,8 @@ async def test_metrics_after_a_real_task_on_an_upstream_channel(start_gateway, j
     outcome (a 503 injected on the create) once a task has run through the openai adapter."""
     channel_name = f"up-{uuid.uuid4().hex[:8]}"  # this test's own upstream series
     async with serve_fake() as upstream:
-        channel = upstream_channel("openai", upstream, name=channel_name)
+        # A 503 to a create is an unknown outcome: looked for over a short window, then sent again.
+        channel = upstream_channel("openai", upstream, name=channel_name, lookup_window_seconds=1.5)
         async with start_gateway(**gateway_options(channel)) as gw, gw.client(await gw.new_key()) as client:
             before = await scrape(client)
             body = {"model": "sora-2", "prompt": f"boat {uuid.uuid4().hex[:6]} #5xx=1 #ready=0.2"}

@@ -53,7 +53,7 @@ def _channel(name: str, watermark_free: str, priority: int = 0) -> ChannelProfil
     )
 
 
-def test_prefer_clean_orders_always_optional_never_then_priority() -> None:
+def test_priority_first_then_always_optional_never() -> None:
     catalog = Catalog(
         [
             _channel("never", "never"),
@@ -63,7 +63,7 @@ def test_prefer_clean_orders_always_optional_never_then_priority() -> None:
         ]
     )
     route = RouteRequest("m", 10, "720x1280", 0, WatermarkMode.PREFER_CLEAN)
-    assert [c.name for c in catalog.candidates(route)] == ["always", "opt1", "opt2", "never"]
+    assert [c.name for c in catalog.candidates(route)] == ["always", "never", "opt1", "opt2"]
 
 
 def test_require_clean_never_routes_to_marked_only_channels() -> None:
