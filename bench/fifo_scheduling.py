@@ -39,22 +39,22 @@ from vidgate.domain.requests import VideoSpec
 from vidgate.domain.tasks import TERMINAL_STATUSES, WatermarkMode
 from vidgate.logs import configure_logging
 from vidgate.runtime import open_runtime
-from vidgate.store import tasks as task_store
 from vidgate.store.keys import KeyStore
 from vidgate.store.tables import tasks as tasks_table
+from vidgate.store.tasks import queue as task_queue
 from vidgate.worker.service import run_worker_services
 
 
 @contextmanager
 def due_time_order() -> Iterator[None]:
     """The claim order before FIFO: by `next_run_at` only (for the side-by-side comparison)."""
-    saved = task_store._FIFO_ORDER, task_store._fifo_key
-    task_store._FIFO_ORDER = (tasks_table.c.next_run_at,)
-    task_store._fifo_key = lambda task: (task.next_run_at, 0, "")
+    saved = task_queue._FIFO_ORDER, task_queue._fifo_key
+    task_queue._FIFO_ORDER = (tasks_table.c.next_run_at,)
+    task_queue._fifo_key = lambda task: (task.next_run_at, 0, "")
     try:
         yield
     finally:
-        task_store._FIFO_ORDER, task_store._fifo_key = saved
+        task_queue._FIFO_ORDER, task_queue._fifo_key = saved
 
 
 def image_data_uri() -> str:

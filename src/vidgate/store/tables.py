@@ -142,7 +142,7 @@ tasks = Table(
         postgresql_where=text(DUE_WHERE),
         sqlite_where=text(DUE_WHERE),
     ),
-    # The cap on a key's tasks in flight counts these at every create (store/tasks.py).
+    # The cap on a key's tasks in flight counts these at every create (store/tasks/creates.py).
     Index(
         "ix_tasks_owner_active",
         "owner",

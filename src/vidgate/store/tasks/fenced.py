@@ -1,0 +1,294 @@
+"""The worker's fenced writes: a step's outcome, a re-poll, progress in the middle of a step, admission to
+a channel, and the upstream job kept after the step lost. Each is fenced by the claim (`_fence`: id,
+version and lease token), except `save_upstream_job` (the token only); a write that moves the task to a
+terminal status resolves its hold in the same transaction (`_apply_in`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import case, func, insert, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from vidgate.domain.circuit import after_admission
+from vidgate.domain.tasks import TERMINAL_STATUSES, Step, Task, TaskStatus
+from vidgate.domain.transitions import check_transition
+from vidgate.store.channels import lock_health, save_health
+from vidgate.store.tables import task_events, tasks
+from vidgate.store.task_rows import Claim, ClaimLost, row_to_task
+from vidgate.store.tasks._common import StoreBase, _never_lower, _occupies_slot
+
+_TERMINAL = [s.value for s in TERMINAL_STATUSES]
+
+
+class FencedWrites(StoreBase):
+    async def finish_step(
+        self,
+        claim: Claim,
+        *,
+        now: int,
+        next_step: Step,
+        delay_ms: int = 0,
+        status: TaskStatus | None = None,
+        changes: Mapping[str, Any] | None = None,
+        event_kind: str | None = "step",
+        message: str | None = None,
+    ) -> Task | None:
+        """Record one step's outcome and release the lease, fenced by the claim.
+
+        Returns the updated task, or None when the claim was lost (lease expired and another
+        worker took over, or the client cancelled): the caller must then drop its result.
+        A status change always writes an event; otherwise `event_kind=None` writes none (a
+        routine re-poll is not worth a row). The task is due again `delay_ms` from now.
+        """
+        release = {
+            "next_run_at": self.queue_clock.expr() + delay_ms,
+            "lease_owner": None,
+            "lease_token": None,
+            "lease_expires_at": None,
+        }
+        row = await self._apply(
+            claim,
+            now=now,
+            step=next_step,
+            status=status,
+            changes={**(changes or {}), **release},
+            event_kind=event_kind,
+            message=message,
+        )
+        return row_to_task(row) if row else None
+
+    async def repoll_later(self, claim: Claim, *, delay_ms: int, changes: Mapping[str, Any]) -> bool:
+        """`finish_step` for a poll that found the job still running (the hot path): one statement (in
+        autocommit on PostgreSQL: one round trip), no event, nothing read back. False when the claim was
+        lost."""
+        query = (
+            update(tasks)
+            .where(*_fence(claim))
+            .values(
+                **_monotonic(changes),
+                version=claim.version + 1,
+                next_run_at=self.queue_clock.expr() + delay_ms,
+                lease_owner=None,
+                lease_token=None,
+                lease_expires_at=None,
+            )
+        )
+        if self.engine.dialect.name != "postgresql":
+            # SQLite: a plain write transaction is as cheap (no round trips), and its connections must
+            # keep the isolation handling db.create_engine gave them (AUTOCOMMIT would reset it).
+            async with self._write() as conn:
+                return (await conn.execute(query)).rowcount == 1
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return (await conn.execute(query)).rowcount == 1
+
+    async def advance(
+        self,
+        claim: Claim,
+        *,
+        now: int,
+        status: TaskStatus | None = None,
+        changes: Mapping[str, Any] | None = None,
+        message: str | None = None,
+    ) -> Claim | None:
+        """Save progress in the middle of a step and keep the lease (e.g. a submit's intent, written
+        before anything is sent). Returns the claim at its new version, or None when it was lost."""
+        row = await self._apply(
+            claim,
+            now=now,
+            step=claim.task.step,
+            status=status,
+            changes=changes or {},
+            event_kind="step" if message else None,
+            message=message,
+        )
+        return Claim(row_to_task(row), claim.worker) if row else None
+
+    async def admit(
+        self,
+        claim: Claim,
+        *,
+        channel: str,
+        max_concurrent: int | None,
+        now: int,
+        status: TaskStatus | None = None,
+        known_healthy: bool = False,
+        charge: int | None = None,
+    ) -> Claim | str:
+        """Admit the task to `channel` and save the submit's intent, in one transaction: refused (the
+        reason as a string) when the channel's circuit is open or all its `max_concurrent` slots are
+        taken. The channel's health row is locked meanwhile, so concurrent admissions on other worker
+        processes count the same slots (on SQLite, BEGIN IMMEDIATE already serialises writers).
+        `known_healthy` (the channel's circuit was closed a moment ago) with no slot limit skips the
+        lock: nothing is counted, and a circuit that opened within that moment costs one more try.
+        `charge`: what the task costs on this channel (micro-credits), captured if it completes.
+        Raises ClaimLost when the claim no longer holds."""
+        priced = {} if charge is None else {"charge_amount": charge}
+        if known_healthy and max_concurrent is None:
+            admitted_claim = await self.advance(
+                claim,
+                now=now,
+                status=status,
+                changes={"channel": channel, "submit_intent_at": self.queue_clock.expr(), **priced},
+                message=f"submitting to channel {channel}",
+            )
+            if admitted_claim is None:
+                raise ClaimLost()
+            return admitted_claim
+        async with self._write() as conn:
+            queue_now = await self.queue_clock.now_ms(conn)
+            health = await lock_health(conn, channel, now=queue_now)
+            if not health.admits(queue_now):
+                return health.describe(queue_now)
+            if max_concurrent is not None:
+                busy = (
+                    await conn.execute(
+                        select(func.count())
+                        .select_from(tasks)
+                        .where(_occupies_slot(), tasks.c.channel == channel, tasks.c.id != claim.task.id)
+                    )
+                ).scalar_one()
+                if busy >= max_concurrent:
+                    return f"all {max_concurrent} slots are in use"
+            admitted = after_admission(health, queue_now, probe_ms=60_000)
+            if admitted != health:
+                await save_health(conn, channel, admitted, now=queue_now)
+            row = await self._apply_in(
+                conn,
+                claim,
+                now=now,
+                step=claim.task.step,
+                status=status,
+                changes={"channel": channel, "submit_intent_at": queue_now, **priced},
+                event_kind="step",
+                message=f"submitting to channel {channel}",
+            )
+            if row is None:
+                raise ClaimLost()  # rolls the health change back with it
+        return Claim(row_to_task(row), claim.worker)
+
+    async def save_upstream_job(
+        self, claim: Claim, *, now: int, upstream_id: str, memo: Mapping[str, Any]
+    ) -> Task | None:
+        """Record an accepted upstream job even though the step's outcome lost to a client's change
+        (the task was cancelled or deleted while the submit was in flight). Fenced by the token only:
+        the id must be kept so that the job can be stopped. A task that has ended goes to the cancel
+        step; anything else stays as it is for the step's normal handling."""
+        query = (
+            update(tasks)
+            .where(tasks.c.id == claim.task.id, tasks.c.lease_token == claim.token)
+            .values(
+                upstream_id=upstream_id,
+                upstream_state=dict(memo),
+                submit_intent_at=None,
+                step=_case_ended(Step.CANCEL.value),
+                version=tasks.c.version + 1,
+            )
+            .returning(*tasks.c)
+        )
+        async with self._write() as conn:
+            row = (await conn.execute(query)).mappings().first()
+            if row is not None:
+                await conn.execute(
+                    insert(task_events).values(
+                        task_id=claim.task.id,
+                        at=now,
+                        kind="upstream_job",
+                        step=row["step"],
+                        worker=claim.worker,
+                        message=f"kept upstream job {upstream_id} after the task changed",
+                    )
+                )
+        return row_to_task(row) if row else None
+
+    async def _apply(
+        self,
+        claim: Claim,
+        *,
+        now: int,
+        step: Step,
+        status: TaskStatus | None,
+        changes: Mapping[str, Any],
+        event_kind: str | None,
+        message: str | None,
+    ) -> RowMapping | None:
+        try:
+            async with self._write() as conn:
+                row = await self._apply_in(
+                    conn,
+                    claim,
+                    now=now,
+                    step=step,
+                    status=status,
+                    changes=changes,
+                    event_kind=event_kind,
+                    message=message,
+                )
+                if row is None:
+                    raise ClaimLost()  # roll back: no event for a write that did not happen
+                return row
+        except ClaimLost:
+            return None
+
+    async def _apply_in(
+        self,
+        conn: AsyncConnection,
+        claim: Claim,
+        *,
+        now: int,
+        step: Step,
+        status: TaskStatus | None,
+        changes: Mapping[str, Any],
+        event_kind: str | None,
+        message: str | None,
+    ) -> RowMapping | None:
+        current = claim.task
+        target = status or current.status
+        check_transition(current.status, target)
+        values: dict[str, Any] = {**_monotonic(changes), "step": step.value, "version": claim.version + 1}
+        status_changed = target != current.status
+        if status_changed:
+            values.update(status=target.value, status_update_time=max(now, current.status_update_time + 1))
+            if target.is_terminal:
+                values["completed_at"] = now
+        query = update(tasks).where(*_fence(claim)).values(**values).returning(*tasks.c)
+        row = (await conn.execute(query)).mappings().first()
+        if row is None:
+            return None
+        if status_changed and target.is_terminal:
+            await self._resolve_hold(conn, row_to_task(row), now=now)
+        if status_changed or event_kind is not None:
+            await conn.execute(
+                insert(task_events).values(
+                    task_id=current.id,
+                    at=now,
+                    kind="status" if status_changed else event_kind,
+                    from_status=current.status.value if status_changed else None,
+                    to_status=target.value if status_changed else None,
+                    step=step.value,
+                    worker=claim.worker,
+                    message=message,
+                )
+            )
+        return row
+
+
+def _fence(claim: Claim) -> Sequence[Any]:
+    return (
+        tasks.c.id == claim.task.id,
+        tasks.c.version == claim.version,
+        tasks.c.lease_token == claim.token,
+    )
+
+
+def _case_ended(step_if_ended: str) -> Any:
+    return case((tasks.c.status.in_(_TERMINAL), step_if_ended), else_=tasks.c.step)
+
+
+def _monotonic(changes: Mapping[str, Any]) -> Mapping[str, Any]:
+    if "progress" not in changes:
+        return changes
+    return {**changes, "progress": _never_lower(changes["progress"])}

@@ -1,0 +1,148 @@
+"""The queue: claiming due tasks (leases with a fresh token), heartbeats, giving a task back, and which
+claims still hold a live lease."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from sqlalchemy import case, or_, select, tuple_, update
+
+from vidgate.domain.tasks import Step, Task, TaskStatus
+from vidgate.store.tables import tasks
+from vidgate.store.task_rows import Claim, LeaseCheck, row_to_task
+from vidgate.store.tasks._common import _ACTIVE, StoreBase, _never_lower
+
+# The claim's queue order (see `claim_due`), in SQL and in Python: started tasks before new ingests,
+# then oldest first; the id breaks ties between tasks created in the same millisecond.
+_FIFO_ORDER = (case((tasks.c.step == Step.INGEST.value, 1), else_=0), tasks.c.created_at, tasks.c.id)
+
+
+def _fifo_key(task: Task) -> tuple[int, int, str]:
+    return (1 if task.step is Step.INGEST else 0, task.created_at, task.id)
+
+
+class TaskQueue(StoreBase):
+    # The queue --------------------------------------------------------------------------------
+
+    async def claim_due(
+        self,
+        *,
+        worker: str,
+        limit: int,
+        lease_ms: int,
+        only: Collection[Step] | None = None,
+        skip: Collection[Step] | None = None,
+    ) -> list[Claim]:
+        """Lease up to `limit` due tasks to `worker`.
+
+        A task is due when it is active (or has a cancel or a webhook left to do), its `next_run_at`
+        has come, and nobody holds a live lease (an expired lease means its worker died or stalled).
+        On PostgreSQL, FOR UPDATE SKIP LOCKED lets concurrent workers pick disjoint rows without
+        waiting; SQLite drops the clause and its single writer (BEGIN IMMEDIATE) makes it safe.
+        `only` / `skip` limit the claim to some steps (the runner budgets media work apart from polls).
+
+        Among due tasks the oldest goes first, and a task already under way goes ahead of a new
+        ingest: ordering by due time instead would run every task's step N before any task's step
+        N+1, so with a backlog no task would finish until the whole backlog had been rendered.
+        """
+        now = self.queue_clock.expr()
+        due = (
+            select(tasks.c.id)
+            .where(
+                or_(tasks.c.status.in_(_ACTIVE), tasks.c.step.in_([Step.NOTIFY.value, Step.CANCEL.value])),
+                tasks.c.next_run_at <= now,
+                or_(tasks.c.lease_expires_at.is_(None), tasks.c.lease_expires_at < now),
+                *([tasks.c.step.in_([s.value for s in only])] if only else []),
+                *([tasks.c.step.not_in([s.value for s in skip])] if skip else []),
+            )
+            .order_by(*_FIFO_ORDER)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        claim = (
+            update(tasks)
+            .where(tasks.c.id.in_(due.scalar_subquery()))
+            .values(
+                lease_owner=worker,
+                lease_token=_new_token(),
+                lease_expires_at=now + lease_ms,
+                version=tasks.c.version + 1,
+            )
+            .returning(*tasks.c)
+        )
+        async with self._write() as conn:
+            rows = (await conn.execute(claim)).mappings().all()
+        # The rows of one claim share a token; that is enough, because fences compare (id, token) and
+        # every claim of the same row gets a new one. RETURNING keeps no order: restore the queue's, so
+        # the runner starts (and queues for render slots) the oldest first.
+        claimed = sorted((row_to_task(r) for r in rows), key=_fifo_key)
+        return [Claim(task, worker) for task in claimed]
+
+    async def heartbeat(
+        self, claim: Claim, *, lease_ms: int, progress: int | None = None
+    ) -> LeaseCheck | None:
+        """Extend one claim's lease (see `heartbeat_many`). None: the lease is lost to another claim."""
+        return (await self.heartbeat_many([(claim, progress)], lease_ms=lease_ms)).get(claim.task.id)
+
+    async def heartbeat_many(
+        self, beats: Sequence[tuple[Claim, int | None]], *, lease_ms: int
+    ) -> dict[str, LeaseCheck]:
+        """Extend the leases of these claims (recording progress where given), in one statement.
+
+        Fenced by each claim's token only, never by version: a step's own writes bump the version, and
+        a heartbeat must not lose to them. Returns, for each claim still held, whether the client has
+        cancelled or deleted the task (so the runner can stop work that no longer matters); a claim
+        missing from the result has lost its lease to another claim.
+        """
+        if not beats:
+            return {}
+        progress = {claim.task.id: p for claim, p in beats if p is not None}
+        values: dict[str, Any] = {"lease_expires_at": self.queue_clock.expr() + lease_ms}
+        if progress:
+            values["progress"] = _never_lower(case(progress, value=tasks.c.id, else_=tasks.c.progress))
+        query = (
+            update(tasks)
+            .where(tuple_(tasks.c.id, tasks.c.lease_token).in_([(c.task.id, c.token) for c, _ in beats]))
+            .values(**values)
+            .returning(tasks.c.id, tasks.c.status, tasks.c.deleted_at)
+        )
+        async with self._write() as conn:
+            rows = (await conn.execute(query)).all()
+        return {row[0]: LeaseCheck(TaskStatus(row[1]), row[2] is not None) for row in rows}
+
+    async def release(self, claim: Claim) -> bool:
+        """Give a task back (a graceful stop, or a step whose outcome lost to a client's change), due
+        at once so another worker can take it. Fenced by the token: whatever the version, the lease is
+        still ours to give back."""
+        query = (
+            update(tasks)
+            .where(tasks.c.id == claim.task.id, tasks.c.lease_token == claim.token)
+            .values(
+                lease_owner=None,
+                lease_token=None,
+                lease_expires_at=None,
+                next_run_at=self.queue_clock.expr(),
+            )
+        )
+        async with self._write() as conn:
+            return (await conn.execute(query)).rowcount == 1
+
+    async def live_claims(self, claims: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (task id, lease token) pairs still hold an unexpired lease."""
+        live: set[tuple[str, str]] = set()
+        pairs = list(claims)
+        now = self.queue_clock.expr()
+        async with self.engine.connect() as conn:
+            for start in range(0, len(pairs), 500):
+                query = select(tasks.c.id, tasks.c.lease_token).where(
+                    tuple_(tasks.c.id, tasks.c.lease_token).in_(pairs[start : start + 500]),
+                    tasks.c.lease_expires_at >= now,
+                )
+                live.update((row[0], row[1]) for row in (await conn.execute(query)).all())
+        return live
+
+
+def _new_token() -> str:
+    return secrets.token_hex(16)
