@@ -8,9 +8,9 @@ import pytest
 
 from vidgate import signing
 from vidgate.api.ranges import RangeNotSatisfiable, parse_range
+from vidgate.domain.lifecycle import IllegalTransition, check_transition
 from vidgate.domain.routing import Catalog, ChannelProfile, RouteRequest
 from vidgate.domain.tasks import TaskStatus, WatermarkMode
-from vidgate.domain.transitions import IllegalTransition, check_transition
 from vidgate.ids import new_ulid, openai_id, parse_task_id, unified_id
 from vidgate.worker.outcomes import backoff_seconds
 

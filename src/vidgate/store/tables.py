@@ -33,7 +33,8 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 metadata = MetaData(naming_convention=NAMING)
-# The rows the claim query looks at: active tasks, and ended ones with a webhook still to send.
+# The rows the claim query looks at: active tasks, and ended ones with a step left (domain/lifecycle.py
+# AFTER_THE_END; a test holds the two together). Spelled out: the migrations' index says the same.
 DUE_WHERE = "status IN ('pending', 'processing') OR step IN ('notify', 'cancel')"
 # The rows that may occupy a slot of their channel (max_concurrent) and are counted at admission.
 OWNER_ACTIVE_WHERE = "status IN ('pending', 'processing')"

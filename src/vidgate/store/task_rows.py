@@ -114,10 +114,6 @@ def row_to_task(row: Mapping[Any, Any]) -> Task:  # a RowMapping, or a fast read
     )
 
 
-def after_cancel_step(task: Task) -> Step:
-    return Step.NOTIFY if task.callback_url and task.deleted_at is None else Step.DONE
-
-
 class ClaimLost(Exception):
     """This worker no longer owns the task (its lease went to another claim, or a client changed the
     task): drop whatever the step was doing."""

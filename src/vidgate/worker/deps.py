@@ -9,8 +9,9 @@ from typing import Any
 
 from vidgate.clock import DatabaseAlignedClock
 from vidgate.config import Settings
+from vidgate.domain.lifecycle import step_after_end
 from vidgate.domain.routing import Catalog
-from vidgate.domain.tasks import Step, Task, TaskError
+from vidgate.domain.tasks import Step, Task, TaskError, TaskStatus
 from vidgate.net.fetch import SafeFetcher
 from vidgate.providers.base import Provider
 from vidgate.store.attempts import AttemptStore
@@ -19,7 +20,6 @@ from vidgate.store.channels import ChannelHealthStore
 from vidgate.store.tasks import TaskStore
 from vidgate.worker.outcomes import (
     Outcome,
-    after_failure,
     backoff_seconds,
     deadline_reached,
     failed,
@@ -63,7 +63,9 @@ class Retries:
         attempts = task.attempts + 1
         if limited and attempts > worker.max_attempts:
             return failed(
-                code, f"{message} (gave up after {task.attempts} retries)", then=after_failure(task)
+                code,
+                f"{message} (gave up after {task.attempts} retries)",
+                then=step_after_end(task, TaskStatus.FAILED),
             )
         delay = backoff_seconds(
             task.attempts,

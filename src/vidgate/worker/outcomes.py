@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from vidgate.domain.lifecycle import step_after_end
 from vidgate.domain.tasks import Step, Task, TaskError, TaskStatus
 from vidgate.providers.base import UpstreamJob
 from vidgate.store.task_rows import Claim
@@ -59,18 +60,13 @@ def failed(code: str, message: str, *, then: Step = Step.DONE) -> Outcome:
     )
 
 
-def after_failure(task: Task) -> Step:
-    """A task that fails while its channel may still hold a job goes to the cancel step first."""
-    return Step.CANCEL if task.may_hold_upstream_job else Step.DONE
-
-
 def deadline_reached(task: Task, last_error: TaskError | None = None) -> Outcome:
     """The task ran out of time: `timeout`, or the reason that kept it from finishing when there is a
     precise one (`watermark_removal_failed`, spec 3; `upstream_outcome_unknown`)."""
     last = last_error or task.last_error
     if task.last_error and task.last_error.code == "watermark_removal_failed":
         last = task.last_error  # the reason it went round, whatever stopped the last round (remembered_error)
-    then = after_failure(task)
+    then = step_after_end(task, TaskStatus.FAILED)
     if last and last.code == "watermark_removal_failed":
         return failed(
             "watermark_removal_failed",

@@ -34,6 +34,7 @@ import structlog
 from anyio.abc import TaskGroup
 
 from vidgate import metrics
+from vidgate.domain.lifecycle import step_after_cancel
 from vidgate.domain.tasks import Step
 from vidgate.ids import new_ulid
 from vidgate.private_files import make_private_dirs
@@ -365,8 +366,8 @@ class Worker:
         now = self.deps.clock.now_ms()
         next_step = outcome.next_step
         ended = outcome.status is not None and outcome.status.is_terminal
-        if ended and next_step is Step.DONE and running.claim.task.callback_url:
-            next_step = Step.NOTIFY  # the task ended: its webhook goes out as the next step
+        if ended and next_step is Step.DONE:
+            next_step = step_after_cancel(running.claim.task)  # its webhook, if it has one, goes out next
         changes = dict(outcome.changes)
         if running.progress is not None and running.progress > running.claim.task.progress:
             changes.setdefault("progress", running.progress)

@@ -20,6 +20,7 @@ import structlog
 from PIL import Image
 
 from vidgate import signing
+from vidgate.domain.lifecycle import step_after_cancel, step_after_end
 from vidgate.domain.requests import BLOB_REF_PREFIX
 from vidgate.domain.tasks import Step, Task, TaskError, TaskStatus, WatermarkMode, delivered_watermark
 from vidgate.media.images import ImageRejected, decode_image
@@ -40,14 +41,13 @@ from vidgate.providers.base import (
 from vidgate.store.attempts import AttemptOutcome
 from vidgate.store.blobs import BlobNotFound, input_key, media_key
 from vidgate.store.keys import webhook_secret_generation
-from vidgate.store.task_rows import Claim, ClaimLost, after_cancel_step
+from vidgate.store.task_rows import Claim, ClaimLost
 from vidgate.views import webhook_event
 from vidgate.worker.deps import Retries, StepDeps
 from vidgate.worker.outcomes import (
     Outcome,
     StepFailed,
     StepRun,
-    after_failure,
     backoff_seconds,
     deadline_reached,
     failed,
@@ -92,7 +92,7 @@ class Steps:
         except ProviderError as exc:
             if exc.retryable:
                 return self.retries.retry(task, exc.code, exc.message, exc.retry_after)
-            return failed(exc.code, exc.message, then=after_failure(task))
+            return failed(exc.code, exc.message, then=step_after_end(task, TaskStatus.FAILED))
         except ClaimLost:
             raise
         except Exception:
@@ -260,7 +260,7 @@ class Steps:
     async def cancel(self, task: Task) -> Outcome:
         """The task ended (cancelled, deleted, failed, timed out) while its channel may still hold its
         job: tell the channel to stop it (or delete it), so nothing keeps running and billing."""
-        then = after_cancel_step(task)
+        then = step_after_cancel(task)
         channel = self.deps.catalog.by_name(task.channel or "")
         if channel is None:
             return Outcome(

@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy import insert, update
 
-from vidgate.domain.tasks import Step, Task, TaskError, TaskStatus
+from vidgate.domain.lifecycle import step_after_client_end
+from vidgate.domain.tasks import Task, TaskError, TaskStatus
 from vidgate.errors import Conflict
 from vidgate.store.tables import task_events, tasks
-from vidgate.store.task_rows import after_cancel_step
 from vidgate.store.tasks.reads import TaskReads
 
 _CAS_TRIES = 8
@@ -66,7 +66,7 @@ class ClientEnds(TaskReads):
             values["idempotency_key"] = None  # the key is free again: a new create with it makes a new task
         ended = replace(task, deleted_at=now if deleted else task.deleted_at)
         if cancelling or deleted:
-            values["step"] = (Step.CANCEL if ended.may_hold_upstream_job else after_cancel_step(ended)).value
+            values["step"] = step_after_client_end(ended).value
         query = update(tasks).where(
             tasks.c.id == task.id, tasks.c.version == task.version, tasks.c.deleted_at.is_(None)
         )

@@ -13,8 +13,8 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from vidgate.domain.circuit import after_admission
+from vidgate.domain.lifecycle import STEP_FOR_A_LATE_JOB, check_transition
 from vidgate.domain.tasks import TERMINAL_STATUSES, Step, Task, TaskStatus
-from vidgate.domain.transitions import check_transition
 from vidgate.store.channels import lock_health, save_health
 from vidgate.store.tables import task_events, tasks
 from vidgate.store.task_rows import Claim, ClaimLost, row_to_task
@@ -184,7 +184,7 @@ class FencedWrites(StoreBase):
                 upstream_id=upstream_id,
                 upstream_state=dict(memo),
                 submit_intent_at=None,
-                step=_case_ended(Step.CANCEL.value),
+                step=_case_ended(STEP_FOR_A_LATE_JOB.value),
                 version=tasks.c.version + 1,
             )
             .returning(*tasks.c)
