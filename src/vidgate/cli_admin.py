@@ -18,6 +18,7 @@ from vidgate.cli_client_common import (
     Connection,
     JsonOption,
     KeyOption,
+    RotateOption,
     dump,
     format_time,
     open_client,
@@ -26,6 +27,7 @@ from vidgate.cli_client_common import (
     print_json,
     print_table,
     say,
+    show_webhook_secret,
     stdout_is_terminal,
 )
 from vidgate.cli_key_options import (
@@ -251,9 +253,7 @@ def keys_topup(
 @keys_app.command("webhook-secret")
 def keys_webhook_secret(
     key_id: KeyId,
-    rotate: Annotated[
-        bool, typer.Option("--rotate", help="Replace it first: the old one signs nothing more.")
-    ] = False,
+    rotate: RotateOption = False,
     json_output: JsonOption = False,
     base_url: BaseUrlOption = None,
     key: KeyOption = None,
@@ -262,11 +262,7 @@ def keys_webhook_secret(
     with open_client(_conn(base_url, key)) as client:
         keys = client.admin.keys
         secret = keys.rotate_webhook_secret(key_id) if rotate else keys.webhook_secret(key_id)
-    if json_output:
-        print_json(dump(secret))
-        return
-    say(f"{'new ' if rotate else ''}webhook secret of {secret.key_id}:")
-    typer.echo(secret.secret)
+    show_webhook_secret(secret, rotated=rotate, json_output=json_output)
 
 
 @keys_app.command("limits")

@@ -58,6 +58,10 @@ JsonOption = Annotated[
     typer.Option("--json", help="Print JSON (one object; JSON Lines while waiting) instead of text."),
 ]
 
+RotateOption = Annotated[
+    bool, typer.Option("--rotate", help="Replace it first: the old one signs nothing more.")
+]
+
 
 @dataclass(frozen=True)
 class Connection:
@@ -139,6 +143,15 @@ def print_json(value: Any) -> None:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         raise typer.Exit(EXIT_FAILED) from None
+
+
+def show_webhook_secret(secret: Any, *, rotated: bool, json_output: bool) -> None:
+    """A key's webhook secret (the SDK's WebhookSecret) on stdout, alone (or as JSON), for a script."""
+    if json_output:
+        print_json(dump(secret))
+        return
+    say(f"{'new ' if rotated else ''}webhook secret of {secret.key_id}:")
+    typer.echo(secret.secret)
 
 
 def dump(model: Any) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from vidgate.cli_client_common import (
     Connection,
     JsonOption,
     KeyOption,
+    RotateOption,
     dump,
     fail,
     format_duration,
@@ -33,6 +34,7 @@ from vidgate.cli_client_common import (
     print_json,
     print_table,
     say,
+    show_webhook_secret,
     stdout_is_terminal,
 )
 
@@ -424,9 +426,7 @@ def delete(
 
 @video_app.command("webhook-secret")
 def webhook_secret(
-    rotate: Annotated[
-        bool, typer.Option("--rotate", help="Replace it first: the old one signs nothing more.")
-    ] = False,
+    rotate: RotateOption = False,
     json_output: JsonOption = False,
     base_url: BaseUrlOption = None,
     key: KeyOption = None,
@@ -435,11 +435,7 @@ def webhook_secret(
     check `X-Vidgate-Signature` with (docs/api.md §6)."""
     with open_client(_connection(base_url, key)) as client:
         secret = client.webhooks.rotate_secret() if rotate else client.webhooks.secret()
-    if json_output:
-        print_json(dump(secret))
-        return
-    say(f"{'new ' if rotate else ''}webhook secret of {secret.key_id}:")
-    typer.echo(secret.secret)
+    show_webhook_secret(secret, rotated=rotate, json_output=json_output)
 
 
 @video_app.command("download")
