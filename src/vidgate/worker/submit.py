@@ -154,7 +154,12 @@ class Submitter:
             await self.deps.health.record_success(channel.name)
             return accepted(job, f"submitted to {channel.name}")
         task = claim.task
-        remembered = {"upstream_state": {**(task.upstream_state or {}), "auth_refused": auth_refused}}
+        # The channels that refused our credentials stay ruled out for this task's later tries.
+        remembered = (
+            {"upstream_state": {**(task.upstream_state or {}), "auth_refused": auth_refused}}
+            if auth_refused
+            else {}
+        )
         only_credentials = failures and all(exc.code == AUTH_REFUSED for _, exc in failures)
         if only_credentials and not refused and (pinned or not self._others_remain(task, auth_refused)):
             return _credentials_refused(auth_refused)
@@ -167,9 +172,9 @@ class Submitter:
                 last.code,
                 f"No channel accepted the task ({summary}).",
                 retry_after,
-                changes=remembered if auth_refused else None,
+                changes=remembered,
             )
-        return self._wait_for_a_channel(task, refused)
+        return self._wait_for_a_channel(task, refused, changes=remembered)
 
     def _others_remain(self, task: Task, ruled_out: list[str]) -> bool:
         return bool(self.deps.catalog.candidates(_route(task), exclude=ruled_out))
@@ -180,7 +185,9 @@ class Submitter:
         if attempt is not None:
             await self.deps.attempts.settle(attempt, outcome, error=(error.code, error.message))
 
-    def _wait_for_a_channel(self, task: Task, refused: Mapping[str, str]) -> Outcome:
+    def _wait_for_a_channel(
+        self, task: Task, refused: Mapping[str, str], *, changes: Mapping[str, Any] | None = None
+    ) -> Outcome:
         """Every suitable channel is full or its circuit is open: stay as we are and look again soon,
         until the deadline. Not an attempt: nothing was tried."""
         reasons = "; ".join(f"{name}: {why}" for name, why in refused.items())
@@ -193,7 +200,7 @@ class Submitter:
         return Outcome(
             Step.SUBMIT,
             delay_seconds=delay,
-            changes={"last_error": remembered},
+            changes={"last_error": remembered, **(changes or {})},
             message=f"waiting for a channel: {reasons}",
             # one event when the waiting starts, not one per look
             record_event=task.last_error is None or task.last_error.code != remembered["code"],
