@@ -133,3 +133,39 @@ def test_migration_0006_goes_down_and_up_and_its_table_owns_a_job_once(db_url: s
             conn.execute(insert, {"task": "b", "key": "b-0"})  # another task's attempt, the same job
     finally:
         engine.dispose()
+
+
+_ATTEMPT_COLUMNS = "task_id, number, channel, idempotency_key, sent_at, outcome"
+
+
+def test_migration_0006_records_a_submit_in_flight_during_the_upgrade_as_unknown(db_url: str) -> None:
+    """Else the worker would take the missing attempt for a create never sent, and pay again."""
+    db.upgrade_sync(db_url, "0005")
+    engine = create_engine(db.sync_url(db_url))
+    columns = (
+        "id, owner, dialect, model, prompt, images, width, height, seconds, orientation, size_label,"
+        " watermark_mode, private, input, status, step, created_at, status_update_time, next_run_at,"
+        " deadline_at, channel, submissions, submit_intent_at, upstream_id"
+    )
+    row = (
+        "(:id, 'k', 'unified', 'sora-2', 'p', '[]', 720, 1280, 4, 'portrait', 'small', 'prefer_clean',"
+        " false, '{}', :status, 'submit', 0, 0, 0, 1, 'up', 2, :intent, :upstream)"
+    )
+    try:
+        with engine.begin() as conn:
+            _insert_key(conn, "k", balance=None, held=0)
+            for task_id, status, intent, upstream in [
+                ("in-flight", "pending", 1_760_000_000_000, None),
+                ("accepted", "processing", None, "job-9"),
+                ("ended", "failed", 1_760_000_000_000, None),
+            ]:
+                conn.execute(
+                    text(f"INSERT INTO tasks ({columns}) VALUES {row}"),
+                    {"id": task_id, "status": status, "intent": intent, "upstream": upstream},
+                )
+        db.upgrade_sync(db_url)
+        with engine.connect() as conn:
+            rows = conn.execute(text(f"SELECT {_ATTEMPT_COLUMNS} FROM upstream_attempts")).all()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in rows] == [("in-flight", 1, "up", "in-flight-2", 1_760_000_000_000, "unknown")]

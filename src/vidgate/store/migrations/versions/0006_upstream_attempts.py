@@ -16,6 +16,16 @@ branch_labels = None
 depends_on = None
 
 
+_UNKNOWN_IN_FLIGHT = """
+    INSERT INTO upstream_attempts (task_id, number, channel, idempotency_key, sent_at, outcome, error_code)
+    SELECT id, 1, channel, id || '-' || CAST(submissions AS VARCHAR(12)), submit_intent_at, 'unknown',
+           'upgraded_in_flight'
+    FROM tasks
+    WHERE submit_intent_at IS NOT NULL AND upstream_id IS NULL AND channel IS NOT NULL
+      AND status IN ('pending', 'processing')
+"""
+
+
 def upgrade() -> None:
     op.create_table(
         "upstream_attempts",
@@ -39,6 +49,10 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("poll_failures", sa.Integer(), server_default=sa.text("0"), nullable=False)
         )
+    # A task whose submit was in flight during the upgrade has its intent saved and no job id: record
+    # that create as one of unknown outcome, so the worker looks for its job (or waits) rather than take
+    # the missing record for "never sent" and pay again.
+    op.execute(_UNKNOWN_IN_FLIGHT)
 
 
 def downgrade() -> None:
