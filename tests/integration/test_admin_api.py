@@ -167,6 +167,7 @@ async def test_every_caller_but_an_admin_gets_an_unknown_routes_404_on_every_adm
             ("GET", f"/v1/admin/keys/{user['id']}/ledger", {}),
             ("GET", "/v1/admin/tasks", {}),
             ("GET", "/v1/admin/tasks?status=bogus", {}),
+            ("GET", "/v1/admin/tasks/task_01k6x15vhrff09dkkqjrzwhm60", {}),
             ("GET", "/v1/admin/usage", {}),
             ("GET", "/v1/admin/usage?start=9&end=1", {}),
             ("GET", "/v1/admin/channels", {}),
@@ -225,6 +226,7 @@ async def test_the_admin_routes_are_in_the_openapi_document_tagged_admin_with_be
         ("GET", "/v1/admin/keys/{key_id}/webhook_secret"),
         ("POST", "/v1/admin/keys/{key_id}/webhook_secret/rotate"),
         ("GET", "/v1/admin/tasks"),
+        ("GET", "/v1/admin/tasks/{task_id}"),
         ("GET", "/v1/admin/usage"),
         ("GET", "/v1/admin/channels"),
     }
