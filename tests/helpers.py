@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +58,26 @@ async def wait_for_status(
             if state["status"] in statuses:
                 return state
             await anyio.sleep(0.05)
+
+
+@asynccontextmanager
+async def worker_running(gw: Any, worker: Any = None, timeout: float = 30) -> AsyncIterator[Any]:
+    """A worker of `gw` running for the block, which is bounded by `timeout`; stopped when it ends."""
+    from vidgate.worker.service import build_worker
+
+    worker = worker or build_worker(gw.runtime)
+    stop = anyio.Event()
+    with anyio.fail_after(timeout):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run, stop)
+            try:
+                yield worker
+            finally:
+                stop.set()
+
+
+async def until(check: Callable[[], Awaitable[Any]], interval: float = 0.02) -> Any:
+    """Poll `check` until it answers something true, and return that (bound it with the caller's timeout)."""
+    while not (found := await check()):
+        await anyio.sleep(interval)
+    return found

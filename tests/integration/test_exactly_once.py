@@ -7,14 +7,16 @@ channel's test options ported where a test needs them, and the store calls adapt
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
-from tests.helpers import new_task, scripted_channel
+from tests.helpers import new_task, scripted_channel, until, worker_running
 from vidgate.api.actions import cancel_task
 from vidgate.clock import ManualClock, SystemClock
 from vidgate.config import WorkerSettings
@@ -38,6 +40,21 @@ def journal(state_dir: Path, task_id: str) -> list[dict]:
 
 def ops(state_dir: Path, task_id: str) -> list[str]:
     return [e["op"] for e in journal(state_dir, task_id)]
+
+
+def accepted_upstream(state_dir: Path, task_id: str) -> Callable[[], Awaitable[bool]]:
+    """A check for `until`: the scripted upstream has made the task's job."""
+
+    async def check() -> bool:
+        return "accepted" in ops(state_dir, task_id)
+
+    return check
+
+
+async def done(gw: Any, task_id: str) -> Any:
+    """The task, once the worker has nothing left to do for it; else None."""
+    task = await gw.runtime.tasks.get(task_id)
+    return task if task.step is Step.DONE else None
 
 
 async def run_to_rest(gw, task_id: str, worker: Worker | None = None, timeout: float = 30) -> object:
@@ -125,17 +142,10 @@ async def test_7b_a_cancel_during_the_submit_keeps_the_job_id_and_stops_the_job(
     channel = scripted_channel(tmp_path / "up", submit_seconds=1.0, polls=1000)
     async with start_gateway(run_worker=False, channels=[channel], worker=QUICK) as gw:
         task = await new_task(gw)
-        worker = build_worker(gw.runtime)
-        stop = anyio.Event()
-        with anyio.fail_after(30):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(worker.run, stop)
-                while "accepted" not in ops(tmp_path / "up", task.id):  # the upstream has the job...
-                    await anyio.sleep(0.01)
-                await cancel_task(gw.runtime, task.id, owner=task.owner)  # ...and its answer is on its way
-                while (t := await gw.runtime.tasks.get(task.id)).step is not Step.DONE:
-                    await anyio.sleep(0.02)
-                stop.set()
+        async with worker_running(gw):
+            await until(accepted_upstream(tmp_path / "up", task.id))  # the upstream has the job...
+            await cancel_task(gw.runtime, task.id, owner=task.owner)  # ...and its answer is on its way
+            t = await until(lambda: done(gw, task.id))
     assert t.status is TaskStatus.CANCELLED and t.upstream_id is not None
     [cancelled] = [e for e in journal(tmp_path / "up", task.id) if e["op"] == "cancel"]
     assert cancelled["job"] == t.upstream_id

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
-from tests.helpers import new_task, scripted_channel
-from tests.integration.test_exactly_once import QUICK, ops, run_to_rest
+from tests.helpers import new_task, scripted_channel, until, worker_running
+from tests.integration.test_exactly_once import QUICK, accepted_upstream, done, ops, run_to_rest
 from vidgate.domain.tasks import TaskStatus
 from vidgate.store.attempts import AttemptOutcome, AttemptStore, accepted_job, paid_creates
 from vidgate.store.tables import tasks
@@ -73,22 +73,15 @@ async def test_a_job_accepted_while_the_lease_ran_out_is_kept_not_paid_for_again
     channel = channel.model_copy(update={"request_timeout_seconds": 2.0})
     async with start_gateway(run_worker=False, channels=[channel], worker=QUICK) as gw:
         task = await new_task(gw)
-        worker = build_worker(gw.runtime)
-        stop = anyio.Event()
-        with anyio.fail_after(30):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(worker.run, stop)
-                while "accepted" not in ops(tmp_path / "up", task.id):  # the upstream has the job...
-                    await anyio.sleep(0.01)
-                async with gw.runtime.engine.begin() as conn:  # ...and another claim takes the task over
-                    await conn.execute(
-                        update(tasks)
-                        .where(tasks.c.id == task.id)
-                        .values(lease_token="taken-over", lease_expires_at=0)
-                    )
-                while not ((t := await gw.runtime.tasks.get(task.id)).status.is_terminal):
-                    await anyio.sleep(0.02)
-                stop.set()
+        async with worker_running(gw):
+            await until(accepted_upstream(tmp_path / "up", task.id))  # the upstream has the job...
+            async with gw.runtime.engine.begin() as conn:  # ...and another claim takes the task over
+                await conn.execute(
+                    update(tasks)
+                    .where(tasks.c.id == task.id)
+                    .values(lease_token="taken-over", lease_expires_at=0)
+                )
+            t = await until(lambda: done(gw, task.id))
         attempts = await gw.runtime.attempts.for_task(task.id)
     assert t.status is TaskStatus.COMPLETED, t.error
     assert ops(tmp_path / "up", task.id).count("accepted") == 1  # one paid job
