@@ -13,10 +13,12 @@ after an unknown outcome can never adopt another task's job (`settle` answers Fa
 from __future__ import annotations
 
 import enum
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,6 +28,7 @@ from vidgate.store.dbtime import QueueClock
 from vidgate.store.tables import upstream_attempts
 
 _MAX_ERROR_CHARS = 500
+_NUMBERING_ROUNDS = 64
 
 
 class AttemptOutcome(enum.StrEnum):
@@ -68,7 +71,9 @@ class AttemptStore:
 
     async def begin(self, task_id: str, channel: str, idempotency_key: str) -> Attempt:
         """Record a create about to be sent (the next number for the task, sent now)."""
-        for _ in range(5):  # two writers numbering the same task at once: the loser takes the next number
+        # Writers numbering the same task at once (a worker whose lease another claim took over, still
+        # sending): each round one wins and the others take the next number, so N writers need N rounds.
+        for _ in range(_NUMBERING_ROUNDS):
             try:
                 async with write_transaction(self.engine) as conn:
                     now = await self.queue_clock.now_ms(conn)
@@ -99,6 +104,7 @@ class AttemptStore:
                     )
                 return _attempt(row)
             except IntegrityError:
+                await anyio.sleep(random.uniform(0, 0.005))  # out of step with the others
                 continue
         raise RuntimeError(f"could not number an upstream attempt of task {task_id}")
 
