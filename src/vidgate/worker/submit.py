@@ -251,13 +251,17 @@ class Submitter:
                 claim, ctx, run, [channel], held_back={}, pinned=True, replaying_unknown=True
             )
         mine = [a for a in attempts if a.channel == channel.name and a.idempotency_key == task.submit_key]
-        if not any(a.outcome.may_have_made_a_job for a in mine):
+        # Past the job-holding attempts kept above, what may have made a job is still open (pending or
+        # unknown): the latest such attempt is the one to resolve.
+        open_attempts = [a for a in mine if a.outcome.may_have_made_a_job]
+        if not open_attempts:
             cleared = await self._clear_intent(claim, run)  # never sent, or proven not made
             return await self.submit(cleared, ctx, run)
-        if mine[-1].outcome is AttemptOutcome.PENDING:
+        latest = open_attempts[-1]
+        if latest.outcome is AttemptOutcome.PENDING:
             # Another worker (whose lease this claim took over) may still be waiting for the answer:
             # give it the create's timeout to record what it learns before deciding anything.
-            settled_by = mine[-1].sent_at + round(
+            settled_by = latest.sent_at + round(
                 (self._channels[channel.name].request_timeout_seconds + _PENDING_GRACE_S) * 1000
             )
             now = await self.deps.store.now_ms()
@@ -266,7 +270,7 @@ class Submitter:
                     task, (settled_by - now) / 1000, "a submit of this task is still waiting for its answer"
                 )
         if channel.traits.can_find_jobs:
-            return await self._look_for_the_job(claim, ctx, run, channel, mine[-1])
+            return await self._look_for_the_job(claim, ctx, run, channel, latest)
         return self._wait_for_the_deadline(task, channel)
 
     def _wait_for_the_deadline(self, task: Task, channel: ChannelProfile) -> Outcome:
