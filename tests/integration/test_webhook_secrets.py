@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +23,12 @@ from tests.integration.sdk_support import SDK
 from tests.integration.test_admin_api import admin_gateway, comparable
 from tests.integration.test_cli_client import Cli
 from tests.integration.test_webhooks import Receiver
+from tests.integration.test_webhooks import receiver as receiver  # the fixture, shared
 from vidgate.client import NotFoundError
 from vidgate.signing import verify_webhook
 
 pytestmark = pytest.mark.anyio
 SECRET_FORM = re.compile(r"whsec_[A-Za-z0-9_-]{43}")
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    thread = threading.Thread(target=r.server.serve_forever, daemon=True)
-    thread.start()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
 
 
 def shown_secret(r: httpx.Response, key_id: str | None = None) -> str:

@@ -50,6 +50,7 @@ class Receiver:
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on loopback, for this file and test_webhook_secrets.py."""
     r = Receiver()
     thread = threading.Thread(target=r.server.serve_forever, daemon=True)
     thread.start()
