@@ -12,7 +12,7 @@ import functools
 import io
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any
 
 import anyio
@@ -38,7 +38,6 @@ from vidgate.providers.base import (
     UpstreamState,
     UpstreamStatus,
 )
-from vidgate.store.attempts import AttemptOutcome
 from vidgate.store.blobs import BlobNotFound, input_key, media_key
 from vidgate.store.keys import webhook_secret_generation
 from vidgate.store.task_rows import Claim, ClaimLost
@@ -307,15 +306,8 @@ class Steps:
             jobs[task.upstream_id] = task.upstream_state or {}
         open_attempts = [a for a in attempts if a.channel == channel and not a.outcome.settled]
         for attempt in open_attempts if can_find else ():
-            request = replace(self.submitter.request_for(task), sent_at_ms=attempt.sent_at)
-            candidates = await self.deps.providers(channel).find_jobs(request)
-            owned = await self.deps.attempts.owned(channel, [c.upstream_id for c in candidates])
-            for job in candidates:
-                if job.upstream_id not in owned and await self.deps.attempts.settle(
-                    attempt, AttemptOutcome.ADOPTED, upstream_id=job.upstream_id, memo=job.memo
-                ):
-                    jobs[job.upstream_id] = job.memo
-                    break
+            if (found := await self.submitter.adopt_a_found_job(task, attempt)) is not None:
+                jobs[found.upstream_id] = found.memo
         return [UpstreamJob(upstream_id, memo=memo) for upstream_id, memo in jobs.items()]
 
     def _cancel_again_later(self, task: Task, then: Step, exc: ProviderError) -> Outcome:

@@ -303,20 +303,14 @@ class Submitter:
         interval = min(max(settings.lookup_window / 10, _LOOKUP_INTERVAL_S[0]), _LOOKUP_INTERVAL_S[1])
         if now < start:
             return self._look_again(task, (start - now) / 1000, f"looking for the job on {channel.name} soon")
-        provider = self.deps.providers(channel.name)
-        request = replace(self.request_for(task), sent_at_ms=attempt.sent_at)
         try:
-            candidates = await provider.find_jobs(request)
+            job = await self.adopt_a_found_job(task, attempt)
         except ProviderError as exc:
             if not exc.retryable:  # e.g. a list route that answers 400: this channel cannot be asked
                 return self._wait_for_the_deadline(task, channel)
             return self._look_again(task, interval, f"looking for the job failed: {exc.code}: {exc.message}")
-        owned = await self.deps.attempts.owned(channel.name, [job.upstream_id for job in candidates])
-        for job in candidates:
-            if job.upstream_id not in owned and await self.deps.attempts.settle(
-                attempt, AttemptOutcome.ADOPTED, upstream_id=job.upstream_id, memo=job.memo
-            ):
-                return accepted(job, f"found the job on {channel.name} after an unknown outcome")
+        if job is not None:
+            return accepted(job, f"found the job on {channel.name} after an unknown outcome")
         if (found := accepted_job(await self.deps.attempts.for_task(task.id), task.submit_key)) is not None:
             return _kept(found)  # another worker settled it meanwhile
         if now < end:
@@ -329,6 +323,20 @@ class Submitter:
             return self._look_again(task, interval, "the attempt was settled meanwhile")
         cleared = await self._clear_intent(claim, run)
         return await self.submit(cleared, ctx, run)
+
+    async def adopt_a_found_job(self, task: Task, attempt: Attempt) -> UpstreamJob | None:
+        """Ask `attempt`'s channel for the jobs it may have made (same parameters, made since it was
+        sent) and adopt the first no other task owns: recorded on the attempt, the database refusing a
+        second owner. None when there is none to adopt. Raises the channel's ProviderError."""
+        request = replace(self.request_for(task), sent_at_ms=attempt.sent_at)
+        candidates = await self.deps.providers(attempt.channel).find_jobs(request)
+        owned = await self.deps.attempts.owned(attempt.channel, [job.upstream_id for job in candidates])
+        for job in candidates:
+            if job.upstream_id not in owned and await self.deps.attempts.settle(
+                attempt, AttemptOutcome.ADOPTED, upstream_id=job.upstream_id, memo=job.memo
+            ):
+                return job
+        return None
 
     def _look_again(self, task: Task, delay: float, message: str) -> Outcome:
         error = TaskError("upstream_outcome_unknown", f"The create's outcome is not known yet: {message}.")
