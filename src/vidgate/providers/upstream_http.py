@@ -335,11 +335,8 @@ async def download_video(
     Written to a temporary file renamed into place, so `dest` never holds part of a download. An
     expired link (403/404/410) raises ResultExpired so the worker asks the channel for a fresh one.
     """
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        with anyio.fail_after(timeout), mapped_transport_errors(what):
+        with _partial_file(dest) as tmp, anyio.fail_after(timeout), mapped_transport_errors(what):
             async with client.stream(
                 "GET", url, params=params, headers={"Accept": "video/mp4, */*"}
             ) as response:
@@ -350,11 +347,22 @@ async def download_video(
                     raise_for_status(response, what)
                 _check_video_headers(response, max_bytes, what)
                 await _stream_to(response, tmp, max_bytes, what)
-        os.replace(tmp, dest)
+            os.replace(tmp, dest)
     except TimeoutError as exc:
         raise ProviderError(
             "upstream_timeout", f"{what}: the download took longer than {timeout:g} s", retryable=True
         ) from exc
+
+
+@contextmanager
+def _partial_file(dest: Path) -> Iterator[Path]:
+    """A temporary file beside `dest` for a download to land in, removed when the block ends unless it
+    was renamed onto `dest` meanwhile: `dest` never holds part of a download."""
+    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -407,22 +415,17 @@ async def download_image(
     read, then at the first bytes (sniffed, whatever the label says), then as soon as the running count
     passes the cap. Any failure on the way counts as "no image": the caller has its own.
     """
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        with anyio.fail_after(timeout):
+        with _partial_file(dest) as tmp, anyio.fail_after(timeout):
             async with client.stream(
                 "GET", url, params=params, headers={"Accept": "image/*"}, timeout=timeout
             ) as response:
                 if not _may_be_image(response, max_bytes) or not await _image_to(response, tmp, max_bytes):
                     return False  # leaving the block unread closes the connection: no more is sent
-        os.replace(tmp, dest)
-        return True
+            os.replace(tmp, dest)
+            return True
     except (httpx.HTTPError, TimeoutError):
         return False
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _may_be_image(response: httpx.Response, max_bytes: int) -> bool:
