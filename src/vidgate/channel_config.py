@@ -25,6 +25,11 @@ from pydantic import (
     model_validator,
 )
 
+from vidgate.domain.capabilities import (
+    CANONICAL_SIZES,
+    AudioSupport,
+    CapabilityOverride,
+)
 from vidgate.domain.pricing import ANY_MODEL, ModelPrice, Price, PriceList
 from vidgate.money import parse_credits
 from vidgate.redaction import Redactor
@@ -33,8 +38,14 @@ WatermarkFree = Literal["always", "optional", "never"]
 Orientation = Literal["portrait", "landscape"]
 ImageInput = Literal["file", "url", "data_uri"]
 
+Resolution = Literal["480p", "720p", "1080p"]
+AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"]
+
 ORIENTATIONS: tuple[Orientation, ...] = ("portrait", "landscape")
-ALL_SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024", "1080x1920", "1920x1080")
+# The sizes a channel takes unless it says otherwise: Sora's six (9:16 and 16:9 at 720p and 1080p, and
+# sora-2-pro's 1024x1792). Any canonical size (a resolution word at an aspect ratio) may be listed.
+CLASSIC_SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024", "1080x1920", "1920x1080")
+ALL_SIZES = tuple(dict.fromkeys([*CLASSIC_SIZES, *CANONICAL_SIZES]))
 ALL_DURATIONS = (4, 8, 10, 12, 15, 16, 20, 25)
 DEFAULT_MODELS = ("sora-2", "sora-2-pro", "sora-2-all")
 # A create slower than its request timeout may still appear in the upstream's list this long after.
@@ -60,8 +71,8 @@ def resolve_secret(value: Any, what: str) -> Any:
 Credits = Annotated[int, BeforeValidator(lambda v: parse_credits(v, what="a price")), Field(ge=0)]
 
 
-class SizePriceSettings(BaseModel):
-    """A price: `per_clip + per_second * seconds`, in credits."""
+class AudioPriceSettings(BaseModel):
+    """The price of a video with sound, where it differs (Veo charges about twice per second for it)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -72,10 +83,50 @@ class SizePriceSettings(BaseModel):
         return Price(per_clip=self.per_clip, per_second=self.per_second)
 
 
-class ModelPriceSettings(SizePriceSettings):
-    """A model's price on a channel, with other prices for some sizes ("1792x1024" = {per_second = 0.5})."""
+class SizePriceSettings(AudioPriceSettings):
+    """A price: `per_clip + per_second * seconds`, in credits, and `with_audio` for videos with sound."""
 
+    with_audio: AudioPriceSettings | None = None
+
+    def to_price(self) -> Price:
+        audio = self.with_audio.to_price() if self.with_audio is not None else None
+        return Price(per_clip=self.per_clip, per_second=self.per_second, with_audio=audio)
+
+
+class ModelPriceSettings(SizePriceSettings):
+    """A model's price on a channel, with other prices for some resolutions ("1080p" = {per_second = 1})
+    or sizes ("1792x1024" = {per_second = 0.5}); a size's price wins over its resolution's."""
+
+    resolutions: dict[Resolution, SizePriceSettings] = Field(default_factory=dict)
     sizes: dict[str, SizePriceSettings] = Field(default_factory=dict)
+
+
+class ModelCapabilitySettings(BaseModel):
+    """An operator's corrections to what a model can do on this channel; unset fields keep the kind's
+    own answer (docs/channels.md, "What a model can do")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    durations: list[Annotated[int, Field(gt=0)]] | None = Field(default=None, min_length=1)
+    resolutions: list[Resolution] | None = Field(default=None, min_length=1)
+    aspect_ratios: list[AspectRatio] | None = Field(default=None, min_length=1)
+    audio: AudioSupport | None = None
+    audio_default: bool | None = None
+    first_frame: bool | None = None
+    last_frame: bool | None = None
+    reference_images: int | None = Field(default=None, ge=0, le=16)
+    negative_prompt: bool | None = None
+    seed: bool | None = None
+    enhance_prompt: bool | None = None
+
+    def to_override(self) -> CapabilityOverride:
+        values = self.model_dump(exclude_none=True, exclude={"durations", "resolutions", "aspect_ratios"})
+        return CapabilityOverride(
+            durations=tuple(self.durations) if self.durations else None,
+            resolutions=tuple(self.resolutions) if self.resolutions else None,
+            aspect_ratios=tuple(self.aspect_ratios) if self.aspect_ratios else None,
+            values=values,
+        )
 
 
 class ChannelSettings(BaseModel):
@@ -91,7 +142,7 @@ class ChannelSettings(BaseModel):
     models: list[str] = Field(default_factory=list, description="Public model names, sent unchanged.")
     model_map: dict[str, str] = Field(default_factory=dict, description="Public name -> upstream name.")
     durations: list[int] = Field(default_factory=lambda: list(ALL_DURATIONS))
-    sizes: list[str] = Field(default_factory=lambda: list(ALL_SIZES))
+    sizes: list[str] = Field(default_factory=lambda: list(CLASSIC_SIZES))
     orientations: list[Orientation] = Field(default_factory=lambda: list(ORIENTATIONS))
     max_images: int | None = Field(default=None, ge=0, le=16, description="Default: the kind's own.")
     image_input: ImageInput | None = Field(default=None, description="How images travel; default per kind.")
@@ -125,6 +176,11 @@ class ChannelSettings(BaseModel):
         description="A repeated Idempotency-Key gets the same job back (another vidgate does this).",
     )
     options: dict[str, Any] = Field(default_factory=dict, description="Kind-specific; checked by the kind.")
+    capabilities: dict[str, ModelCapabilitySettings] = Field(
+        default_factory=dict,
+        description='What a model can do here, per model (or "*" for every model), over what the kind '
+        "declares for it: durations, resolutions, aspect_ratios, audio, images, negative_prompt, seed, ...",
+    )
     pricing: dict[str, ModelPriceSettings] = Field(
         default_factory=dict,
         description='What a video costs here, per model (or "*" for every other model); none = free. '
@@ -188,8 +244,13 @@ class ChannelSettings(BaseModel):
     def _serves_something(self) -> ChannelSettings:
         if not self.models and not self.model_map:
             raise ValueError(f"channel {self.name!r} serves no model: set models or model_map")
-        if not any(_orientation(s) in self.orientations for s in self.sizes):
+        if not any(orientation_of(s) in self.orientations for s in self.sizes):
             raise ValueError(f"channel {self.name!r}: none of its sizes has an allowed orientation")
+        for model in self.capabilities:
+            if model != ANY_MODEL and model not in self.public_models:
+                raise ValueError(
+                    f"channel {self.name!r} sets capabilities of model {model!r}, which it does not serve"
+                )
         for model, price in self.pricing.items():
             if model != ANY_MODEL and model not in self.public_models:
                 raise ValueError(f"channel {self.name!r} prices model {model!r}, which it does not serve")
@@ -211,13 +272,17 @@ class ChannelSettings(BaseModel):
 
     @property
     def usable_sizes(self) -> list[str]:
-        return [s for s in self.sizes if _orientation(s) in self.orientations]
+        return [s for s in self.sizes if orientation_of(s) in self.orientations]
 
     @property
     def price_list(self) -> PriceList:
         return PriceList(
             {
-                model: ModelPrice(p.to_price(), {size: sp.to_price() for size, sp in p.sizes.items()})
+                model: ModelPrice(
+                    p.to_price(),
+                    {size: sp.to_price() for size, sp in p.sizes.items()},
+                    {res: rp.to_price() for res, rp in p.resolutions.items()},
+                )
                 for model, p in self.pricing.items()
             }
         )
@@ -240,7 +305,7 @@ class ChannelSettings(BaseModel):
         return self._redactor
 
 
-def _orientation(size: str) -> str:
+def orientation_of(size: str) -> str:
     width, height = (int(p) for p in size.split("x"))
     return "portrait" if height >= width else "landscape"
 

@@ -16,6 +16,7 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from vidgate.domain.capabilities import GenerationAsk, ModelCapabilities, merge
 from vidgate.domain.circuit import ChannelHealth
 from vidgate.domain.pricing import FREE, PriceList
 from vidgate.domain.tasks import WatermarkMode
@@ -58,10 +59,20 @@ class ChannelProfile:
     honours_idempotency_key: bool = False
     traits: ChannelTraits = field(default_factory=ChannelTraits)
     pricing: PriceList = FREE
+    # Per public model; a model missing here can do what the channel-wide fields above say, no more.
+    capabilities: Mapping[str, ModelCapabilities] = field(default_factory=dict)
+
+    def capabilities_of(self, model: str) -> ModelCapabilities:
+        found = self.capabilities.get(model)
+        if found is not None:
+            return found
+        return ModelCapabilities(self.durations, self.sizes, first_frame=self.max_images >= 1,
+                                 reference_images=self.max_images if self.max_images > 1 else 0)  # fmt: skip
 
     def price(self, request: RouteRequest) -> int:
         """What `request` costs on this channel, in micro-credits."""
-        return self.pricing.price(request.model, request.size, request.seconds)
+        audio = self.capabilities_of(request.model).makes_audio(request.audio)
+        return self.pricing.price(request.model, request.size, request.seconds, audio)
 
     def serves(self, model: str) -> bool:
         return self.enabled and model in self.models
@@ -70,12 +81,13 @@ class ChannelProfile:
         return mode is WatermarkMode.PREFER_CLEAN or self.watermark_free in ("always", "optional")
 
     def fits(self, request: RouteRequest) -> bool:
+        if not self.serves(request.model) or not self.allows_watermark_mode(request.watermark_mode):
+            return False
+        model = self.capabilities_of(request.model)
         return (
-            self.serves(request.model)
-            and request.seconds in self.durations
-            and request.size in self.sizes
-            and request.image_count <= self.max_images
-            and self.allows_watermark_mode(request.watermark_mode)
+            request.seconds in model.durations
+            and request.size in model.sizes
+            and model.refuses(request.ask) is None
         )
 
     @property
@@ -89,8 +101,15 @@ class RouteRequest:
     model: str
     seconds: int
     size: str  # "WxH"
-    image_count: int
+    image_count: int  # images[] (first frame or references; the last frame is apart)
     watermark_mode: WatermarkMode
+    last_frame: bool = False
+    audio: bool | None = None
+    options: frozenset[str] = frozenset()  # which of capabilities.OPTIONAL_FIELDS are set
+
+    @property
+    def ask(self) -> GenerationAsk:
+        return GenerationAsk(self.image_count, self.last_frame, self.audio, self.options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,14 +133,18 @@ class Catalog:
     def models(self) -> list[str]:
         return sorted({m for c in self.channels if c.enabled for m in c.models})
 
+    def capabilities(self, model: str) -> ModelCapabilities | None:
+        """What `model` can do on some channel: the union over the enabled channels serving it."""
+        return merge(c.capabilities_of(model) for c in self.serving(model))
+
     def durations(self, model: str) -> list[int]:
-        return sorted({d for c in self.serving(model) for d in c.durations})
+        return sorted({d for c in self.serving(model) for d in c.capabilities_of(model).durations})
 
     def sizes(self, model: str) -> list[str]:
-        return sorted({s for c in self.serving(model) for s in c.sizes})
+        return sorted({s for c in self.serving(model) for s in c.capabilities_of(model).sizes})
 
     def max_images(self, model: str) -> int:
-        return max((c.max_images for c in self.serving(model)), default=0)
+        return max((c.capabilities_of(model).max_images for c in self.serving(model)), default=0)
 
     def candidates(self, request: RouteRequest, exclude: Sequence[str] = ()) -> list[ChannelProfile]:
         """Channels that can take this request in a stable order (priority, cleanliness, position)."""

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from vidgate.domain.capabilities import describe_size
 from vidgate.domain.tasks import WatermarkMode
 from vidgate.store.blobs import BlobInfo, media_key
 
@@ -97,6 +98,35 @@ class SubmitRequest:
     passthrough: Mapping[str, Any] = field(default_factory=dict)  # server-specific: seed, negative_prompt
     remix_of_upstream_id: str | None = None
     sent_at_ms: int = 0  # when this submission was first attempted (to find its job afterwards)
+    # Today's model options (domain.capabilities): routing sent the task only to a channel whose model
+    # honours every one that is set, so an adapter maps each to its vendor's field or refuses loudly.
+    last_frame: InputImage | None = None  # first-last-frame models: the final frame
+    generate_audio: bool | None = None  # None: the client did not say (the model's default)
+    enhance_prompt: bool | None = None
+
+    @property
+    def seed(self) -> int | None:
+        value = self.passthrough.get("seed")
+        return None if value is None else int(value)
+
+    @property
+    def negative_prompt(self) -> str | None:
+        value = self.passthrough.get("negative_prompt")
+        return None if value is None else str(value)
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+    @property
+    def resolution(self) -> str | None:
+        """`480p`, `720p` or `1080p` (None for a size no word names, such as 1024x1792)."""
+        return describe_size(self.size)[0]
+
+    @property
+    def aspect_ratio(self) -> str | None:
+        """`16:9`, `9:16`, `1:1`, `4:3`, `3:4` or `21:9` (None for a size no ratio names)."""
+        return describe_size(self.size)[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,8 +202,10 @@ class StepContext:
 class Provider(Protocol):
     """What the worker calls. A provider CLASS also declares, as class attributes read by the registry:
     `traits` (ChannelTraits) or a `traits_for(channel)` classmethod, `Options` (a pydantic model of its
-    options), `needs_base_url`, `default_max_images`, `max_images_limit`, `image_inputs` and
-    `default_watermark_free`."""
+    options), `needs_base_url`, `default_max_images`, `max_images_limit`, `image_inputs`,
+    `default_watermark_free`, and optionally a `model_capabilities(channel, upstream_model)` classmethod
+    answering a `ModelCapabilities` for the vendor models it knows (None: the channel's own settings
+    describe the model; see `providers.capabilities`)."""
 
     async def submit(self, request: SubmitRequest, ctx: StepContext) -> UpstreamJob: ...
 

@@ -20,6 +20,7 @@ from vidgate.config import Settings
 from vidgate.domain.routing import Catalog, ChannelProfile
 from vidgate.net.fetch import SafeFetcher
 from vidgate.providers.base import Provider
+from vidgate.providers.capabilities import model_capabilities
 from vidgate.providers.secrets_guard import SecretScrubbing
 from vidgate.providers.upstream_http import UpstreamHttp
 from vidgate.store.blobs import BlobStore
@@ -43,6 +44,9 @@ KINDS: dict[str, str] = {
     "diffusion": "vidgate.providers.diffusion.provider:DiffusionProvider",
     "openai": "vidgate.providers.openai_videos:OpenAIVideosProvider",
     "unified": "vidgate.providers.unified:UnifiedRelayProvider",
+    "veo": "vidgate.providers.veo:VeoProvider",
+    "seedance": "vidgate.providers.seedance:SeedanceProvider",
+    "dashscope": "vidgate.providers.dashscope:DashScopeProvider",
     "scripted": "vidgate.testing.scripted:ScriptedProvider",
 }
 
@@ -100,6 +104,13 @@ def check_channels(settings: Settings) -> None:
                 f"channel {channel.name!r}: image_input {channel.image_input!r} is not one of "
                 f"{sorted(image_inputs)} for kind {channel.kind}"
             )
+        for model, capabilities in profile_for(channel).capabilities.items():
+            if not capabilities.durations or not capabilities.sizes:
+                raise ChannelConfigError(
+                    f"channel {channel.name!r}: model {model!r} is left with no "
+                    f"{'durations' if not capabilities.durations else 'sizes'} it can make "
+                    "(its kind's list, narrowed by the channel's durations, sizes and orientations)"
+                )
 
 
 def profile_for(channel: ChannelSettings) -> ChannelProfile:
@@ -122,6 +133,7 @@ def profile_for(channel: ChannelSettings) -> ChannelProfile:
         honours_idempotency_key=channel.honours_idempotency_key,
         traits=cls.traits_for(channel) if hasattr(cls, "traits_for") else cls.traits,
         pricing=channel.price_list,
+        capabilities=model_capabilities(channel, cls, max_images),
     )
 
 

@@ -15,11 +15,14 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from vidgate.testing.fake_upstream.control_routes import control_routes
+from vidgate.testing.fake_upstream.dashscope_routes import dashscope_routes
 from vidgate.testing.fake_upstream.journal import Journal
 from vidgate.testing.fake_upstream.openai_routes import openai_routes
+from vidgate.testing.fake_upstream.seedance_routes import seedance_routes
 from vidgate.testing.fake_upstream.responses import openai_error
 from vidgate.testing.fake_upstream.state import FakeSettings, FakeState
 from vidgate.testing.fake_upstream.unified_routes import unified_routes
+from vidgate.testing.fake_upstream.veo_routes import veo_routes
 
 __all__ = ["FakeUpstream", "create_fake_upstream_app", "serve_fake_upstream"]
 
@@ -67,7 +70,14 @@ class FakeUpstream:
         )
         self._state = FakeState(settings, clock)
         self.app: ASGIApp = Starlette(
-            routes=[*openai_routes(self._state), *unified_routes(self._state), *control_routes(self._state)],
+            routes=[
+                *openai_routes(self._state),
+                *unified_routes(self._state),
+                *veo_routes(self._state),
+                *seedance_routes(self._state),
+                *dashscope_routes(self._state),
+                *control_routes(self._state),
+            ],
             exception_handlers={HTTPException: _http_error},
         )
 

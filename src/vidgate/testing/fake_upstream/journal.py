@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 __all__ = ["Dialect", "Journal", "JournalEntry"]
 
-Dialect = Literal["openai", "unified", "files"]
+Dialect = Literal["openai", "unified", "veo", "seedance", "dashscope", "files"]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,191 @@
+"""What a model can do on a channel, and what a request asks of it. Pure: no IO.
+
+Today's video models differ in every option: Veo 3.x makes 4, 6 or 8 s with sound at 16:9 or 9:16,
+Wan 2.2's first-last-frame model takes two images and no sound, Seedance takes up to four reference
+images at six aspect ratios. Each channel kind declares a `ModelCapabilities` for the vendor models it
+knows (an operator can override any of it per model in the channel's `capabilities`), routing sends a
+task only where its model can do everything the request asks, and a request no channel can honour is
+refused at create naming the field (never silently dropped).
+
+Sizes stay the one currency of routing: a resolution word and an aspect ratio name one canonical
+`WxH` (`canonical_size`), so `720p` + `9:16` is `720x1280`, the size OpenAI's dialect sends.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+RESOLUTIONS = ("480p", "720p", "1080p")
+ASPECT_RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9")
+_RATIO_PARTS = {ratio: tuple(int(p) for p in ratio.split(":")) for ratio in ASPECT_RATIOS}
+# Optional request fields a model either honours or refuses (booleans and images are checked apart).
+OPTIONAL_FIELDS = ("seed", "negative_prompt", "enhance_prompt")
+
+
+class AudioSupport(enum.StrEnum):
+    NONE = "none"  # silent videos only
+    OPTIONAL = "optional"  # with or without sound, as asked
+    ALWAYS = "always"  # always with sound
+
+
+def canonical_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
+    """The (width, height) a resolution word and an aspect ratio stand for: the short side is the
+    resolution's number, the long side the nearest even number for the ratio (854x480, 1680x720)."""
+    short = int(resolution.removesuffix("p"))
+    a, b = _RATIO_PARTS[aspect_ratio]
+    long = round(short * max(a, b) / min(a, b) / 2) * 2
+    return (long, short) if a > b else (short, long)
+
+
+def size_text(resolution: str, aspect_ratio: str) -> str:
+    width, height = canonical_size(resolution, aspect_ratio)
+    return f"{width}x{height}"
+
+
+# Every size a resolution word and an aspect ratio can name, and the way back.
+CANONICAL_SIZES: dict[str, tuple[str, str]] = {
+    size_text(r, a): (r, a) for r in RESOLUTIONS for a in ASPECT_RATIOS
+}
+
+
+def describe_size(size: str) -> tuple[str | None, str | None]:
+    """(resolution, aspect_ratio) of a `WxH` size; None for a size no word names (1024x1792)."""
+    return CANONICAL_SIZES.get(size, (None, None))
+
+
+def sizes_for(resolutions: Iterable[str], aspect_ratios: Iterable[str]) -> frozenset[str]:
+    ratios = list(aspect_ratios)
+    return frozenset(size_text(r, a) for r in resolutions for a in ratios)
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationAsk:
+    """What a request asks of a model beyond model, duration and size."""
+
+    image_count: int = 0  # images[]: a first frame, or reference images
+    last_frame: bool = False
+    audio: bool | None = None  # None: the client did not say
+    options: frozenset[str] = frozenset()  # which of OPTIONAL_FIELDS it sets
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCapabilities:
+    """What one model can do on one channel."""
+
+    durations: frozenset[int]
+    sizes: frozenset[str]  # "WxH"
+    first_frame: bool = True  # one image in images[] is the first frame
+    last_frame: bool = False  # `last_frame` is honoured (first-last-frame models)
+    reference_images: int = 0  # how many images[] it takes as references (0: none)
+    audio: AudioSupport = AudioSupport.NONE
+    audio_default: bool = False  # whether it makes sound when the request does not say
+    negative_prompt: bool = False
+    seed: bool = False
+    enhance_prompt: bool = False
+
+    @property
+    def max_images(self) -> int:
+        return max(int(self.first_frame), self.reference_images)
+
+    @property
+    def resolutions(self) -> list[str]:
+        return [r for r in RESOLUTIONS if any(describe_size(s)[0] == r for s in self.sizes)]
+
+    @property
+    def aspect_ratios(self) -> list[str]:
+        return [a for a in ASPECT_RATIOS if any(describe_size(s)[1] == a for s in self.sizes)]
+
+    def makes_audio(self, asked: bool | None) -> bool:
+        """Whether a video made for a request asking `asked` has sound (pricing depends on it)."""
+        if self.audio is AudioSupport.NONE:
+            return False
+        if self.audio is AudioSupport.ALWAYS:
+            return True
+        return self.audio_default if asked is None else asked
+
+    def refuses(self, ask: GenerationAsk) -> str | None:
+        """The request field this model cannot honour (None: it can honour them all)."""
+        if ask.image_count > self.max_images:
+            return "images"
+        if ask.last_frame and not self.last_frame:
+            return "last_frame"
+        if ask.audio is True and self.audio is AudioSupport.NONE:
+            return "generate_audio"
+        if ask.audio is False and self.audio is AudioSupport.ALWAYS:
+            return "generate_audio"
+        for name in OPTIONAL_FIELDS:
+            if name in ask.options and not getattr(self, name):
+                return name
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """As `GET /v1/models` and `vidgate channels` show it."""
+        return {
+            "durations": sorted(self.durations),
+            "resolutions": self.resolutions,
+            "aspect_ratios": self.aspect_ratios,
+            "sizes": sorted(self.sizes, key=_size_order),
+            "audio": self.audio.value,
+            "audio_default": self.makes_audio(None),
+            "images": {
+                "first_frame": self.first_frame,
+                "last_frame": self.last_frame,
+                "reference_images": self.reference_images,
+                "max": self.max_images,
+            },
+            "negative_prompt": self.negative_prompt,
+            "seed": self.seed,
+            "enhance_prompt": self.enhance_prompt,
+        }
+
+
+def merge(capabilities: Iterable[ModelCapabilities]) -> ModelCapabilities | None:
+    """What a model can do somewhere: the union over the channels that serve it (None: nowhere)."""
+    found = list(capabilities)
+    if not found:
+        return None
+    audio_kinds = {c.audio for c in found}
+    if len(audio_kinds) == 1:
+        audio = audio_kinds.pop()
+    else:  # silent somewhere, with sound elsewhere: the client may ask for either
+        audio = AudioSupport.OPTIONAL
+    return ModelCapabilities(
+        durations=frozenset().union(*(c.durations for c in found)),
+        sizes=frozenset().union(*(c.sizes for c in found)),
+        first_frame=any(c.first_frame for c in found),
+        last_frame=any(c.last_frame for c in found),
+        reference_images=max(c.reference_images for c in found),
+        audio=audio,
+        audio_default=any(c.makes_audio(None) for c in found),
+        negative_prompt=any(c.negative_prompt for c in found),
+        seed=any(c.seed for c in found),
+        enhance_prompt=any(c.enhance_prompt for c in found),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CapabilityOverride:
+    """An operator's corrections to a model's capabilities on one channel (every field optional)."""
+
+    durations: tuple[int, ...] | None = None
+    resolutions: tuple[str, ...] | None = None
+    aspect_ratios: tuple[str, ...] | None = None
+    values: Mapping[str, Any] = field(default_factory=dict)  # the other fields, by name
+
+    def apply(self, base: ModelCapabilities) -> ModelCapabilities:
+        changed = replace(base, **dict(self.values))
+        if self.durations is not None:
+            changed = replace(changed, durations=frozenset(self.durations))
+        if self.resolutions is not None or self.aspect_ratios is not None:
+            resolutions = self.resolutions if self.resolutions is not None else base.resolutions
+            ratios = self.aspect_ratios if self.aspect_ratios is not None else base.aspect_ratios
+            changed = replace(changed, sizes=sizes_for(resolutions, ratios))
+        return changed
+
+
+def _size_order(size: str) -> tuple[int, int]:
+    width, height = (int(p) for p in size.split("x"))
+    return (min(width, height), width)
