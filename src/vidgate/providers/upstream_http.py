@@ -113,12 +113,17 @@ class UpstreamHttp:
     def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.transport = transport
 
-    def client_for(self, channel: ChannelSettings) -> httpx.AsyncClient:
+    def client_for(
+        self, channel: ChannelSettings, *, key_header: str | None = None, auth: httpx.Auth | None = None
+    ) -> httpx.AsyncClient:
+        """The channel's client. Its `api_key` goes as `Authorization: Bearer`, or in `key_header` (Gemini's
+        `x-goog-api-key`); `auth` signs each request instead (a token derived from the key)."""
         if channel.base_url is None:
             raise ValueError(f"channel {channel.name!r} has no base_url")
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **channel.header_values()}
-        if channel.api_key is not None:
-            headers["Authorization"] = f"Bearer {channel.api_key.get_secret_value()}"
+        if channel.api_key is not None and auth is None:
+            key = channel.api_key.get_secret_value()
+            headers[key_header or "Authorization"] = key if key_header else f"Bearer {key}"
         request_timeout = channel.request_timeout_seconds
         return MeteredClient(
             channel=channel.name,
@@ -134,6 +139,7 @@ class UpstreamHttp:
             transport=self.transport,
             follow_redirects=False,
             event_hooks=outbound_event_hooks(),
+            auth=auth,
         )
 
 
