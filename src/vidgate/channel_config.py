@@ -26,7 +26,8 @@ from pydantic import (
 )
 
 from vidgate.domain.capabilities import (
-    CANONICAL_SIZES,
+    ALL_SIZES,
+    CLASSIC_SIZES,
     AudioSupport,
     CapabilityOverride,
 )
@@ -42,10 +43,6 @@ Resolution = Literal["480p", "720p", "1080p"]
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"]
 
 ORIENTATIONS: tuple[Orientation, ...] = ("portrait", "landscape")
-# The sizes a channel takes unless it says otherwise: Sora's six (9:16 and 16:9 at 720p and 1080p, and
-# sora-2-pro's 1024x1792). Any canonical size (a resolution word at an aspect ratio) may be listed.
-CLASSIC_SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024", "1080x1920", "1920x1080")
-ALL_SIZES = tuple(dict.fromkeys([*CLASSIC_SIZES, *CANONICAL_SIZES]))
 ALL_DURATIONS = (4, 8, 10, 12, 15, 16, 20, 25)
 DEFAULT_MODELS = ("sora-2", "sora-2-pro", "sora-2-all")
 # A create slower than its request timeout may still appear in the upstream's list this long after.

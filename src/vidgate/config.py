@@ -22,7 +22,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from vidgate.channel_config import ALL_DURATIONS, ALL_SIZES, DEFAULT_MODELS, ChannelSettings, default_channels
+from vidgate.channel_config import ALL_DURATIONS, DEFAULT_MODELS, ChannelSettings, default_channels
+from vidgate.domain.capabilities import ALL_SIZES
 from vidgate.private_files import make_private_dirs
 
 __all__ = [

@@ -13,7 +13,6 @@ from vidgate import metrics
 from vidgate.api.observe import current_request_id, note_task
 from vidgate.api.ratelimit import active_task_cap
 from vidgate.domain.requests import BLOB_REF_PREFIX, VideoSpec
-from vidgate.domain.routing import RouteRequest
 from vidgate.domain.tasks import Task
 from vidgate.errors import Conflict, InsufficientQuota, InvalidRequest, PermissionDenied, RateLimited
 from vidgate.net.policy import FetchPolicy, UrlRejected, check_url_resolves_public
@@ -33,8 +32,8 @@ async def check_urls_fetchable(
     A name that does not resolve passes here (DNS may be down for a moment); the fetch decides."""
     policy = FetchPolicy(allow_private=runtime.settings.fetch_allow_private)
     named = [
-        (f"{first_param}[{i}]" if indexed else first_param, ref)
-        for i, ref in enumerate(spec.images)
+        (param, ref)
+        for param, ref in spec.named_images(first_param, indexed)
         if ref[:5].lower() != "data:" and not ref.startswith(BLOB_REF_PREFIX)
     ]
     if spec.callback_url:
@@ -60,7 +59,7 @@ def check_idempotency_key(idempotency_key: str | None) -> None:
 def price_to_hold(runtime: Runtime, spec: VideoSpec, pinned_channel: str | None) -> int:
     """The most this task can cost (micro-credits): its price on the channel it is pinned to, else the
     highest price among the channels that could take it (which one will is decided at submit)."""
-    route = RouteRequest(spec.model, spec.seconds, spec.size, len(spec.images), spec.watermark_mode)
+    route = spec.route
     pinned = runtime.catalog.by_name(pinned_channel) if pinned_channel else None
     return pinned.price(route) if pinned is not None else runtime.catalog.max_price(route)
 

@@ -11,7 +11,17 @@ import httpx
 from fastapi import FastAPI
 
 from vidgate import __version__
-from vidgate.api import admin, console, health, media, metrics_endpoint, openai, unified, webhook_secret
+from vidgate.api import (
+    admin,
+    console,
+    health,
+    media,
+    metrics_endpoint,
+    models,
+    openai,
+    unified,
+    webhook_secret,
+)
 from vidgate.api.body_deadline import BodyDeadline
 from vidgate.api.docs_pages import install_docs_pages
 from vidgate.api.errors import install_error_handlers
@@ -92,6 +102,7 @@ def create_app(
     # Routers are tried in this order for every request: the ones clients poll come first.
     app.include_router(unified.router)
     app.include_router(openai.router)
+    app.include_router(models.router)
     app.include_router(media.router)
     app.include_router(health.router)
     app.include_router(metrics_endpoint.router)

@@ -16,10 +16,9 @@ def check_inline_images(
     runtime: Runtime, spec: VideoSpec, *, first_param: str = "images", indexed: bool = True
 ) -> None:
     """Images are named as `check_urls_fetchable` names them: `images[1]`, or `input_reference`."""
-    for index, ref in enumerate(spec.images):
+    for param, ref in spec.named_images(first_param, indexed):
         if not is_data_uri(ref):
             continue
-        param = f"{first_param}[{index}]" if indexed else first_param
         try:
             check_image_data_uri(ref, max_bytes=runtime.settings.fetch_max_image_bytes)
         except DataUriRejected as exc:

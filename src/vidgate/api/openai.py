@@ -41,7 +41,8 @@ _OPENAI_STATUS_NAMES = {"queued": "pending", "in_progress": "processing"}
 _FORM_FIELDS = frozenset(
     {"prompt", "model", "seconds", "size", "watermark", "private", "style", "storyboard", "character_url",
      "character_timestamps", "callback_url", "input_reference[image_url]", "input_reference[file_id]",
-     "input_reference", *PASSTHROUGH_FIELDS}
+     "input_reference", "resolution", "aspect_ratio", "generate_audio", "audio", "last_frame",
+     "enhance_prompt", *PASSTHROUGH_FIELDS}
 )  # fmt: skip
 
 

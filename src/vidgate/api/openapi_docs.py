@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
 from vidgate.api.deps import BEARER_SCHEME
-from vidgate.channel_config import ALL_SIZES
+from vidgate.domain.capabilities import ALL_SIZES
 
 _SECONDS = 'OpenAI\'s "4", "8", "12", "16", "20", or the relay "10", "15", "25", where a channel allows it.'
 

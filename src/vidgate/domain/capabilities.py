@@ -49,6 +49,10 @@ def size_text(resolution: str, aspect_ratio: str) -> str:
 CANONICAL_SIZES: dict[str, tuple[str, str]] = {
     size_text(r, a): (r, a) for r in RESOLUTIONS for a in ASPECT_RATIOS
 }
+# Sora's six sizes (9:16 and 16:9 at 720p and 1080p, and sora-2-pro's 1024x1792): what a channel takes
+# unless it says otherwise. Every size a request may name is one of these or a canonical one.
+CLASSIC_SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024", "1080x1920", "1920x1080")
+ALL_SIZES = tuple(dict.fromkeys([*CLASSIC_SIZES, *CANONICAL_SIZES]))
 
 
 def describe_size(size: str) -> tuple[str | None, str | None]:
@@ -147,11 +151,9 @@ def merge(capabilities: Iterable[ModelCapabilities]) -> ModelCapabilities | None
     found = list(capabilities)
     if not found:
         return None
+    # Silent somewhere, with sound elsewhere: the client may ask for either.
     audio_kinds = {c.audio for c in found}
-    if len(audio_kinds) == 1:
-        audio = audio_kinds.pop()
-    else:  # silent somewhere, with sound elsewhere: the client may ask for either
-        audio = AudioSupport.OPTIONAL
+    audio = audio_kinds.pop() if len(audio_kinds) == 1 else AudioSupport.OPTIONAL
     return ModelCapabilities(
         durations=frozenset().union(*(c.durations for c in found)),
         sizes=frozenset().union(*(c.sizes for c in found)),

@@ -11,18 +11,25 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from vidgate.domain.capabilities import (
+    ALL_SIZES,
+    ASPECT_RATIOS,
+    OPTIONAL_FIELDS,
+    RESOLUTIONS,
+    canonical_size,
+    describe_size,
+)
 from vidgate.domain.routing import Catalog, RouteRequest
 from vidgate.domain.tasks import WatermarkMode
 from vidgate.errors import InvalidRequest
 
 ORIENTATIONS = ("portrait", "landscape")
 SIZE_LABELS = ("small", "large")
-# small = 720p, large = 1080p (spec section 1), as (width, height) for portrait.
-_LABEL_PORTRAIT = {"small": (720, 1280), "large": (1080, 1920)}
-OPENAI_SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024", "1080x1920", "1920x1080")
+# small = 720p, large = 1080p (spec section 1).
+_LABEL_RESOLUTION = {"small": "720p", "large": "1080p"}
 _MAX_MODEL_CHARS = 100
 _MAX_URL_CHARS = 8192
 _MAX_STYLE_CHARS = 64
@@ -35,7 +42,7 @@ RELAY_EXTRAS = ("style", "storyboard", "character_url", "character_timestamps")
 # range, stored, and forwarded by channels whose options list them in `forward_fields`.
 # name -> (type, minimum, maximum); strings are bounded by their maximum length.
 PASSTHROUGH_FIELDS: dict[str, tuple[type, float, float]] = {
-    "seed": (int, 0, 2**63 - 1),
+    "seed": (int, 0, 2**32 - 1),  # Veo, Seedance and OpenRouter take an unsigned 32-bit seed
     "negative_prompt": (str, 0, 2000),
     "num_inference_steps": (int, 1, 1000),
     "guidance_scale": (float, 0, 100),
@@ -61,6 +68,29 @@ class VideoSpec:
     extras: Mapping[str, Any] = field(default_factory=dict)
     callback_url: str | None = None
     passthrough: Mapping[str, Any] = field(default_factory=dict)
+    last_frame: str | None = None  # an image (URL or data: URI) for first-last-frame models
+    generate_audio: bool | None = None  # None: the client did not say
+    enhance_prompt: bool | None = None
+
+    @property
+    def all_images(self) -> tuple[str, ...]:
+        """Every image the task fetches, as stored: images[], then the last frame."""
+        return (*self.images, self.last_frame) if self.last_frame else self.images
+
+    def named_images(self, first_param: str = "images", indexed: bool = True) -> list[tuple[str, str]]:
+        """(param, image) for each image, named as a refusal names it: `images[1]`, `last_frame`."""
+        named = [
+            (f"{first_param}[{i}]" if indexed else first_param, ref) for i, ref in enumerate(self.images)
+        ]
+        if self.last_frame:
+            named.append(("last_frame", self.last_frame))
+        return named
+
+    @property
+    def route(self) -> RouteRequest:
+        return route_request(
+            self.model, self.seconds, self.size, self.all_images, self.watermark_mode, input_echo(self)
+        )
 
     @property
     def orientation(self) -> str:
@@ -100,9 +130,15 @@ def read_str(body: Mapping[str, Any], key: str, *, max_chars: int, required: boo
 
 def read_bool(body: Mapping[str, Any], key: str, default: bool) -> bool:
     """A JSON boolean or the strings "true"/"false" (any case), as relay clients send both."""
+    value = read_optional_bool(body, key)
+    return default if value is None else value
+
+
+def read_optional_bool(body: Mapping[str, Any], key: str) -> bool | None:
+    """As `read_bool`, None when the field is absent."""
     value = body.get(key)
     if value is None:
-        return default
+        return None
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
@@ -256,16 +292,9 @@ def _read_number(raw: Any, name: str, *, integer: bool) -> float:
 # Size and duration ----------------------------------------------------------------------------
 
 
-def size_from_label(label: str, orientation: str) -> tuple[int, int]:
-    w, h = _LABEL_PORTRAIT[label]
-    return (w, h) if orientation == "portrait" else (h, w)
-
-
 def parse_wxh(text: str, param: str) -> tuple[int, int]:
-    if text not in OPENAI_SIZES:
-        raise InvalidRequest(
-            f"'{param}' must be one of {', '.join(OPENAI_SIZES)}; got '{text}'.", param=param
-        )
+    if text not in ALL_SIZES:
+        raise InvalidRequest(f"'{param}' must be one of {', '.join(ALL_SIZES)}; got '{text}'.", param=param)
     w, h = text.split("x")
     return int(w), int(h)
 
@@ -280,24 +309,75 @@ def _read_choice(body: Mapping[str, Any], key: str, choices: tuple[str, ...]) ->
     return normalised
 
 
-def _read_unified_size(body: Mapping[str, Any]) -> tuple[int, int]:
-    """`size` small|large with `orientation`; a "WxH" size is accepted too (some clients send it)."""
+def _orientation_of(width: int, height: int) -> str:
+    return "portrait" if height >= width else "landscape"
+
+
+def _read_shape(
+    body: Mapping[str, Any], *, size: tuple[int, int] | None, size_param: str, label: str | None = None
+) -> tuple[int, int]:
+    """(width, height) from whichever of `size` (already read), the `small|large` label, `orientation`,
+    `resolution` and `aspect_ratio` the client sent; any two that disagree are a 400 naming the later
+    one. Unsaid: 720p, portrait (9:16)."""
     orientation = _read_choice(body, "orientation", ORIENTATIONS)
-    raw_size = read_str(body, "size", max_chars=32)
-    if raw_size is not None and "x" in raw_size.lower():
-        width, height = parse_wxh(raw_size.strip().lower(), "size")
-        implied = "portrait" if height >= width else "landscape"
+    resolution = _read_choice(body, "resolution", RESOLUTIONS)
+    aspect_ratio = _read_choice(body, "aspect_ratio", ASPECT_RATIOS)
+    if size is not None:
+        width, height = size
+        implied = _orientation_of(width, height)
         if orientation is not None and orientation != implied:
             raise InvalidRequest(
-                f"'orientation' is {orientation} but 'size' {raw_size} is {implied}.", param="orientation"
+                f"'orientation' is {orientation} but '{size_param}' {width}x{height} is {implied}.",
+                param="orientation",
+            )
+        size_resolution, size_ratio = describe_size(f"{width}x{height}")
+        for param, asked, named in (
+            ("resolution", resolution, size_resolution),
+            ("aspect_ratio", aspect_ratio, size_ratio),
+        ):
+            if asked is not None and asked != named:
+                raise InvalidRequest(
+                    f"'{param}' is {asked} but '{size_param}' {width}x{height} is "
+                    f"{named or 'not a ' + param.replace('_', ' ') + ' one can name'}; send one of them.",
+                    param=param,
+                )
+        return width, height
+    if resolution is not None and label is not None and _LABEL_RESOLUTION[label] != resolution:
+        raise InvalidRequest(
+            f"'resolution' is {resolution} but 'size' {label} means {_LABEL_RESOLUTION[label]}.",
+            param="resolution",
+        )
+    chosen_resolution = resolution or _LABEL_RESOLUTION[label or "small"]
+    if aspect_ratio is not None:
+        width, height = canonical_size(chosen_resolution, aspect_ratio)
+        if orientation is not None and _orientation_of(width, height) != orientation:
+            raise InvalidRequest(
+                f"'aspect_ratio' {aspect_ratio} is not {orientation}; send an aspect ratio that is, "
+                "or leave out 'orientation'.",
+                param="aspect_ratio",
             )
         return width, height
-    label = _read_choice(body, "size", SIZE_LABELS) or "small"
-    return size_from_label(label, orientation or "portrait")
+    return canonical_size(chosen_resolution, "16:9" if orientation == "landscape" else "9:16")
 
 
-def check_against_catalog(spec: VideoSpec, catalog: Catalog, *, duration_param: str, size_param: str) -> None:
-    """Refuse, naming the field, anything no configured channel could serve."""
+def _read_unified_size(body: Mapping[str, Any]) -> tuple[int, int]:
+    """`size` small|large with `orientation`, or `resolution` with `aspect_ratio`; a "WxH" size is
+    accepted too (some clients send it)."""
+    raw_size = read_str(body, "size", max_chars=32)
+    if raw_size is not None and "x" in raw_size.lower():
+        return _read_shape(body, size=parse_wxh(raw_size.strip().lower(), "size"), size_param="size")
+    label = _read_choice(body, "size", SIZE_LABELS)
+    return _read_shape(body, size=None, size_param="size", label=label)
+
+
+_SHAPE_FIELDS = ("size", "orientation", "resolution", "aspect_ratio")
+
+
+def check_against_catalog(
+    spec: VideoSpec, catalog: Catalog, *, duration_param: str, sent: frozenset[str] = frozenset()
+) -> None:
+    """Refuse, naming the field (of those `sent`, where several say the same thing), anything no
+    configured channel could serve."""
     allowed_durations = catalog.durations(spec.model)
     if spec.seconds not in allowed_durations:
         shown = ", ".join(str(d) for d in allowed_durations)
@@ -306,14 +386,7 @@ def check_against_catalog(spec: VideoSpec, catalog: Catalog, *, duration_param: 
             param=duration_param,
             code="unsupported_duration",
         )
-    allowed_sizes = catalog.sizes(spec.model)
-    if spec.size not in allowed_sizes:
-        raise InvalidRequest(
-            f"Size {spec.size} is not available for model '{spec.model}'. "
-            f"Allowed: {', '.join(allowed_sizes)}.",
-            param=size_param,
-            code="unsupported_size",
-        )
+    _check_size(spec, catalog, sent)
     max_images = catalog.max_images(spec.model)
     if len(spec.images) > max_images:
         raise InvalidRequest(
@@ -321,11 +394,16 @@ def check_against_catalog(spec: VideoSpec, catalog: Catalog, *, duration_param: 
             param="images",
             code="too_many_images",
         )
-    route = RouteRequest(spec.model, spec.seconds, spec.size, len(spec.images), spec.watermark_mode)
+    _check_asks(
+        spec,
+        catalog,
+        audio_param="audio" if "generate_audio" not in sent and "audio" in sent else "generate_audio",
+    )
+    route = spec.route
     if catalog.candidates(route):
         return
     if spec.watermark_mode is WatermarkMode.REQUIRE_CLEAN and catalog.candidates(
-        RouteRequest(spec.model, spec.seconds, spec.size, len(spec.images), WatermarkMode.PREFER_CLEAN)
+        replace(route, watermark_mode=WatermarkMode.PREFER_CLEAN)
     ):
         raise InvalidRequest(
             f"No channel for model '{spec.model}' can deliver a video without a watermark; "
@@ -334,9 +412,94 @@ def check_against_catalog(spec: VideoSpec, catalog: Catalog, *, duration_param: 
         )
     raise InvalidRequest(
         f"No single channel serves model '{spec.model}' with {spec.seconds} s at {spec.size} "
-        f"and {len(spec.images)} image(s).",
+        f"and {len(spec.images)} image(s) with the options asked.",
         param="model",
         code="unsupported_combination",
+    )
+
+
+def _check_size(spec: VideoSpec, catalog: Catalog, sent: frozenset[str]) -> None:
+    """A size the model is not made at, named by the field the client used to ask for it."""
+    allowed_sizes = catalog.sizes(spec.model)
+    if spec.size in allowed_sizes:
+        return
+    resolution, ratio = describe_size(spec.size)
+    resolutions = {describe_size(s)[0] for s in allowed_sizes}
+    ratios = {describe_size(s)[1] for s in allowed_sizes}
+    if resolution is not None and resolution not in resolutions:
+        param = "resolution" if "resolution" in sent else "size"
+        what, shown = resolution, [r for r in RESOLUTIONS if r in resolutions]
+    elif ratio is not None and ratio not in ratios:
+        param = next((f for f in ("aspect_ratio", "size", "orientation") if f in sent), "size")
+        what, shown = f"an aspect ratio of {ratio}", [a for a in ASPECT_RATIOS if a in ratios]
+    else:
+        param, what, shown = "size", f"size {spec.size}", list(allowed_sizes)
+    if param == "size":  # asked for by size: answered in sizes
+        shown = list(allowed_sizes)
+    able = [m for m in catalog.models() if spec.size in catalog.sizes(m)]
+    raise InvalidRequest(
+        f"Model '{spec.model}' is not available at {what} ({spec.size}). "
+        f"Allowed: {', '.join(shown) or 'none'}."
+        + (f" Models that are: {', '.join(able)}." if able else ""),
+        param=param,
+        code="unsupported_size",
+    )
+
+
+# What each refused field is, in a refusal's words.
+_ASK_WORDS = {
+    "images": "more than one image",
+    "last_frame": "a last frame",
+    "generate_audio": "that audio setting",
+    "seed": "a seed",
+    "negative_prompt": "a negative prompt",
+    "enhance_prompt": "prompt enhancement",
+}
+
+
+def _check_asks(spec: VideoSpec, catalog: Catalog, *, audio_param: str) -> None:
+    """Each option the request sets must be one some channel's copy of the model honours."""
+    ask = spec.route.ask
+    capabilities = catalog.capabilities(spec.model)
+    refused = capabilities.refuses(ask) if capabilities is not None else None
+    if refused is None:
+        return
+    able = [
+        m
+        for m in catalog.models()
+        if (c := catalog.capabilities(m)) is not None and c.refuses(ask) != refused
+    ]
+    what = _ASK_WORDS[refused]
+    if refused == "generate_audio":
+        what = "sound" if ask.audio else "a silent video"
+    raise InvalidRequest(
+        f"Model '{spec.model}' cannot take {what} here."
+        + (f" Models that can: {', '.join(able)}." if able else " No model served here can."),
+        param=audio_param if refused == "generate_audio" else refused,
+        code="unsupported_option",
+    )
+
+
+def route_request(
+    model: str,
+    seconds: int,
+    size: str,
+    all_images: tuple[str, ...] | list[str],
+    watermark_mode: WatermarkMode,
+    echo: Mapping[str, Any],
+) -> RouteRequest:
+    """What routing needs of a request (a spec at create, a stored task at submit: `echo` is its
+    `detail.input`, where the options it set are kept)."""
+    has_last_frame = echo.get("last_frame") is not None
+    return RouteRequest(
+        model,
+        seconds,
+        size,
+        len(all_images) - (1 if has_last_frame else 0),
+        watermark_mode,
+        last_frame=has_last_frame,
+        audio=echo.get("generate_audio"),
+        options=frozenset(name for name in OPTIONAL_FIELDS if echo.get(name) is not None),
     )
 
 
@@ -356,6 +519,7 @@ def _spec(
 ) -> VideoSpec:
     """The fields both dialects share, read the same way, and the catalog check."""
     watermark = read_bool(body, "watermark", True)
+    last_frame = body.get("last_frame")
     spec = VideoSpec(
         model=model,
         prompt=prompt,
@@ -368,9 +532,22 @@ def _spec(
         extras=read_relay_extras(body),
         callback_url=_read_http_url(body, "callback_url"),
         passthrough=read_passthrough(body),
+        last_frame=None if last_frame is None else check_image_ref(last_frame, "last_frame"),
+        generate_audio=_read_audio(body),
+        enhance_prompt=read_optional_bool(body, "enhance_prompt"),
     )
-    check_against_catalog(spec, catalog, duration_param=duration_param, size_param="size")
+    sent = frozenset(k for k in (*_SHAPE_FIELDS, "audio", "generate_audio") if body.get(k) is not None)
+    check_against_catalog(spec, catalog, duration_param=duration_param, sent=sent)
     return spec
+
+
+def _read_audio(body: Mapping[str, Any]) -> bool | None:
+    """`generate_audio`, or `audio` as relays send it; both, disagreeing, is a 400."""
+    generate_audio = read_optional_bool(body, "generate_audio")
+    audio = read_optional_bool(body, "audio")
+    if generate_audio is not None and audio is not None and generate_audio != audio:
+        raise InvalidRequest("'audio' and 'generate_audio' disagree; send one of them.", param="audio")
+    return generate_audio if generate_audio is not None else audio
 
 
 def parse_unified(body: Mapping[str, Any], catalog: Catalog, *, max_prompt_chars: int) -> VideoSpec:
@@ -398,7 +575,8 @@ def parse_openai(
     prompt = read_prompt(body, max_prompt_chars)
     seconds = read_int(body, "seconds")
     raw_size = read_str(body, "size", max_chars=32)
-    size = parse_wxh(raw_size.strip().lower(), "size") if raw_size else (720, 1280)
+    wxh = parse_wxh(raw_size.strip().lower(), "size") if raw_size else None
+    size = _read_shape(body, size=wxh, size_param="size")
     return _spec(
         body, catalog, model=model, prompt=prompt, images=images, size=size,
         seconds=4 if seconds is None else seconds, duration_param="seconds",
@@ -417,6 +595,14 @@ def input_echo(spec: VideoSpec) -> dict[str, Any]:
         "watermark": spec.watermark_mode is WatermarkMode.PREFER_CLEAN,
         "private": spec.private,
     }
+    resolution, aspect_ratio = describe_size(spec.size)
+    if resolution is not None:
+        echo["resolution"], echo["aspect_ratio"] = resolution, aspect_ratio
+    if spec.last_frame is not None:
+        echo["last_frame"] = _echo_image(spec.last_frame)
+    for name in ("generate_audio", "enhance_prompt"):
+        if getattr(spec, name) is not None:
+            echo[name] = getattr(spec, name)
     echo.update(spec.extras)
     echo.update(spec.passthrough)
     return echo

@@ -59,6 +59,7 @@ class ChannelProfile:
     honours_idempotency_key: bool = False
     traits: ChannelTraits = field(default_factory=ChannelTraits)
     pricing: PriceList = FREE
+    vendor: str = "vidgate"  # who makes the models it serves (`owned_by` in GET /v1/models)
     # Per public model; a model missing here can do what the channel-wide fields above say, no more.
     capabilities: Mapping[str, ModelCapabilities] = field(default_factory=dict)
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from vidgate.channel_config import ANY_MODEL, ChannelSettings, orientation_of
+from vidgate.channel_config import ChannelSettings, orientation_of
 from vidgate.domain.capabilities import ModelCapabilities
+from vidgate.domain.pricing import ANY_MODEL
 
 
 def generic(channel: ChannelSettings, cls: Any, max_images: int) -> ModelCapabilities:
@@ -31,7 +32,9 @@ def generic(channel: ChannelSettings, cls: Any, max_images: int) -> ModelCapabil
     return replace(base, **extra)
 
 
-def _narrowed(channel: ChannelSettings, known: ModelCapabilities, max_images: int | None) -> ModelCapabilities:
+def _narrowed(
+    channel: ChannelSettings, known: ModelCapabilities, max_images: int | None
+) -> ModelCapabilities:
     """A kind's table entry, narrowed by the channel-wide settings the operator wrote down."""
     chosen = channel.model_fields_set
     narrowed = known

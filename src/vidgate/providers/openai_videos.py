@@ -96,6 +96,7 @@ class OpenAIOptions(PassthroughOptions):
 
 class OpenAIVideosProvider:
     traits = ChannelTraits(can_cancel=True, can_find_jobs=True)
+    vendor = "openai"
     Options = OpenAIOptions
     needs_base_url = True
     default_max_images = 1
@@ -110,6 +111,12 @@ class OpenAIVideosProvider:
             can_cancel=options.cancel_by_delete,
             can_find_jobs=options.lookup,
         )
+
+    @classmethod
+    def generic_capabilities(cls, channel: ChannelSettings) -> dict[str, Any]:
+        """The API has no seed or negative prompt: they go only where `forward_fields` sends them."""
+        forwarded = OpenAIOptions.model_validate(channel.options).forward_fields
+        return {"seed": "seed" in forwarded, "negative_prompt": "negative_prompt" in forwarded}
 
     def __init__(self, channel: ChannelSettings, deps: ProviderDeps) -> None:
         self.channel = channel

@@ -134,6 +134,7 @@ def profile_for(channel: ChannelSettings) -> ChannelProfile:
         traits=cls.traits_for(channel) if hasattr(cls, "traits_for") else cls.traits,
         pricing=channel.price_list,
         capabilities=model_capabilities(channel, cls, max_images),
+        vendor=str(getattr(cls, "vendor", "vidgate")),
     )
 
 

@@ -28,6 +28,7 @@ import structlog
 from pydantic import Field
 
 from vidgate.channel_config import ChannelSettings
+from vidgate.domain.capabilities import AudioSupport
 from vidgate.domain.routing import ChannelTraits
 from vidgate.domain.tasks import WatermarkMode
 from vidgate.net.fetch import (
@@ -92,11 +93,24 @@ class UnifiedOptions(PassthroughOptions):
 
 class UnifiedRelayProvider:
     traits = ChannelTraits()
+    vendor = "relay"
     Options = UnifiedOptions
     needs_base_url = True
     default_max_images = 4
     default_watermark_free = "optional"  # relays mark by default and remove marks on request, not always
     image_inputs = frozenset({"url", "data_uri"})
+
+    @classmethod
+    def generic_capabilities(cls, channel: ChannelSettings) -> dict[str, Any]:
+        """A relay takes every option and passes it on to whatever serves the model; what that model
+        really does is the operator's to say in the channel's `capabilities`."""
+        return {
+            "last_frame": True,
+            "audio": AudioSupport.OPTIONAL,
+            "seed": True,
+            "negative_prompt": True,
+            "enhance_prompt": True,
+        }
 
     def __init__(self, channel: ChannelSettings, deps: ProviderDeps) -> None:
         self.channel = channel
@@ -145,8 +159,22 @@ class UnifiedRelayProvider:
             "watermark": request.watermark_mode is WatermarkMode.PREFER_CLEAN,
             "private": request.private,
             **request.extras,
-            **self.options.fields_for(request),
         }
+        # Today's model options, by the names relays take for Veo, Jimeng, Vidu and Grok models.
+        options: dict[str, Any] = {
+            "resolution": request.resolution,
+            "aspect_ratio": request.aspect_ratio,
+            "seed": request.seed,
+            "negative_prompt": request.negative_prompt,
+            "generate_audio": request.generate_audio,
+            "enhance_prompt": request.enhance_prompt,
+        }
+        if request.last_frame is not None:
+            options["last_frame"] = await image_reference(
+                self.deps.blobs, request.last_frame, self.image_mode, request.width, request.height
+            )
+        body.update({k: v for k, v in options.items() if v is not None})
+        body.update(self.options.fields_for(request))
         return body
 
     # poll -------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ import anyio
 from pydantic import BaseModel, Field
 
 from vidgate.channel_config import ChannelSettings
+from vidgate.domain.capabilities import AudioSupport
 from vidgate.domain.routing import ChannelTraits
 from vidgate.providers.base import (
     FetchedResult,
@@ -73,6 +74,12 @@ class ScriptedProvider:
     Options = ScriptedOptions
     needs_base_url = False
     default_max_images = 4
+
+    @classmethod
+    def generic_capabilities(cls, channel: ChannelSettings) -> dict[str, Any]:
+        """Plays a model that takes every option (tests narrow it in the channel's `capabilities`)."""
+        return {"last_frame": True, "audio": AudioSupport.OPTIONAL, "seed": True, "negative_prompt": True,
+                "enhance_prompt": True}  # fmt: skip
 
     @classmethod
     def traits_for(cls, channel: ChannelSettings) -> ChannelTraits:

@@ -107,8 +107,9 @@ class Steps:
     async def ingest(self, task: Task) -> Outcome:
         """Fetch every input image through the SSRF-safe fetcher, check it, keep a normalised PNG."""
         inputs = []
+        last_frame_at = len(task.images) - 1 if task.input.get("last_frame") is not None else None
         for index, ref in enumerate(task.images):
-            param = f"images[{index}]"
+            param = "last_frame" if index == last_frame_at else f"images[{index}]"
             data = await self._image_bytes(ref, param)
             try:
                 image = await anyio.to_thread.run_sync(
@@ -119,7 +120,8 @@ class Steps:
             png = await anyio.to_thread.run_sync(_png_bytes, image)
             key = input_key(task.id, index)
             await self.deps.blobs.put_bytes(png, key)
-            source = ref if not ref.lower().startswith("data:") else task.input["images"][index]
+            echoed = task.input["last_frame"] if index == last_frame_at else task.input["images"][index]
+            source = ref if not ref.lower().startswith("data:") else echoed
             inputs.append(
                 {"index": index, "source": source, "key": key, "width": image.width, "height": image.height}
             )

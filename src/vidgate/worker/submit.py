@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from vidgate.domain.circuit import CircuitState
-from vidgate.domain.requests import PASSTHROUGH_FIELDS, RELAY_EXTRAS
+from vidgate.domain.requests import PASSTHROUGH_FIELDS, RELAY_EXTRAS, route_request
 from vidgate.domain.routing import ChannelProfile, RouteRequest
 from vidgate.domain.tasks import Step, Task, TaskError, TaskStatus
 from vidgate.providers.base import (
@@ -358,6 +358,9 @@ class Submitter:
         )
         extras: dict[str, Any] = {k: task.input[k] for k in RELAY_EXTRAS if k in task.input}
         passthrough: dict[str, Any] = {k: task.input[k] for k in PASSTHROUGH_FIELDS if k in task.input}
+        last_frame = images[-1] if images and task.input.get("last_frame") is not None else None
+        if last_frame is not None:
+            images = images[:-1]
         return SubmitRequest(
             task_id=task.id,
             idempotency_key=task.submit_key,
@@ -373,6 +376,9 @@ class Submitter:
             passthrough=passthrough,
             remix_of_upstream_id=task.remix_upstream_id,
             sent_at_ms=task.submit_intent_at or self.deps.clock.now_ms(),
+            last_frame=last_frame,
+            generate_audio=task.input.get("generate_audio"),
+            enhance_prompt=task.input.get("enhance_prompt"),
         )
 
 
@@ -386,8 +392,8 @@ def _charge_on(channel: ChannelProfile, task: Task) -> int | None:
 
 
 def _route(task: Task) -> RouteRequest:
-    return RouteRequest(
-        task.model, task.seconds, f"{task.width}x{task.height}", len(task.images), task.watermark_mode
+    return route_request(
+        task.model, task.seconds, f"{task.width}x{task.height}", task.images, task.watermark_mode, task.input
     )
 
 

@@ -55,6 +55,11 @@ class DiffusionProvider(StoredResultEngine):
     default_max_images = 1
     max_images_limit = 1
 
+    @classmethod
+    def generic_capabilities(cls, channel: ChannelSettings) -> dict[str, Any]:
+        """The denoiser takes both (a client's values win over the channel's defaults); it is silent."""
+        return {"seed": True, "negative_prompt": True}
+
     def __init__(self, channel: ChannelSettings, deps: ProviderDeps) -> None:
         self.blobs = deps.blobs
         self.name = channel.name

@@ -68,14 +68,14 @@ class TaskCreates(TaskReads):
             if existing is not None:
                 return self._idempotent_match(existing, request_hash)
         ulid = task_id or new_ulid()
-        first_step = Step.INGEST if spec.images else Step.SUBMIT  # nothing to ingest: skip the step
+        first_step = Step.INGEST if spec.all_images else Step.SUBMIT  # nothing to ingest: skip the step
         values = {
             "id": ulid,
             "owner": owner,
             "dialect": dialect,
             "model": spec.model,
             "prompt": spec.prompt,
-            "images": list(spec.images),
+            "images": list(spec.all_images),
             "width": spec.width,
             "height": spec.height,
             "seconds": spec.seconds,
@@ -91,7 +91,7 @@ class TaskCreates(TaskReads):
             "request_id": request_id,  # the create request's id, so the worker's log lines carry it
             "status": TaskStatus.PENDING.value,
             "step": first_step.value,
-            "inputs": None if spec.images else [],
+            "inputs": None if spec.all_images else [],
             "progress": 0,
             "created_at": now,
             "status_update_time": now,

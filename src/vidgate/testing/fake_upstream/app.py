@@ -18,8 +18,8 @@ from vidgate.testing.fake_upstream.control_routes import control_routes
 from vidgate.testing.fake_upstream.dashscope_routes import dashscope_routes
 from vidgate.testing.fake_upstream.journal import Journal
 from vidgate.testing.fake_upstream.openai_routes import openai_routes
-from vidgate.testing.fake_upstream.seedance_routes import seedance_routes
 from vidgate.testing.fake_upstream.responses import openai_error
+from vidgate.testing.fake_upstream.seedance_routes import seedance_routes
 from vidgate.testing.fake_upstream.state import FakeSettings, FakeState
 from vidgate.testing.fake_upstream.unified_routes import unified_routes
 from vidgate.testing.fake_upstream.veo_routes import veo_routes
