@@ -114,7 +114,10 @@ class ModelCapabilitySettings(BaseModel):
     reference_images: int | None = Field(default=None, ge=0, le=16)
     negative_prompt: bool | None = None
     seed: bool | None = None
+    max_seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
     enhance_prompt: bool | None = None
+    needs_first_frame: bool | None = None
+    needs_last_frame: bool | None = None
 
     def to_override(self) -> CapabilityOverride:
         values = self.model_dump(exclude_none=True, exclude={"durations", "resolutions", "aspect_ratios"})

@@ -519,6 +519,7 @@ async def channels(request: Request, _: ApiKey = Depends(require_admin)) -> Resp
                     "error_rate": round(outcomes.failed / ended, 4) if ended else None,
                 },
                 "pricing": channel.pricing.describe(),
+                "capabilities": {m: channel.capabilities_of(m).describe() for m in sorted(channel.models)},
             }
         )
     return json_response({"object": "list", "data": data})

@@ -215,6 +215,7 @@ class ChannelStatusObject(BaseModel):
     in_flight: int
     recent: RecentObject
     pricing: dict[str, dict[str, object]] | None
+    capabilities: dict[str, dict[str, object]]  # per model: what GET /v1/models shows, on this channel
 
 
 class ChannelList(BaseModel):

@@ -23,6 +23,7 @@ ASPECT_RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9")
 _RATIO_PARTS = {ratio: tuple(int(p) for p in ratio.split(":")) for ratio in ASPECT_RATIOS}
 # Optional request fields a model either honours or refuses (booleans and images are checked apart).
 OPTIONAL_FIELDS = ("seed", "negative_prompt", "enhance_prompt")
+_FEATURE_WORDS = {"last_frame": "a last frame", "reference_images": "reference images"}
 
 
 class AudioSupport(enum.StrEnum):
@@ -73,6 +74,17 @@ class GenerationAsk:
     last_frame: bool = False
     audio: bool | None = None  # None: the client did not say
     options: frozenset[str] = frozenset()  # which of OPTIONAL_FIELDS it sets
+    seed: int | None = None
+
+    def features(self, size: str) -> set[str]:
+        """What a model may tie to a duration or an aspect ratio: the resolution word, a last frame,
+        reference images (more than one image)."""
+        found = {f for f in (describe_size(size)[0],) if f}
+        if self.last_frame:
+            found.add("last_frame")
+        if self.image_count > 1:
+            found.add("reference_images")
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +101,13 @@ class ModelCapabilities:
     negative_prompt: bool = False
     seed: bool = False
     enhance_prompt: bool = False
+    needs_first_frame: bool = False  # image-to-video models: images[] must hold an image (first or reference)
+    needs_last_frame: bool = False  # first-last-frame models
+    max_seed: int = 2**32 - 1
+    # Features (a resolution word, "last_frame", "reference_images") only made at some durations or
+    # aspect ratios: Veo 3.1 makes 1080p, last frames and references only at 8 s.
+    durations_with: Mapping[str, frozenset[int]] = field(default_factory=dict)
+    aspect_ratios_with: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def max_images(self) -> int:
@@ -112,9 +131,9 @@ class ModelCapabilities:
 
     def refuses(self, ask: GenerationAsk) -> str | None:
         """The request field this model cannot honour (None: it can honour them all)."""
-        if ask.image_count > self.max_images:
+        if ask.image_count > self.max_images or (self.needs_first_frame and ask.image_count == 0):
             return "images"
-        if ask.last_frame and not self.last_frame:
+        if (ask.last_frame and not self.last_frame) or (self.needs_last_frame and not ask.last_frame):
             return "last_frame"
         if ask.audio is True and self.audio is AudioSupport.NONE:
             return "generate_audio"
@@ -123,6 +142,23 @@ class ModelCapabilities:
         for name in OPTIONAL_FIELDS:
             if name in ask.options and not getattr(self, name):
                 return name
+        if ask.seed is not None and ask.seed > self.max_seed:
+            return "seed"
+        return None
+
+    def conflict(self, seconds: int, size: str, ask: GenerationAsk) -> tuple[str, str] | None:
+        """(param, why) when what the request asks is made, but not at this duration or aspect ratio."""
+        ratio = describe_size(size)[1]
+        for feature in sorted(ask.features(size)):
+            durations = self.durations_with.get(feature)
+            if durations is not None and seconds not in durations:
+                shown = ", ".join(f"{d} s" for d in sorted(durations))
+                return "duration", f"{_FEATURE_WORDS.get(feature, feature)} is made only at {shown}"
+            ratios = self.aspect_ratios_with.get(feature)
+            if ratios is not None and ratio not in ratios:
+                return "aspect_ratio", f"{_FEATURE_WORDS.get(feature, feature)} is made only at " + ", ".join(
+                    sorted(ratios)
+                )
         return None
 
     def describe(self) -> dict[str, Any]:
@@ -139,10 +175,15 @@ class ModelCapabilities:
                 "last_frame": self.last_frame,
                 "reference_images": self.reference_images,
                 "max": self.max_images,
+                "first_frame_required": self.needs_first_frame,
+                "last_frame_required": self.needs_last_frame,
             },
             "negative_prompt": self.negative_prompt,
             "seed": self.seed,
+            "max_seed": self.max_seed if self.seed else None,
             "enhance_prompt": self.enhance_prompt,
+            "durations_with": {f: sorted(d) for f, d in self.durations_with.items()},
+            "aspect_ratios_with": {f: sorted(a) for f, a in self.aspect_ratios_with.items()},
         }
 
 
@@ -165,7 +206,18 @@ def merge(capabilities: Iterable[ModelCapabilities]) -> ModelCapabilities | None
         negative_prompt=any(c.negative_prompt for c in found),
         seed=any(c.seed for c in found),
         enhance_prompt=any(c.enhance_prompt for c in found),
+        needs_first_frame=all(c.needs_first_frame for c in found),
+        needs_last_frame=all(c.needs_last_frame for c in found),
+        max_seed=max(c.max_seed for c in found),
+        # A tie holds everywhere only if every channel has it; conflicts are checked per channel anyway.
+        durations_with=_common_ties([c.durations_with for c in found]),
+        aspect_ratios_with=_common_ties([c.aspect_ratios_with for c in found]),
     )
+
+
+def _common_ties(ties: list[Mapping[str, frozenset[Any]]]) -> dict[str, frozenset[Any]]:
+    shared = set(ties[0]).intersection(*ties[1:])
+    return {f: frozenset().union(*(t[f] for t in ties)) for f in shared}
 
 
 @dataclass(frozen=True, slots=True)

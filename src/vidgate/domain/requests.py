@@ -402,6 +402,7 @@ def check_against_catalog(
     route = spec.route
     if catalog.candidates(route):
         return
+    _check_ties(spec, catalog, route, duration_param)
     if spec.watermark_mode is WatermarkMode.REQUIRE_CLEAN and catalog.candidates(
         replace(route, watermark_mode=WatermarkMode.PREFER_CLEAN)
     ):
@@ -439,8 +440,7 @@ def _check_size(spec: VideoSpec, catalog: Catalog, sent: frozenset[str]) -> None
     able = [m for m in catalog.models() if spec.size in catalog.sizes(m)]
     raise InvalidRequest(
         f"Model '{spec.model}' is not available at {what} ({spec.size}). "
-        f"Allowed: {', '.join(shown) or 'none'}."
-        + (f" Models that are: {', '.join(able)}." if able else ""),
+        f"Allowed: {', '.join(shown) or 'none'}." + (f" Models that are: {', '.join(able)}." if able else ""),
         param=param,
         code="unsupported_size",
     )
@@ -455,6 +455,21 @@ _ASK_WORDS = {
     "negative_prompt": "a negative prompt",
     "enhance_prompt": "prompt enhancement",
 }
+
+
+def _check_ties(spec: VideoSpec, catalog: Catalog, route: RouteRequest, duration_param: str) -> None:
+    """A feature the model makes, but not at this duration or aspect ratio, on every channel serving it."""
+    conflicts = [
+        c.capabilities_of(spec.model).conflict(spec.seconds, spec.size, route.ask)
+        for c in catalog.serving(spec.model)
+    ]
+    if conflicts and all(conflicts):
+        param, why = conflicts[0]  # type: ignore[misc]
+        raise InvalidRequest(
+            f"Model '{spec.model}': {why}.",
+            param=duration_param if param == "duration" else param,
+            code="unsupported_combination",
+        )
 
 
 def _check_asks(spec: VideoSpec, catalog: Catalog, *, audio_param: str) -> None:
@@ -472,6 +487,14 @@ def _check_asks(spec: VideoSpec, catalog: Catalog, *, audio_param: str) -> None:
     what = _ASK_WORDS[refused]
     if refused == "generate_audio":
         what = "sound" if ask.audio else "a silent video"
+    elif refused == "images" and capabilities is not None and ask.image_count > capabilities.max_images:
+        what = f"more than {capabilities.max_images} image(s)"
+    elif refused == "seed" and capabilities is not None and capabilities.seed:
+        what = f"a seed above {capabilities.max_seed}"
+    elif refused == "images" and capabilities is not None and ask.image_count < 1:
+        what = "a request without a first frame (images[0])"
+    elif refused == "last_frame" and not ask.last_frame:
+        what = "a request without a last frame (last_frame)"
     raise InvalidRequest(
         f"Model '{spec.model}' cannot take {what} here."
         + (f" Models that can: {', '.join(able)}." if able else " No model served here can."),
@@ -500,6 +523,7 @@ def route_request(
         last_frame=has_last_frame,
         audio=echo.get("generate_audio"),
         options=frozenset(name for name in OPTIONAL_FIELDS if echo.get(name) is not None),
+        seed=echo.get("seed"),
     )
 
 

@@ -85,10 +85,12 @@ class ChannelProfile:
         if not self.serves(request.model) or not self.allows_watermark_mode(request.watermark_mode):
             return False
         model = self.capabilities_of(request.model)
+        ask = request.ask
         return (
             request.seconds in model.durations
             and request.size in model.sizes
-            and model.refuses(request.ask) is None
+            and model.refuses(ask) is None
+            and model.conflict(request.seconds, request.size, ask) is None
         )
 
     @property
@@ -107,10 +109,11 @@ class RouteRequest:
     last_frame: bool = False
     audio: bool | None = None
     options: frozenset[str] = frozenset()  # which of capabilities.OPTIONAL_FIELDS are set
+    seed: int | None = None
 
     @property
     def ask(self) -> GenerationAsk:
-        return GenerationAsk(self.image_count, self.last_frame, self.audio, self.options)
+        return GenerationAsk(self.image_count, self.last_frame, self.audio, self.options, self.seed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -221,3 +221,52 @@ def test_merging_takes_the_union_and_refusals_name_one_field() -> None:
     assert VEO.refuses(GenerationAsk(image_count=4)) == "images"
     assert VEO.refuses(GenerationAsk(image_count=3, last_frame=True, options=frozenset({"seed"}))) is None
     assert merge([]) is None
+
+
+TIED = ModelCapabilities(
+    durations=frozenset({4, 6, 8}),
+    sizes=sizes_for(["720p", "1080p"], ["16:9", "9:16"]),
+    last_frame=True,
+    reference_images=3,
+    audio=AudioSupport.ALWAYS,
+    seed=True,
+    max_seed=2**31 - 1,
+    durations_with={"1080p": frozenset({8}), "last_frame": frozenset({8})},
+    aspect_ratios_with={"reference_images": frozenset({"16:9"})},
+)
+I2V = ModelCapabilities(durations=frozenset({5}), sizes=sizes_for(["720p"], ["16:9"]), needs_first_frame=True)
+KF2V = ModelCapabilities(
+    durations=frozenset({5}), sizes=sizes_for(["720p"], ["16:9"]), last_frame=True, needs_first_frame=True,
+    needs_last_frame=True,
+)  # fmt: skip
+TIES = Catalog([profile("t", "tied", TIED), profile("i", "i2v", I2V), profile("k", "kf2v", KF2V)])
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "tied", "duration": 4, "resolution": "1080p", "aspect_ratio": "16:9"}, "duration"),
+        (
+            {"model": "tied", "duration": 6, "aspect_ratio": "16:9", "images": [PNG], "last_frame": PNG},
+            "duration",
+        ),
+        ({"model": "tied", "duration": 8, "aspect_ratio": "9:16", "images": [PNG, PNG]}, "aspect_ratio"),
+        ({"model": "tied", "duration": 8, "seed": 2**31}, "seed"),
+        ({"model": "i2v", "duration": 5, "aspect_ratio": "16:9"}, "images"),
+        ({"model": "kf2v", "duration": 5, "aspect_ratio": "16:9", "images": [PNG]}, "last_frame"),
+    ],
+)
+def test_what_a_model_makes_only_in_some_shapes_or_needs_is_refused_at_create(body: dict, param: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        parse_unified({"prompt": "x", **body}, TIES, max_prompt_chars=100)
+    assert info.value.param == param, info.value.message
+
+
+def test_the_same_features_in_the_shapes_that_allow_them_are_taken() -> None:
+    for body in (
+        {"model": "tied", "duration": 8, "resolution": "1080p", "aspect_ratio": "9:16"},
+        {"model": "tied", "duration": 8, "aspect_ratio": "16:9", "images": [PNG, PNG, PNG]},
+        {"model": "tied", "duration": 4, "seed": 2**31 - 1},
+        {"model": "kf2v", "duration": 5, "aspect_ratio": "16:9", "images": [PNG], "last_frame": PNG},
+    ):
+        parse_unified({"prompt": "x", **body}, TIES, max_prompt_chars=100)
