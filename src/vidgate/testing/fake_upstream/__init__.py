@@ -1,11 +1,17 @@
 """A faithful fake upstream video-generation server, for tests and sandboxes.
 
-It serves both upstream dialects the gateway's adapters speak, over real HTTP:
+It serves every upstream dialect the gateway's adapters speak, over real HTTP, from one app:
 
 - the OpenAI Videos API (`POST/GET /v1/videos`, `GET/DELETE /v1/videos/{id}`, `.../content`,
   `.../remix`), as the `openai` SDK calls it and vLLM-Omni serves it;
 - the relay "unified video format" (`POST /v1/video/create`, `GET /v1/video/query?id=`), whose results
-  are signed, expiring links to `/_fake/files/...` (on `cdn_base_url` when given).
+  are signed, expiring links to `/_fake/files/...` (on `cdn_base_url` when given);
+- Google's Gemini API for Veo (`/v1beta/models/{model}:predictLongRunning`, operations, keyed file
+  downloads that redirect to storage): `veo_routes`, whose docstring names its sources;
+- ByteDance's Ark / ModelArk for Seedance (`/api/v3/contents/generations/tasks`: create, get, list,
+  delete): `seedance_routes`;
+- Alibaba's DashScope for Wan (`/api/v1/services/aigc/.../video-synthesis`, `/api/v1/tasks/...`: query,
+  list, cancel; failures inside HTTP 200 answers): `dashscope_routes`.
 
 `GET /_fake/journal` lists what it saw (also `FakeUpstream.journal`); `POST /_fake/reset` forgets it all.
 Idempotency-Key is honoured on creates: a replay gets the same job and is journalled `duplicate_create`.
@@ -36,6 +42,11 @@ counts only the times it fired, so faults of one kind chain in the order listed.
   application/octet-stream, as a proxy or object store may relabel it), `list_400` (`GET /v1/videos`
   answers 400 with LiteLLM's JSON error "LLM Provider NOT provided", BerriAI/litellm#22130; the list
   carries no prompt, so set it in a channel's `X-Fake` header).
+- vendor dialects, besides the faults above (each answered in its vendor's error envelope): Veo
+  `filtered` (done, `raiMediaFilteredCount` 1, no video), `op_error=CODE` (done with an error),
+  `no_video`, `inline_video` (the sample carries the bytes), `uri_on_cdn` (the result on another
+  origin); Seedance `ark_429=CODE` (which 429 code), `moderation=image` (the input image refused);
+  DashScope `http200_error=N` (a create answered 200 with an error code and no task).
 - shapes: `synonyms`, `unknown_status=N`, `progress_str` (both dialects); `envelope`,
   `ts=s|ms|iso|datetime`, `bare_id`, `error_string`, `url_list`, `hide_watermark` (unified: `watermarked`
   stays null, as most relays say nothing about marks).

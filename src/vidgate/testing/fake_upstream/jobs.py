@@ -95,6 +95,7 @@ class Job:
     polls: int = 0
     # Signed CDN links issued by queries: (file name, signature) -> expiry (unix seconds).
     links: dict[tuple[str, str], float] = field(default_factory=dict)
+    links_issued: int = 0  # every link ever issued, revoked ones too: no two share a signature
 
     def directives(self, *headers: str | None) -> Directives:
         """The job's directives (prompt and create header) plus those of a later request's header."""

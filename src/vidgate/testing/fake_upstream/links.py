@@ -20,7 +20,9 @@ def issue_link(job: Job, name: str, unix_now: float) -> str:
     """A fresh `exp=...&sig=...` query string for the file `name` of `job`."""
     exp = int(unix_now) + LINK_TTL_SECONDS
     # Deterministic per (job, file, issue number): fresh on every query without any randomness.
-    seed = f"{job.id}|{name}|{exp}|{len(job.links)}"
+    # (A count of the links still held would repeat after a revoke and bring a revoked link back.)
+    job.links_issued += 1
+    seed = f"{job.id}|{name}|{exp}|{job.links_issued}"
     sig = hashlib.sha256(seed.encode()).hexdigest()[:32]
     job.links[(name, sig)] = exp
     return f"exp={exp}&sig={sig}"
