@@ -382,9 +382,10 @@ def dev_fake_upstream(
     cdn_base_url: Annotated[str | None, typer.Option(help="Base of result links (unified dialect).")] = None,
     hang: Annotated[float, typer.Option(help="Seconds #accept_then_hang / #poll_hang hold an answer.")] = 30,
 ) -> None:
-    """Serve the fake upstream (both dialects, faults chosen per request) for sandboxes and tests.
+    """Serve the fake upstream (every dialect, faults chosen per request) for sandboxes and tests.
 
-    Point a channel at http://HOST:PORT/v1 (kind openai or unified); write directives such as
+    Point a channel at http://HOST:PORT/v1 (kind openai or unified), http://HOST:PORT/v1beta (veo),
+    http://HOST:PORT/api/v3 (seedance) or http://HOST:PORT/api/v1 (dashscope); write directives such as
     `#ready=30 #429=2 #accept_then_drop=1` in prompts (see vidgate.testing.fake_upstream).
     """
     from vidgate.testing.fake_upstream import serve_fake_upstream

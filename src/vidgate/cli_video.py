@@ -53,6 +53,21 @@ class Orientation(enum.StrEnum):
     landscape = "landscape"
 
 
+class Resolution(enum.StrEnum):
+    r480p = "480p"
+    r720p = "720p"
+    r1080p = "1080p"
+
+
+class AspectRatio(enum.StrEnum):
+    wide = "16:9"
+    tall = "9:16"
+    square = "1:1"
+    classic = "4:3"
+    classic_tall = "3:4"
+    cinema = "21:9"
+
+
 class Variant(enum.StrEnum):
     video = "video"
     thumbnail = "thumbnail"
@@ -87,6 +102,14 @@ CREATE_FLAGS = {
     "private": "--private",
     "callback_url": "--callback-url",
     "Idempotency-Key": "--idempotency-key",
+    "seed": "--seed",
+    "negative_prompt": "--negative-prompt",
+    "generate_audio": "--audio",
+    "audio": "--audio",
+    "resolution": "--resolution",
+    "aspect_ratio": "--aspect-ratio",
+    "last_frame": "--last-frame",
+    "enhance_prompt": "--enhance-prompt",
 }
 _SIZE = re.compile(r"small|large|\d{2,5}x\d{2,5}")
 
@@ -122,16 +145,16 @@ def _images(values: list[str] | None) -> list[str | Path] | None:
     sends up (a data: URI or an upload)."""
     if not values:
         return None
-    out: list[str | Path] = []
-    for value in values:
-        if re.match(r"(?i)(https?|data):", value):
-            out.append(value)
-            continue
-        path = Path(value).expanduser()
-        if not path.is_file():
-            raise typer.BadParameter(f"{value!r} is neither an http(s) URL nor a file", param_hint="--image")
-        out.append(path)
-    return out
+    return [_image(value, "--image") for value in values]
+
+
+def _image(value: str, option: str) -> str | Path:
+    if re.match(r"(?i)(https?|data):", value):
+        return value
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise typer.BadParameter(f"{value!r} is neither an http(s) URL nor a file", param_hint=option)
+    return path
 
 
 @video_app.command(
@@ -164,6 +187,38 @@ def create(
     duration: Annotated[
         int | None, typer.Option(min=1, help="Seconds (what the model's channels allow).")
     ] = None,
+    resolution: Annotated[
+        Resolution | None, typer.Option(help="480p, 720p or 1080p (see vidgate models list).")
+    ] = None,
+    aspect_ratio: Annotated[
+        AspectRatio | None, typer.Option(help="16:9, 9:16, 1:1, 4:3, 3:4 or 21:9 (see vidgate models list).")
+    ] = None,
+    last_frame: Annotated[
+        str | None,
+        typer.Option(
+            help="The video's last frame, for models that take one: a local image file (sent inline as "
+            "a data: URI) or an http(s) URL."
+        ),
+    ] = None,
+    audio: Annotated[
+        bool | None,
+        typer.Option(
+            "--audio/--no-audio", help="With or without sound, as the model allows (see vidgate models list)."
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, max=2**32 - 1, help="A seed, for models that take one.")
+    ] = None,
+    negative_prompt: Annotated[
+        str | None, typer.Option(help="What the video must not show, for models that take it.")
+    ] = None,
+    enhance_prompt: Annotated[
+        bool | None,
+        typer.Option(
+            "--enhance-prompt/--no-enhance-prompt",
+            help="Let the model rewrite the prompt first (models that offer it).",
+        ),
+    ] = None,
     watermark: Annotated[
         bool | None,
         typer.Option("--watermark/--no-watermark", help="--no-watermark: only a clean video will do."),
@@ -192,6 +247,7 @@ def create(
     wait_seconds = None if timeout is None else parse_duration(timeout, option="--timeout")
     _check_output(output)
     images = _images(image)
+    last = None if last_frame is None else _image(last_frame, "--last-frame")
     conn = _connection(base_url, key)
     with open_client(conn, flags=CREATE_FLAGS) as client:
         try:
@@ -206,6 +262,13 @@ def create(
                 private=private,
                 callback_url=callback_url,
                 idempotency_key=idempotency_key,
+                seed=seed,
+                negative_prompt=negative_prompt,
+                generate_audio=audio,
+                resolution=None if resolution is None else resolution.value,
+                aspect_ratio=None if aspect_ratio is None else aspect_ratio.value,
+                last_frame=last,
+                enhance_prompt=enhance_prompt,
             )
         except KeyboardInterrupt:
             say(

@@ -22,7 +22,7 @@ from vidgate.store.attempts import AttemptOutcome
 
 pytestmark = pytest.mark.anyio
 
-MODEL = "seedance-1-0-lite-i2v-250428"
+MODEL = "seedance-1-0-pro-250528"  # text and images, first and last frame, silent
 AUDIO_MODEL = "doubao-seedance-1-5-pro-251215"
 
 

@@ -177,15 +177,26 @@ async def test_a_wrong_key_fails_the_task_with_upstream_auth_failed(
     assert upstream.fake.journal.creates(text) == []
 
 
-async def test_a_combination_the_model_cannot_make_is_refused_without_a_create(
+async def test_a_combination_the_model_cannot_make_is_refused_at_create(
     start_gateway, upstream: FakeServer
 ) -> None:
-    """Veo 3.1 makes 1080p only at 8 seconds: a rule routing cannot express, refused before sending."""
+    """Veo 3.1 makes 1080p only at 8 seconds: a 400 naming the duration, and nothing sent to Google."""
     text = prompt()
-    final = await run(start_gateway, upstream, text, resolution="1080p", duration=6)
-    assert final["status"] == "failed", final
-    assert final["error"]["code"] == "unsupported_combination"
-    assert upstream.fake.journal.entries(prompt=text) == []
+    async with start_gateway(**gateway_options(veo_channel(upstream))) as gw:
+        async with gw.client(await gw.new_key()) as client:
+            body = {
+                "model": V31,
+                "prompt": text,
+                "duration": 6,
+                "aspect_ratio": "16:9",
+                "resolution": "1080p",
+            }
+            refused = await client.post("/v1/video/create", json=body)
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["error"]["param"] == "duration"
+            assert refused.json()["error"]["code"] == "unsupported_combination"
+            assert (await client.post("/v1/video/create", json={**body, "duration": 8})).status_code == 200
+    assert [e.op for e in upstream.fake.journal.entries(prompt=text) if e.op != "poll"][:1] == ["create"]
 
 
 async def test_the_openai_dialect_reaches_veo_too(start_gateway, upstream: FakeServer) -> None:

@@ -1,7 +1,8 @@
 """The web console (`/console`) in a real headless Chromium against a real `vidgate serve` (SQLite, the
 built-in engine), every request off loopback refused: sign in, make a video from an uploaded image and
-watch it complete and play, find it in the history and delete it, a validation error at its field, an
-admin making a key and reading usage, and a key that is not an admin's seeing no admin page. At a 390 px
+watch it complete and play, find it in the history and delete it, a validation error at its field, the
+playground's form built from the key's model catalog (`GET /v1/models`), an admin making a key and
+reading usage, and a key that is not an admin's seeing no admin page. At a 390 px
 phone width and a desktop one; screenshots of the main screens go to `artifacts/console/` (not
 committed).
 
@@ -39,6 +40,50 @@ ANIMATE = {
     "durations": [4, 8],
     "options": {"fps": 12},
 }
+
+
+def studio_channel(root: Path) -> dict[str, Any]:
+    """A model that takes every option: a last frame, sound or not, a seed, a negative prompt, at 480p
+    and 720p in three aspect ratios, for 5 or 10 s."""
+    return {
+        "name": "studio",
+        "kind": "scripted",
+        "models": ["studio"],
+        "durations": [5, 10],
+        "options": {"polls": 1_000_000, "poll_after": 0.5, "state_dir": str(root / "studio")},
+        "capabilities": {
+            "studio": {
+                "audio": "optional",
+                "audio_default": False,
+                "last_frame": True,
+                "seed": True,
+                "negative_prompt": True,
+                "enhance_prompt": False,
+                "resolutions": ["480p", "720p"],
+                "aspect_ratios": ["16:9", "9:16", "1:1"],
+            }
+        },
+    }
+
+
+def voiced_channel(root: Path) -> dict[str, Any]:
+    """A model that always makes sound and takes no option."""
+    return {
+        "name": "voiced",
+        "kind": "scripted",
+        "models": ["voiced"],
+        "durations": [8],
+        "options": {"polls": 1_000_000, "poll_after": 0.5, "state_dir": str(root / "voiced")},
+        "capabilities": {
+            "voiced": {
+                "audio": "always",
+                "last_frame": False,
+                "seed": False,
+                "negative_prompt": False,
+                "enhance_prompt": False,
+            }
+        },
+    }
 
 
 def paint_a_boat(path: Path) -> None:
@@ -124,7 +169,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     config = write_config(
         root / "vidgate.toml",
         worker={"idle_poll_seconds": 0.2, "retry_base_seconds": 0.5, "retry_max_seconds": 1.0},
-        channels=[ANIMATE, slow, flaky],
+        channels=[ANIMATE, slow, flaky, studio_channel(root), voiced_channel(root)],
     )
     dep = Deployment(root, f"sqlite+aiosqlite:///{root / 'data' / 'vidgate.db'}", config)
     image = root / "boat.png"
@@ -221,8 +266,9 @@ def test_a_video_from_an_uploaded_image_renders_plays_is_in_the_history_and_is_d
     else:
         page.locator("#f-file").set_input_files(str(clean.image))
     expect(page.locator("#image-preview")).to_be_visible()
-    page.get_by_label("Orientation", exact=True).select_option("landscape")
-    page.get_by_label("Size", exact=True).select_option("small")
+    expect(page.locator("#model-info")).not_to_be_empty()  # the key's catalog has arrived
+    page.get_by_label("Resolution", exact=True).select_option("720p")
+    page.get_by_label("Aspect ratio", exact=True).select_option("16:9")
     page.get_by_label("Duration", exact=True).select_option("4")
     task = page.locator("#task")
     page.evaluate(
@@ -310,24 +356,37 @@ def test_a_validation_error_is_shown_next_to_the_field_the_server_names(clean: C
 
     page = clean.page(DESKTOP)
     clean.sign_in(page, clean.user_key)
+    expect(page.locator("#model-info")).not_to_be_empty()
+    duration = page.get_by_label("Duration", exact=True)
+    assert duration.locator("option").all_inner_texts() == ["4 s", "8 s"]  # what the channel makes
     page.get_by_label("Prompt", exact=True).fill("a boat")
-    page.get_by_label("Duration", exact=True).select_option("25")  # the channel makes only 4 and 8 s
+    # A form older than the server's configuration (a duration the channel no longer makes, a model no
+    # longer served): the server's refusal is shown at the field it names.
+    page.evaluate(
+        """() => {
+            const select = document.getElementById("f-duration");
+            select.append(new Option("25 s", "25"));
+            const models = document.getElementById("f-model");
+            models.append(new Option("no-such-model", "no-such-model"));
+        }"""
+    )
+    duration.select_option("25")
     page.get_by_role("button", name="Make video").click()
     error = page.locator("#err-duration")
     expect(error).to_contain_text("duration of 25 s is not available")
-    expect(page.get_by_label("Duration", exact=True)).to_have_attribute("aria-invalid", "true")
-    expect(page.get_by_label("Duration", exact=True)).to_be_focused()
+    expect(duration).to_have_attribute("aria-invalid", "true")
+    expect(duration).to_be_focused()
     expect(page.locator("#err-prompt")).to_be_hidden()
 
-    page.get_by_label("Duration", exact=True).select_option("4")
-    page.locator("#view-playground").get_by_label("Model", exact=True).fill("no-such-model")
+    duration.select_option("4")
+    page.locator("#f-model").evaluate("(select) => { select.value = 'no-such-model'; }")
     page.get_by_role("button", name="Make video").click()
     expect(page.locator("#err-model")).to_contain_text("not served here")
     expect(error).to_be_hidden()
 
     # An image by URL goes as JSON `input_reference.image_url`; the server refuses a loopback address
     # before fetching anything, naming `input_reference`: shown at the image's URL field.
-    page.locator("#view-playground").get_by_label("Model", exact=True).fill("sora-2")
+    page.locator("#view-playground").get_by_label("Model", exact=True).select_option("sora-2")
     page.get_by_label("or an image URL", exact=True).fill("http://127.0.0.1:9/boat.png")
     page.get_by_role("button", name="Make video").click()
     expect(page.locator("#err-image")).not_to_be_empty()
@@ -458,7 +517,7 @@ def test_a_video_waiting_on_retries_says_why(clean: Console) -> None:
     page = clean.page(DESKTOP)
     clean.sign_in(page, clean.user_key)
     page.get_by_label("Prompt", exact=True).fill("a video whose channel keeps refusing")
-    page.locator("#view-playground").get_by_label("Model", exact=True).fill("flaky")
+    page.locator("#view-playground").get_by_label("Model", exact=True).select_option("flaky")
     page.get_by_role("button", name="Make video").click()
     expect(page.locator("#task-status")).to_have_text("queued")
     reason = page.locator("#task-reason")
@@ -477,7 +536,7 @@ def test_a_running_video_is_cancelled_and_then_deleted(clean: Console) -> None:
     page = clean.page(DESKTOP)
     clean.sign_in(page, clean.user_key)
     page.get_by_label("Prompt", exact=True).fill("a video that never ends")
-    page.locator("#view-playground").get_by_label("Model", exact=True).fill("slow")
+    page.locator("#view-playground").get_by_label("Model", exact=True).select_option("slow")
     page.get_by_role("button", name="Make video").click()
     status = page.locator("#task-status")
     expect(status).to_have_text("in progress")
@@ -495,4 +554,89 @@ def test_a_running_video_is_cancelled_and_then_deleted(clean: Console) -> None:
     expect(status).to_have_text("deleted")
     with clean.api(clean.user_key) as api:
         assert api.get(f"/v1/videos/{video['id']}").status_code == 404
+    page.context.close()
+
+
+def test_the_model_picker_offers_the_keys_models_and_only_what_each_can_do(clean: Console) -> None:
+    """After the admin test, which expects no cancelled task yet (this one cancels its video)."""
+    from playwright.sync_api import expect
+
+    key = clean.dep.new_key(
+        "--allowed-model", "voiced", "--allowed-model", "sora-2", "--allowed-model", "studio",
+        "--allowed-model", "not-served",
+    )  # fmt: skip
+    page = clean.page(DESKTOP)
+    clean.sign_in(page, key)
+    picker = page.locator("#view-playground").get_by_label("Model", exact=True)
+    options = picker.locator("option")
+    expect(options).to_have_count(3)  # exactly the key's models that are served: not slow, flaky, ...
+    assert options.all_inner_texts() == ["sora-2", "studio", "voiced"]
+    expect(picker).to_have_value("sora-2")
+    expect(page.locator("#model-info")).to_contain_text("first frame")
+
+    sound = page.get_by_label("Generate sound", exact=True)
+    fixed = page.locator("#audio-fixed")
+    last_frame = page.get_by_label("Last frame URL", exact=True)
+    seed = page.get_by_label("Seed (optional)", exact=True)
+    negative = page.get_by_label("Negative prompt (optional)", exact=True)
+    duration = page.get_by_label("Duration", exact=True)
+    resolution = page.get_by_label("Resolution", exact=True)
+    ratio = page.get_by_label("Aspect ratio", exact=True)
+
+    # sora-2 on the built-in engine: silent, no last frame, no seed or negative prompt.
+    expect(sound).to_be_hidden()
+    expect(fixed).to_contain_text("silent")
+    for hidden in (last_frame, seed, negative, page.locator("#enhance_prompt-field")):
+        expect(hidden).to_be_hidden()
+    assert duration.locator("option").all_inner_texts() == ["4 s", "8 s"]
+    expect(page.locator("#price")).to_have_text("This video: free.")
+
+    # Always with sound: no toggle, the fact shown instead.
+    picker.select_option("voiced")
+    expect(sound).to_be_hidden()
+    expect(fixed).to_contain_text("always")
+    expect(last_frame).to_be_hidden()
+    assert duration.locator("option").all_inner_texts() == ["8 s"]
+
+    # Every option: the toggle, a last frame, a seed, a negative prompt; its durations and shapes.
+    picker.select_option("studio")
+    expect(sound).to_be_visible()
+    expect(sound).not_to_be_checked()  # its default: silent
+    expect(fixed).to_be_hidden()
+    for shown in (last_frame, seed, negative):
+        expect(shown).to_be_visible()
+    expect(page.locator("#enhance_prompt-field")).to_be_hidden()
+    assert duration.locator("option").all_inner_texts() == ["5 s", "10 s"]
+    assert resolution.locator("option").all_inner_texts() == ["480p", "720p"]
+    assert ratio.locator("option").all_inner_texts() == ["16:9", "9:16", "1:1"]
+    shot(page, "desktop-playground-options")
+
+    prompt = "from the first frame to the last"
+    page.get_by_label("Prompt", exact=True).fill(prompt)
+    resolution.select_option("480p")
+    ratio.select_option("1:1")
+    duration.select_option("10")
+    seed.fill("42")
+    negative.fill("blur")
+    sound.check()
+    page.get_by_label("or a last frame file", exact=True).set_input_files(str(clean.image))
+    page.get_by_role("button", name="Make video").click()
+    expect(page.locator("#task-status")).not_to_have_text("none yet")
+    expect(page.locator("#err-form")).to_be_empty()
+
+    with clean.api(key) as api:
+        [video] = [v for v in api.get("/v1/videos").json()["data"] if v["prompt"] == prompt]
+        assert (video["model"], video["size"], video["seconds"]) == ("studio", "480x480", "10")
+        sent = api.get("/v1/video/query", params={"id": video["id"]}).json()["detail"]["input"]
+    assert (sent["resolution"], sent["aspect_ratio"], sent["duration"]) == ("480p", "1:1", 10)
+    assert (sent["seed"], sent["negative_prompt"], sent["generate_audio"]) == (42, "blur", True)
+    assert sent["last_frame"].startswith("data:image/png;base64,")
+    assert "enhance_prompt" not in sent  # a field the model does not offer is not sent
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#task-status")).to_have_text("cancelled")
+
+    # Back to a silent model: the options it cannot take are gone, and not sent.
+    picker.select_option("sora-2")
+    for hidden in (sound, last_frame, seed, negative):
+        expect(hidden).to_be_hidden()
     page.context.close()

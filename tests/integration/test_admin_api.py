@@ -656,7 +656,9 @@ async def test_channel_status_shows_circuits_tasks_in_flight_and_the_last_hour(
         assert ok["in_flight"] == 1 and bad["in_flight"] == 0
         assert ok["recent"] == {"window_seconds": 3600, "completed": 2, "failed": 0, "error_rate": 0.0}
         assert bad["recent"] == {"window_seconds": 3600, "completed": 0, "failed": 2, "error_rate": 1.0}
-        assert ok["pricing"] == {"sora-2": {"per_clip": CREDIT, "per_second": 0, "sizes": {}}}
+        assert ok["pricing"] == {
+            "sora-2": {"per_clip": CREDIT, "per_second": 0, "resolutions": {}, "sizes": {}}
+        }
         circuit = bad["circuit"]
         assert (circuit["state"], circuit["failures"], circuit["last_error"]) == (
             "open", runtime.settings.worker.circuit_failures, "HTTP 503 from upstream",

@@ -3,11 +3,10 @@ calling key may use, through real HTTP and the real `openai` SDK."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import openai
 import pytest
 
+from tests.integration.catalog_support import key_for_models
 from vidgate.config import ChannelSettings
 
 pytestmark = pytest.mark.anyio
@@ -35,21 +34,9 @@ CHANNELS = [
 ]
 
 
-async def new_key(gw: Any, allowed: list[str] | None) -> str:
-    record, plaintext = await gw.runtime.keys.create(
-        name="k",
-        is_admin=False,
-        now=gw.runtime.clock.now_ms(),
-        limits={},
-        balance=None,
-        allowed_models=allowed,
-    )
-    return str(plaintext)
-
-
 async def test_the_list_is_openais_shape_with_capabilities_and_prices(start_gateway) -> None:
     async with start_gateway(run_worker=False, channels=CHANNELS) as gw:
-        async with gw.client(await new_key(gw, None)) as client:
+        async with gw.client(await key_for_models(gw, None)) as client:
             listed = (await client.get("/v1/models")).json()
     assert listed["object"] == "list"
     by_id = {m["id"]: m for m in listed["data"]}
@@ -71,7 +58,7 @@ async def test_the_list_is_openais_shape_with_capabilities_and_prices(start_gate
 
 async def test_a_key_sees_exactly_its_allowed_models_and_others_are_404(start_gateway) -> None:
     async with start_gateway(run_worker=False, channels=CHANNELS) as gw:
-        key = await new_key(gw, ["veo-3.1", "no-such-model"])
+        key = await key_for_models(gw, ["veo-3.1", "no-such-model"])
         async with gw.client(key) as client:
             listed = (await client.get("/v1/models")).json()
             assert [m["id"] for m in listed["data"]] == ["veo-3.1"]
@@ -85,7 +72,7 @@ async def test_a_key_sees_exactly_its_allowed_models_and_others_are_404(start_ga
 
 async def test_the_openai_sdk_lists_and_retrieves_models(start_gateway) -> None:
     async with start_gateway(run_worker=False, channels=CHANNELS) as gw:
-        key = await new_key(gw, None)
+        key = await key_for_models(gw, None)
         async with openai.AsyncOpenAI(base_url=f"{gw.base_url}/v1", api_key=key, max_retries=0) as sdk:
             ids = [m.id async for m in sdk.models.list()]
             assert ids == ["kling", "sora-2", "veo-3.1"]
@@ -96,7 +83,7 @@ async def test_the_openai_sdk_lists_and_retrieves_models(start_gateway) -> None:
 
 async def test_a_create_is_refused_for_what_the_catalog_says_the_model_cannot_do(start_gateway) -> None:
     async with start_gateway(run_worker=False, channels=CHANNELS) as gw:
-        async with gw.client(await new_key(gw, None)) as client:
+        async with gw.client(await key_for_models(gw, None)) as client:
             silent = await client.post(
                 "/v1/video/create",
                 json={"model": "veo-3.1", "prompt": "x", "duration": 8, "generate_audio": False},

@@ -106,10 +106,12 @@ def test_the_example_configuration_in_docs_loads(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("VIDGATE_CONFIG", str(example))
     monkeypatch.setenv("OFFICIAL_API_KEY", "sk-official")
     monkeypatch.setenv("RELAY_CN_KEY", "sk-relay")
+    for name in ("GEMINI_API_KEY", "ARK_API_KEY", "DASHSCOPE_API_KEY"):
+        monkeypatch.setenv(name, f"sk-{name.lower()}")
     settings = Settings()
     check_channels(settings)
     names = [c.name for c in catalog_from_settings(settings).channels]
-    assert names == ["official", "wan-gpu", "relay-cn", "animate"]
+    assert names == ["official", "wan-gpu", "relay-cn", "veo", "seedance", "wan", "animate"]
     official = catalog_from_settings(settings).by_name("official")
     assert official is not None
     assert official.pricing.price("sora-2", "720x1280", 12) == 1_200_000

@@ -1,5 +1,5 @@
 """`Client` and `AsyncClient`: configuration (arguments, else VIDGATE_BASE_URL / VIDGATE_API_KEY),
-the HTTP client's lifetime, and the `videos` / `webhooks` / `admin` namespaces."""
+the HTTP client's lifetime, and the `videos` / `models` / `webhooks` / `admin` namespaces."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import httpx
 
 from vidgate.client._transport import AsyncRunner, RetryPolicy, SyncRunner
 from vidgate.client.admin import Admin, AdminOps, AsyncAdmin
+from vidgate.client.catalog import AsyncModels, ModelOps, Models
 from vidgate.client.errors import VidgateError
 from vidgate.client.videos import AsyncVideos, VideoOps, Videos
 from vidgate.client.webhooks import AsyncWebhooks, WebhookOps, Webhooks
@@ -62,6 +63,7 @@ class Client:
         runner = SyncRunner(self._http, self.base_url, key, _user_agent())
         policy = RetryPolicy(max_retries=max_retries)
         self.videos = Videos(runner, VideoOps(policy))
+        self.models = Models(runner, ModelOps(policy))
         self.webhooks = Webhooks(runner, WebhookOps(policy))
         self.admin = Admin(runner, AdminOps(policy))
 
@@ -102,6 +104,7 @@ class AsyncClient:
         runner = AsyncRunner(self._http, self.base_url, key, _user_agent())
         policy = RetryPolicy(max_retries=max_retries)
         self.videos = AsyncVideos(runner, VideoOps(policy))
+        self.models = AsyncModels(runner, ModelOps(policy))
         self.webhooks = AsyncWebhooks(runner, WebhookOps(policy))
         self.admin = AsyncAdmin(runner, AdminOps(policy))
 

@@ -54,20 +54,22 @@ def is_url(value: str) -> bool:
     return value[:8].lower().startswith(_URL_PREFIXES)
 
 
-def load(item: ImageInput, index: int) -> Image:
+def load(item: ImageInput, index: int, *, param: str | None = None) -> Image:
     """A str that starts with http://, https:// or data: is a URL; any other str, or a path, is a
-    local file (read now, so a missing file is an error before anything is sent)."""
+    local file (read now, so a missing file is an error before anything is sent). `param` names the
+    argument in errors (default `images[index]`)."""
+    name = param or f"images[{index}]"
     if isinstance(item, bytes):
-        return LocalImage(f"image{index}", item, sniff_mime(item))
+        return LocalImage(param or f"image{index}", item, sniff_mime(item))
     if isinstance(item, str) and is_url(item):
         return item
     if not isinstance(item, (str, os.PathLike)):
-        raise TypeError(f"images[{index}] must be a URL, a path or bytes, not {type(item).__name__}")
+        raise TypeError(f"{name} must be a URL, a path or bytes, not {type(item).__name__}")
     path = Path(item)
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ValueError(f"images[{index}]: cannot read {path}: {exc.strerror or exc}") from exc
+        raise ValueError(f"{name}: cannot read {path}: {exc.strerror or exc}") from exc
     return LocalImage(path.name, data, sniff_mime(data, path.name))
 
 

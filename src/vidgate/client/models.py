@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -252,3 +253,65 @@ class ChannelStatus(_Model):
     in_flight: int = 0
     recent: ChannelRecent | None = None
     pricing: dict[str, Any] | None = None
+
+
+# Model catalog (`GET /v1/models`) -------------------------------------------------------------------
+
+
+class ModelImages(_Model):
+    """Which images a model takes: a first frame (one image), a last frame (`last_frame`), reference
+    images (several in `images`), and at most `max` in `images` in all."""
+
+    first_frame: bool = False
+    last_frame: bool = False
+    reference_images: int = 0
+    max: int = 0
+
+
+class ModelCapabilities(_Model):
+    """What a model can do on this gateway: the union over the channels that serve it, so every value
+    here is one that some channel honours, and a create that asks for anything else is a 400 naming the
+    field."""
+
+    durations: list[int] = []  # seconds
+    resolutions: list[str] = []  # "480p", "720p", "1080p"
+    aspect_ratios: list[str] = []  # "16:9", "9:16", "1:1", "4:3", "3:4", "21:9"
+    sizes: list[str] = []  # every "WxH" it makes (those of resolutions x aspect ratios, and any other)
+    # "none" (silent only), "optional" (with or without sound, as `generate_audio` asks) or "always".
+    # A str, not a Literal: a word a later server adds must not make the whole catalog unreadable.
+    audio: str = "none"
+    audio_default: bool = False  # whether it makes sound when the create does not say
+    images: ModelImages = Field(default_factory=ModelImages)
+    negative_prompt: bool = False
+    seed: bool = False
+    enhance_prompt: bool = False
+
+
+class ModelPricing(_Model):
+    """What a create holds per clip, in credits (decimal text, e.g. "3.2"): `per_clip[resolution]
+    [sound][seconds]`, where resolution is a word ("720p") or, for a size no word names, the size
+    ("1024x1792"); sound is "silent" or "with_audio" (only the ones the model can make); seconds a
+    duration as text ("8")."""
+
+    currency: str = "credits"
+    per_clip: dict[str, dict[str, dict[str, str]]] = {}
+
+    def price(self, resolution: str, seconds: int, *, audio: bool = False) -> Decimal | None:
+        """The credits one clip of `seconds` at `resolution`, with or without sound, costs; None where
+        the catalog lists no such clip."""
+        sound = "with_audio" if audio else "silent"
+        text = self.per_clip.get(resolution, {}).get(sound, {}).get(str(seconds))
+        return None if text is None else Decimal(text)
+
+
+class ModelInfo(_Model):
+    """One model the key may use (`client.models.list()` / `retrieve(id)`): OpenAI's model object
+    (`id`, `created`, `owned_by`) with what it can do and what it costs. `pricing` is None when no
+    channel charges for it."""
+
+    id: str
+    object: str = "model"
+    created: int | None = None  # Unix seconds (a fixed date: vidgate cannot know a vendor's)
+    owned_by: str | None = None  # the vendor of the channel that serves it first
+    capabilities: ModelCapabilities = Field(default_factory=ModelCapabilities)
+    pricing: ModelPricing | None = None

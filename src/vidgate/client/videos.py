@@ -7,7 +7,9 @@ Which route a create goes to: the unified one (`POST /v1/video/create`) when the
 only it takes (`orientation`, `size` small|large, more than one image), otherwise the OpenAI one
 (`POST /v1/videos`), which answers with the whole video at once and takes one local image as a
 multipart upload (up to the server's upload limit, 20 MiB by default, instead of the 1 MiB JSON body
-that inline data: URIs must fit in).
+that inline data: URIs must fit in). A local `last_frame` is always a data: URI in a JSON body (a
+multipart text field is capped far lower than the JSON body), so with one the OpenAI route gets JSON,
+its first image inline too.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from vidgate.client._images import ImageInput, LocalImage, load_all
+from vidgate.client._images import ImageInput, LocalImage, load, load_all
 from vidgate.client._pacing import poll_delay
 from vidgate.client._transport import (
     AsyncRunner,
@@ -73,12 +75,31 @@ def create_call(
     private: bool | None,
     callback_url: str | None,
     idempotency_key: str | None,
+    seed: int | None = None,
+    negative_prompt: str | None = None,
+    generate_audio: bool | None = None,
+    resolution: str | None = None,
+    aspect_ratio: str | None = None,
+    last_frame: ImageInput | None = None,
+    enhance_prompt: bool | None = None,
 ) -> Call:
     """The request for one create. Its Idempotency-Key (the caller's, else a new one) stays the same
     on every retry of this Call, so a create that timed out and is sent again makes one task."""
     loaded = load_all(images)
+    last = None if last_frame is None else load(last_frame, 0, param="last_frame")
     headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
-    common = {"watermark": watermark, "private": private, "callback_url": callback_url}
+    common = {
+        "watermark": watermark,
+        "private": private,
+        "callback_url": callback_url,
+        "resolution": resolution,
+        "aspect_ratio": aspect_ratio,
+        "generate_audio": generate_audio,
+        "seed": seed,
+        "negative_prompt": negative_prompt,
+        "enhance_prompt": enhance_prompt,
+        "last_frame": last.data_uri() if isinstance(last, LocalImage) else last,
+    }
     unified = orientation is not None or (size or "").strip().lower() in _UNIFIED_SIZES or len(loaded) > 1
     if unified:
         body = {
@@ -100,7 +121,7 @@ def create_call(
             **common,
         }
     )
-    if loaded and isinstance(loaded[0], LocalImage):
+    if loaded and isinstance(loaded[0], LocalImage) and not isinstance(last, LocalImage):
         image = loaded[0]
         return Call(
             "POST",
@@ -110,7 +131,8 @@ def create_call(
             headers=headers,
         )
     if loaded:
-        fields["input_reference"] = loaded[0]
+        first = loaded[0]
+        fields["input_reference"] = first.data_uri() if isinstance(first, LocalImage) else first
     return Call("POST", "/v1/videos", json=fields, headers=headers)
 
 
@@ -264,12 +286,21 @@ class Videos:
         private: bool | None = None,
         callback_url: str | None = None,
         idempotency_key: str | None = None,
+        seed: int | None = None,
+        negative_prompt: str | None = None,
+        generate_audio: bool | None = None,
+        resolution: str | None = None,
+        aspect_ratio: str | None = None,
+        last_frame: ImageInput | None = None,
+        enhance_prompt: bool | None = None,
     ) -> Video:
         return self._run(
             self._ops.create(
                 prompt=prompt, model=model, images=images, orientation=orientation, size=size,
                 duration=duration, watermark=watermark, private=private, callback_url=callback_url,
-                idempotency_key=idempotency_key,
+                idempotency_key=idempotency_key, seed=seed, negative_prompt=negative_prompt,
+                generate_audio=generate_audio, resolution=resolution, aspect_ratio=aspect_ratio,
+                last_frame=last_frame, enhance_prompt=enhance_prompt,
             )
         )  # fmt: skip
 
@@ -286,6 +317,13 @@ class Videos:
         private: bool | None = None,
         callback_url: str | None = None,
         idempotency_key: str | None = None,
+        seed: int | None = None,
+        negative_prompt: str | None = None,
+        generate_audio: bool | None = None,
+        resolution: str | None = None,
+        aspect_ratio: str | None = None,
+        last_frame: ImageInput | None = None,
+        enhance_prompt: bool | None = None,
         timeout: float | None = None,
         on_progress: OnVideo | None = None,
     ) -> Video:
@@ -293,7 +331,10 @@ class Videos:
             self._ops.create_and_wait(
                 prompt=prompt, model=model, images=images, orientation=orientation, size=size,
                 duration=duration, watermark=watermark, private=private, callback_url=callback_url,
-                idempotency_key=idempotency_key, timeout=timeout, on_progress=on_progress,
+                idempotency_key=idempotency_key, seed=seed, negative_prompt=negative_prompt,
+                generate_audio=generate_audio, resolution=resolution, aspect_ratio=aspect_ratio,
+                last_frame=last_frame, enhance_prompt=enhance_prompt, timeout=timeout,
+                on_progress=on_progress,
             )
         )  # fmt: skip
 
@@ -350,12 +391,21 @@ class AsyncVideos:
         private: bool | None = None,
         callback_url: str | None = None,
         idempotency_key: str | None = None,
+        seed: int | None = None,
+        negative_prompt: str | None = None,
+        generate_audio: bool | None = None,
+        resolution: str | None = None,
+        aspect_ratio: str | None = None,
+        last_frame: ImageInput | None = None,
+        enhance_prompt: bool | None = None,
     ) -> Video:
         return await self._run(
             self._ops.create(
                 prompt=prompt, model=model, images=images, orientation=orientation, size=size,
                 duration=duration, watermark=watermark, private=private, callback_url=callback_url,
-                idempotency_key=idempotency_key,
+                idempotency_key=idempotency_key, seed=seed, negative_prompt=negative_prompt,
+                generate_audio=generate_audio, resolution=resolution, aspect_ratio=aspect_ratio,
+                last_frame=last_frame, enhance_prompt=enhance_prompt,
             )
         )  # fmt: skip
 
@@ -372,6 +422,13 @@ class AsyncVideos:
         private: bool | None = None,
         callback_url: str | None = None,
         idempotency_key: str | None = None,
+        seed: int | None = None,
+        negative_prompt: str | None = None,
+        generate_audio: bool | None = None,
+        resolution: str | None = None,
+        aspect_ratio: str | None = None,
+        last_frame: ImageInput | None = None,
+        enhance_prompt: bool | None = None,
         timeout: float | None = None,
         on_progress: OnVideo | None = None,
     ) -> Video:
@@ -379,7 +436,10 @@ class AsyncVideos:
             self._ops.create_and_wait(
                 prompt=prompt, model=model, images=images, orientation=orientation, size=size,
                 duration=duration, watermark=watermark, private=private, callback_url=callback_url,
-                idempotency_key=idempotency_key, timeout=timeout, on_progress=on_progress,
+                idempotency_key=idempotency_key, seed=seed, negative_prompt=negative_prompt,
+                generate_audio=generate_audio, resolution=resolution, aspect_ratio=aspect_ratio,
+                last_frame=last_frame, enhance_prompt=enhance_prompt, timeout=timeout,
+                on_progress=on_progress,
             )
         )  # fmt: skip
 

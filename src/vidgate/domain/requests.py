@@ -431,7 +431,7 @@ def _check_size(spec: VideoSpec, catalog: Catalog, sent: frozenset[str]) -> None
         param = "resolution" if "resolution" in sent else "size"
         what, shown = resolution, [r for r in RESOLUTIONS if r in resolutions]
     elif ratio is not None and ratio not in ratios:
-        param = next((f for f in ("aspect_ratio", "size", "orientation") if f in sent), "size")
+        param = "aspect_ratio" if "aspect_ratio" in sent else "size"
         what, shown = f"an aspect ratio of {ratio}", [a for a in ASPECT_RATIOS if a in ratios]
     else:
         param, what, shown = "size", f"size {spec.size}", list(allowed_sizes)

@@ -468,7 +468,7 @@ async def test_a_task_is_polled_to_its_video_and_its_link_is_fetched_through_the
 ) -> None:
     fetcher = StubFetcher()
     async with provider_on(httpx.ASGITransport(fake.app), tmp_path, fetcher) as provider:
-        job = await provider.submit(request(prompt="a fox #queue=2"), ctx(tmp_path))
+        job = await provider.submit(request(PRO, prompt="a fox #queue=2"), ctx(tmp_path))
         assert (await provider.poll(job, ctx(tmp_path))).state is UpstreamState.QUEUED
         clock.now += 5
         assert (await provider.poll(job, ctx(tmp_path))).state is UpstreamState.RUNNING
@@ -504,9 +504,9 @@ async def test_a_dead_result_link_asks_for_a_fresh_poll(
 async def test_moderation_and_failures_on_the_fake(tmp_path: Path, fake: FakeUpstream, clock: Clock) -> None:
     async with provider_on(httpx.ASGITransport(fake.app), tmp_path) as provider:
         with pytest.raises(ProviderError) as refused:
-            await provider.submit(request(prompt="a fox #moderation"), ctx(tmp_path))
-        later = await provider.submit(request(prompt="a fox #moderation=job"), ctx(tmp_path))
-        failing = await provider.submit(request(prompt="a fox #fail=InternalServiceError"), ctx(tmp_path))
+            await provider.submit(request(PRO, prompt="a fox #moderation"), ctx(tmp_path))
+        later = await provider.submit(request(PRO, prompt="a fox #moderation=job"), ctx(tmp_path))
+        failing = await provider.submit(request(PRO, prompt="a fox #fail=InternalServiceError"), ctx(tmp_path))
         clock.now += 11
         blocked = await provider.poll(later, ctx(tmp_path))
         failed = await provider.poll(failing, ctx(tmp_path))
@@ -518,11 +518,11 @@ async def test_moderation_and_failures_on_the_fake(tmp_path: Path, fake: FakeUps
 async def test_the_fakes_create_faults_map_as_they_should(tmp_path: Path, fake: FakeUpstream) -> None:
     async with provider_on(httpx.ASGITransport(fake.app), tmp_path) as provider:
         with pytest.raises(ProviderError) as limited:
-            await provider.submit(request(prompt="a fox #429=1 #ark_429=QuotaExceeded"), ctx(tmp_path))
+            await provider.submit(request(PRO, prompt="a fox #429=1 #ark_429=QuotaExceeded"), ctx(tmp_path))
         with pytest.raises(UpstreamOutcomeUnknown):
-            await provider.submit(request(prompt="a fox #5xx=1"), ctx(tmp_path))
+            await provider.submit(request(PRO, prompt="a fox #5xx=1"), ctx(tmp_path))
         with pytest.raises(UpstreamOutcomeUnknown):
-            await provider.submit(request(prompt="a fox #accept_then_5xx=1"), ctx(tmp_path))
+            await provider.submit(request(PRO, prompt="a fox #accept_then_5xx=1"), ctx(tmp_path))
         with pytest.raises(ProviderError) as unknown_model:
             await provider.submit(request(model="seedance-1-0-lite-t2v-250428x"), ctx(tmp_path))
     assert limited.value.code == "upstream_rate_limited" and limited.value.retryable
@@ -535,28 +535,28 @@ async def test_a_job_made_despite_a_lost_answer_is_found_by_its_parameters_and_s
 ) -> None:
     sent_at = int(clock.now * 1000)
     async with provider_on(httpx.ASGITransport(fake.app), tmp_path) as provider:
-        mine = request(prompt="twins", key="01a-0", sent_at_ms=sent_at)
-        twin = request(prompt="twins", key="01b-0", sent_at_ms=sent_at)
-        other_size = request(prompt="twins", key="01a-0", size=(720, 1280), sent_at_ms=sent_at)
+        mine = request(PRO, prompt="twins", key="01a-0", sent_at_ms=sent_at)
+        twin = request(PRO, prompt="twins", key="01b-0", sent_at_ms=sent_at)
+        other_size = request(PRO, prompt="twins", key="01a-0", size=(720, 1280), sent_at_ms=sent_at)
         made = [await provider.submit(r, ctx(tmp_path)) for r in (twin, mine)]
         found_mine = await provider.find_jobs(mine)
         found_twin = await provider.find_jobs(twin)
         assert await provider.find_jobs(other_size) == []
         clock.now += 3600
-        later = request(prompt="twins", key="01a-0", sent_at_ms=int(clock.now * 1000))
+        later = request(PRO, prompt="twins", key="01a-0", sent_at_ms=int(clock.now * 1000))
         assert await provider.find_jobs(later) == []  # made before this submit was sent
     assert [j.upstream_id for j in found_mine] == [made[1].upstream_id]
     assert [j.upstream_id for j in found_twin] == [made[0].upstream_id]
     lists = fake.journal.entries("list")
-    assert lists and all(e.detail["model"] == LITE_I2V for e in lists)
+    assert lists and all(e.detail["model"] == PRO for e in lists)
 
 
 async def test_cancel_stops_a_queued_task_deletes_a_finished_one_and_says_a_running_one_runs_on(
     tmp_path: Path, fake: FakeUpstream, clock: Clock
 ) -> None:
     async with provider_on(httpx.ASGITransport(fake.app), tmp_path) as provider:
-        queued = await provider.submit(request(prompt="q #queue=5"), ctx(tmp_path))
-        running = await provider.submit(request(prompt="r"), ctx(tmp_path))
+        queued = await provider.submit(request(PRO, prompt="q #queue=5"), ctx(tmp_path))
+        running = await provider.submit(request(PRO, prompt="r"), ctx(tmp_path))
         await provider.cancel(queued)
         stopped = await provider.poll(queued, ctx(tmp_path))
         await provider.cancel(queued)  # cancelled already: nothing to do

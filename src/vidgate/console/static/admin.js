@@ -263,11 +263,6 @@ async function loadTasks(pageIndex) {
 
 // Channels ------------------------------------------------------------------------------------------
 
-export async function channelModels() {
-  const { data } = await request("GET", "/v1/admin/channels");
-  return data.data.flatMap((c) => c.models);
-}
-
 async function loadChannels() {
   $("channels-error").textContent = "";
   try {

@@ -1,20 +1,13 @@
 // The console's shell: sign-in, sign-out, and a hash router over the views.
 
 import { ApiError, checkKey, session } from "./api.js";
-import { adminViews, channelModels, forgetAdminState, initAdmin } from "./admin.js";
-import { initHistory, recentModels, showHistory } from "./history.js";
-import { initPlayground, openVideo, resetPlayground } from "./playground.js";
-import { $, el } from "./util.js";
+import { adminViews, forgetAdminState, initAdmin } from "./admin.js";
+import { initHistory, showHistory } from "./history.js";
+import { initPlayground, loadModels, openVideo, resetPlayground } from "./playground.js";
+import { $ } from "./util.js";
 
 const ROLE_STORAGE = "vidgate.console.admin";
 let admin = false;
-const models = new Set(["sora-2"]);
-
-function modelSeen(name) {
-  if (!name || models.has(name)) return;
-  models.add(name);
-  $("models").append(el("option", { value: name }));
-}
 
 function showView(name) {
   for (const view of document.querySelectorAll(".view")) view.hidden = view.id !== `view-${name}`;
@@ -50,8 +43,7 @@ function signedIn(isAdmin) {
   $("who").hidden = false;
   $("who-label").textContent = isAdmin ? "admin key" : "signed in";
   for (const link of document.querySelectorAll("#nav [data-admin]")) link.hidden = !isAdmin;
-  recentModels().then((names) => names.forEach(modelSeen)).catch(() => {});
-  if (isAdmin) channelModels().then((names) => names.forEach(modelSeen)).catch(() => {});
+  loadModels(); // the playground's model picker: the models this key may use
 }
 
 async function signIn(event) {
@@ -99,9 +91,8 @@ function signOut() {
 }
 
 async function start() {
-  initPlayground({ modelSeen });
+  initPlayground();
   initHistory({
-    modelSeen,
     open: (id) => {
       location.hash = "#/playground";
       openVideo(id);

@@ -7,7 +7,7 @@ const PAGE = 10;
 let cursors = [null]; // `after` of each page shown so far
 let nextCursor = null;
 let thumbUrls = [];
-let callbacks = { open: () => {}, modelSeen: () => {} };
+let callbacks = { open: () => {} };
 
 function releaseThumbs() {
   for (const u of thumbUrls) URL.revokeObjectURL(u);
@@ -92,10 +92,7 @@ async function load(pageIndex) {
     clear(list);
     cursors = cursors.slice(0, pageIndex + 1);
     nextCursor = next;
-    for (const video of videos) {
-      callbacks.modelSeen(video.model);
-      list.append(row(video));
-    }
+    for (const video of videos) list.append(row(video));
     $("history-empty").hidden = videos.length > 0;
     $("history-next").disabled = !next;
     $("history-first").disabled = pageIndex === 0;
@@ -125,10 +122,4 @@ export function initHistory(cb) {
 export function showHistory() {
   cursors = [null];
   return load(0);
-}
-
-/** The models of the key's latest videos (for the playground's model suggestions). */
-export async function recentModels() {
-  const { data } = await request("GET", "/v1/videos", { query: { limit: 50 } });
-  return data.data.map((v) => v.model);
 }

@@ -1,32 +1,53 @@
 // Playground: make a video, watch it render (paced by the server's poll hint), play it, remix it.
+// The form is built from the key's model catalog (`GET /v1/models`): it offers only what the chosen
+// model can do, and sends only the fields it offers.
 
 import { ApiError, pollDelay, request } from "./api.js";
-import { $, STATUS_TEXT, armConfirm, statusOf } from "./util.js";
+import {
+  FALLBACK_MODEL, clipPrice, imagesText, loadCatalog, makesSound, priceRange, ratiosAt,
+} from "./catalog.js";
+import { $, STATUS_TEXT, armConfirm, clear, el, statusOf } from "./util.js";
 
-const SIZES = {
-  portrait: { small: "720x1280", large: "1080x1920" },
-  landscape: { small: "1280x720", large: "1920x1080" },
-};
 // The server's `param` -> the form field it is shown next to.
-const FIELDS = ["prompt", "model", "orientation", "size", "duration", "watermark", "image"];
+const FIELDS = [
+  "prompt", "model", "image", "last_frame", "duration", "resolution", "aspect_ratio", "size", "seed",
+  "enhance_prompt", "negative_prompt", "audio", "watermark",
+];
 const INPUT_OF = {
-  prompt: "f-prompt", model: "f-model", orientation: "f-orientation", size: "f-size",
-  duration: "f-duration", watermark: "f-watermark", image: "f-file",
+  prompt: "f-prompt", model: "f-model", image: "f-file", last_frame: "f-last-url", duration: "f-duration",
+  resolution: "f-resolution", aspect_ratio: "f-aspect-ratio", size: "f-size", seed: "f-seed",
+  enhance_prompt: "f-enhance-prompt", negative_prompt: "f-negative-prompt", audio: "f-audio",
+  watermark: "f-watermark",
+};
+// The box around each optional field (hidden when the model cannot take it).
+const BOX_OF = {
+  image: "image-field", last_frame: "last-frame-field", resolution: "resolution-field",
+  aspect_ratio: "aspect_ratio-field", size: "size-field", seed: "seed-field",
+  enhance_prompt: "enhance_prompt-field", negative_prompt: "negative_prompt-field", audio: "audio-toggle",
 };
 
 export function fieldOf(param) {
   if (!param) return null;
   if (param === "seconds" || param === "duration") return "duration";
   if (param.startsWith("input_reference") || param.startsWith("images")) return "image";
+  if (param === "generate_audio" || param === "audio") return "audio";
+  if (param === "orientation") return "aspect_ratio";
+  if (param === "size" && $("size-field").hidden) return "resolution";
   const base = param.split(/[.[]/)[0];
   return FIELDS.includes(base) ? base : null;
 }
 
 let file = null;
+let lastFile = null;
 let previewUrl = null;
 let current = null; // the OpenAI-dialect Video being shown
 let watchToken = 0;
-let onModelSeen = () => {};
+let models = new Map(); // id -> the catalog's entry
+let catalogToken = 0;
+
+function chosenModel() {
+  return models.get($("f-model").value) || FALLBACK_MODEL;
+}
 
 function clearErrors() {
   for (const name of FIELDS) {
@@ -34,19 +55,152 @@ function clearErrors() {
     $(INPUT_OF[name]).removeAttribute("aria-invalid");
   }
   $("f-url").removeAttribute("aria-invalid");
+  $("f-last-file").removeAttribute("aria-invalid");
   $("err-form").textContent = "";
 }
 
 function showError(err) {
-  const field = err instanceof ApiError ? fieldOf(err.param) : null;
+  let field = err instanceof ApiError ? fieldOf(err.param) : null;
+  if (field && BOX_OF[field] && $(BOX_OF[field]).hidden) field = null; // not on the form for this model
   if (field) {
     $(`err-${field}`).textContent = err.message;
-    const input = field === "image" && !file ? $("f-url") : $(INPUT_OF[field]);
+    let input = $(INPUT_OF[field]);
+    if (field === "image" && !file) input = $("f-url");
+    if (field === "last_frame" && lastFile) input = $("f-last-file");
     input.setAttribute("aria-invalid", "true");
     input.focus();
   } else {
     $("err-form").textContent = err.message;
   }
+}
+
+/** Replace `select`'s options with `values` (labelled by `label`), keeping its choice when it stays
+ * offered, else `preferred` when offered, else the first. */
+function fillSelect(select, values, label = String, preferred = null) {
+  const kept = select.value;
+  clear(select);
+  for (const value of values) select.append(el("option", { value: String(value), text: label(value) }));
+  const offered = values.map(String);
+  if (offered.includes(kept)) select.value = kept;
+  else if (preferred !== null && offered.includes(String(preferred))) select.value = String(preferred);
+}
+
+/** The key's models into the picker (called at sign-in): only those `GET /v1/models` lists. */
+export async function loadModels() {
+  const token = ++catalogToken;
+  const picker = $("f-model");
+  $("err-model").textContent = "";
+  let listed;
+  try {
+    listed = await loadCatalog();
+  } catch (err) {
+    if (token !== catalogToken) return;
+    showFallback();
+    $("err-model").textContent = `The model list could not be loaded: ${err.message}`;
+    return;
+  }
+  if (token !== catalogToken) return;
+  models = new Map(listed.map((m) => [m.id, m]));
+  fillSelect(picker, listed.map((m) => m.id), String, "sora-2");
+  picker.disabled = listed.length === 0;
+  $("create-submit").disabled = listed.length === 0;
+  if (!listed.length) $("err-model").textContent = "This key may not use any model.";
+  applyModel();
+}
+
+/** The form without a catalog (before sign-in, or when it could not be read). */
+function showFallback() {
+  models = new Map();
+  fillSelect($("f-model"), [FALLBACK_MODEL.id]);
+  $("f-model").disabled = false;
+  $("create-submit").disabled = false;
+  applyModel();
+}
+
+/** Show the form the chosen model can fill: its durations, resolutions and ratios (or sizes), sound,
+ * images, and the optional fields it honours. */
+function applyModel() {
+  const model = chosenModel();
+  const caps = model.capabilities;
+  const known = models.has(model.id);
+  const price = priceRange(model);
+  $("model-info").textContent = known
+    ? [
+      model.owned_by ? `by ${model.owned_by}` : null,
+      `images: ${imagesText(model)}`,
+      price ? `price: ${price === "free" ? "free" : `${price} a clip`}` : null,
+    ].filter(Boolean).join(" · ")
+    : "";
+  fillSelect($("f-duration"), caps.durations, (d) => `${d} s`, caps.durations[0]);
+
+  const named = caps.resolutions.length > 0; // sizes that resolution words name, else sizes only
+  $("resolution-field").hidden = !named;
+  $("aspect_ratio-field").hidden = !named;
+  $("size-field").hidden = named;
+  if (named) {
+    fillSelect($("f-resolution"), caps.resolutions, String, caps.resolutions.includes("720p") ? "720p" : null);
+    applyResolution();
+  } else {
+    fillSelect($("f-size"), caps.sizes);
+  }
+
+  const images = caps.images;
+  $("image-field").hidden = images.max < 1;
+  if (images.max < 1) {
+    setFile(null);
+    $("f-url").value = "";
+  }
+  $("last-frame-field").hidden = !images.last_frame;
+  if (!images.last_frame) clearLastFrame();
+  $("seed-field").hidden = !caps.seed;
+  $("negative_prompt-field").hidden = !caps.negative_prompt;
+  $("enhance_prompt-field").hidden = !caps.enhance_prompt;
+
+  const optional = caps.audio === "optional";
+  $("audio-toggle").hidden = !optional;
+  $("f-audio").checked = optional && Boolean(caps.audio_default);
+  const fixed = $("audio-fixed");
+  fixed.hidden = optional;
+  fixed.textContent = caps.audio === "always"
+    ? "Sound: always (this model makes every video with sound)."
+    : optional ? "" : "Sound: none (this model makes silent videos).";
+  showPrice();
+}
+
+/** The aspect ratios the model makes at the chosen resolution. */
+function applyResolution() {
+  const model = chosenModel();
+  fillSelect($("f-aspect-ratio"), ratiosAt(model, $("f-resolution").value), String, "16:9");
+  showPrice();
+}
+
+/** What the video as chosen will cost (the server's hold), from the catalog's prices. */
+function showPrice() {
+  const model = chosenModel();
+  const line = $("price");
+  if (!models.has(model.id)) {
+    line.textContent = "";
+    return;
+  }
+  const named = !$("resolution-field").hidden;
+  const shape = named ? $("f-resolution").value : $("f-size").value;
+  const price = clipPrice(model, shape, makesSound(model, $("f-audio").checked), $("f-duration").value);
+  line.textContent = price === "free" ? "This video: free." : price === null ? "" : `This video: ${price} credits.`;
+}
+
+function clearLastFrame() {
+  lastFile = null;
+  $("f-last-file").value = "";
+  $("f-last-url").value = "";
+}
+
+function readDataUri(blob) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.addEventListener("load", () => resolve(String(reader.result)));
+    reader.addEventListener("error", () => reject(new ApiError(0, "read_failed", null, "The file could not be read.")));
+    reader.readAsDataURL(blob);
+  });
 }
 
 function setFile(next) {
@@ -68,6 +222,32 @@ function setFile(next) {
   $("drop-hint").textContent = file ? file.name : "Drop an image here, or";
 }
 
+/** The create's fields, as the chosen model takes them: only the fields the form shows are sent. */
+function createFields(model) {
+  const caps = model.capabilities;
+  const fields = {
+    prompt: $("f-prompt").value,
+    model: $("f-model").value || model.id,
+    seconds: $("f-duration").value,
+    watermark: $("f-watermark").checked,
+  };
+  if (!$("resolution-field").hidden) {
+    fields.resolution = $("f-resolution").value;
+    fields.aspect_ratio = $("f-aspect-ratio").value;
+  } else if ($("f-size").value) {
+    fields.size = $("f-size").value;
+  }
+  if (caps.audio === "optional") fields.generate_audio = $("f-audio").checked;
+  if (caps.seed && $("f-seed").value.trim() !== "") fields.seed = Number($("f-seed").value);
+  if (caps.negative_prompt && $("f-negative-prompt").value.trim()) {
+    fields.negative_prompt = $("f-negative-prompt").value;
+  }
+  if (caps.enhance_prompt && $("f-enhance-prompt").value) {
+    fields.enhance_prompt = $("f-enhance-prompt").value === "true";
+  }
+  return fields;
+}
+
 async function submit(event) {
   event.preventDefault();
   clearErrors();
@@ -76,35 +256,42 @@ async function submit(event) {
     showError(new ApiError(400, "missing_required_parameter", "prompt", "Write a prompt first."));
     return;
   }
-  const model = $("f-model").value.trim() || "sora-2";
-  const size = SIZES[$("f-orientation").value][$("f-size").value];
-  const seconds = $("f-duration").value;
-  const watermark = $("f-watermark").checked;
+  const seed = $("f-seed").value.trim();
+  if (!$("seed-field").hidden && seed && !/^\d{1,10}$/.test(seed)) {
+    showError(new ApiError(400, "invalid_type", "seed", "The seed is a whole number, 0 or more."));
+    return;
+  }
+  const model = chosenModel();
+  const fields = createFields(model);
   const imageUrl = $("f-url").value.trim();
+  const lastUrl = $("f-last-url").value.trim();
   const button = $("create-submit");
   button.disabled = true;
   try {
     let answer;
-    if (file) {
+    const withLast = !$("last-frame-field").hidden;
+    if (file && !(withLast && lastFile)) {
+      // One image file goes up as a multipart upload (the server's upload limit, not its JSON one).
       const form = new FormData();
-      form.append("prompt", prompt);
-      form.append("model", model);
-      form.append("seconds", seconds);
-      form.append("size", size);
-      form.append("watermark", String(watermark));
+      for (const [name, value] of Object.entries(fields)) form.append(name, String(value));
+      if (withLast && lastUrl) form.append("last_frame", lastUrl);
       form.append("input_reference", file, file.name || "image");
       answer = await request("POST", "/v1/videos", { form });
     } else {
-      const json = { prompt, model, seconds, size, watermark };
-      if (imageUrl) json.input_reference = { image_url: imageUrl };
+      // A last frame from a file travels inline (a data: URI), so the whole create is JSON, the first
+      // image inline too: both must fit in the server's JSON body limit.
+      const json = { ...fields };
+      if (file) json.input_reference = { image_url: await readDataUri(file) };
+      else if (imageUrl) json.input_reference = { image_url: imageUrl };
+      if (withLast && lastFile) json.last_frame = await readDataUri(lastFile);
+      else if (withLast && lastUrl) json.last_frame = lastUrl;
       answer = await request("POST", "/v1/videos", { json });
     }
-    onModelSeen(model);
     watch(answer.data);
   } catch (err) {
     showError(err);
   } finally {
-    button.disabled = false;
+    button.disabled = $("f-model").disabled; // a key that may use no model has nothing to make
   }
 }
 
@@ -250,9 +437,22 @@ function setupScrub(data) {
   sheet.src = data.spritesheet_url;
 }
 
-export function initPlayground({ modelSeen }) {
-  onModelSeen = modelSeen;
+export function initPlayground() {
+  showFallback(); // until the key's catalog arrives (loadModels, at sign-in)
   $("create-form").addEventListener("submit", submit);
+  $("f-model").addEventListener("change", applyModel);
+  $("f-resolution").addEventListener("change", applyResolution);
+  for (const id of ["f-aspect-ratio", "f-size", "f-duration", "f-audio"]) $(id).addEventListener("change", showPrice);
+  $("f-last-file").addEventListener("change", (event) => {
+    lastFile = event.target.files[0] || null;
+    if (lastFile) $("f-last-url").value = "";
+  });
+  $("f-last-url").addEventListener("input", () => {
+    if ($("f-last-url").value && lastFile) {
+      lastFile = null;
+      $("f-last-file").value = "";
+    }
+  });
   $("f-file").addEventListener("change", (event) => setFile(event.target.files[0] || null));
   $("image-clear").addEventListener("click", () => setFile(null));
   $("f-url").addEventListener("input", () => {
@@ -329,7 +529,11 @@ export async function openVideo(id) {
 
 export function resetPlayground() {
   watchToken++;
+  catalogToken++;
   current = null;
   setFile(null);
+  clearLastFrame();
+  showFallback();
+  $("err-model").textContent = "";
   resetStage();
 }

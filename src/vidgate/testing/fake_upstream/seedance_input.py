@@ -64,6 +64,7 @@ class ModelRules:
     references: int  # reference images it takes (0: none)
     audio: bool  # generate_audio means something (other models ignore it)
     auto_duration: bool = False  # `duration: -1` (the model picks)
+    needs_image: bool = False  # image-to-video only: a create without an image is refused
 
 
 _ALL: Final = ("480p", "720p", "1080p")
@@ -71,7 +72,7 @@ RULES: Final[dict[str, ModelRules]] = {
     "seedance-1-0-pro": ModelRules(range(2, 13), _ALL, "1080p", True, True, 0, False),
     "seedance-1-0-pro-fast": ModelRules(range(2, 13), _ALL, "1080p", True, False, 0, False),
     "seedance-1-0-lite-t2v": ModelRules(range(2, 13), _ALL, "720p", False, False, 0, False),
-    "seedance-1-0-lite-i2v": ModelRules(range(2, 13), _ALL, "720p", True, True, 4, False),
+    "seedance-1-0-lite-i2v": ModelRules(range(2, 13), _ALL, "720p", True, True, 4, False, needs_image=True),
     "seedance-1-5-pro": ModelRules(range(4, 13), _ALL, "720p", True, True, 0, True, True),
     "seedance-2-0": ModelRules(range(4, 16), _ALL, "720p", True, True, 9, True, True),
     "seedance-2-0-fast": ModelRules(range(4, 16), ("480p", "720p"), "720p", True, True, 9, True, True),
@@ -265,6 +266,10 @@ def parse_create(body: Any) -> ArkCreate:
     expiry = _integer(body, "execution_expires_after")
     if expiry is not None and not EXPIRY_RANGE[0] <= expiry <= EXPIRY_RANGE[1]:
         raise _invalid("execution_expires_after", f"between {EXPIRY_RANGE[0]} and {EXPIRY_RANGE[1]}")
+    if rules.needs_image and not roles:  # checked after the parameters, which Ark reports first
+        raise _invalid(
+            "content", "this model makes videos from images: send a first frame or reference images"
+        )
     shape = "16:9" if ratio == "adaptive" else str(ratio)
     width, height = canonical_size(str(resolution), shape)
     made = duration if duration > 0 else 5  # `-1`: the model picks; the fake picks 5 s
