@@ -506,7 +506,8 @@ async def test_moderation_and_failures_on_the_fake(tmp_path: Path, fake: FakeUps
         with pytest.raises(ProviderError) as refused:
             await provider.submit(request(PRO, prompt="a fox #moderation"), ctx(tmp_path))
         later = await provider.submit(request(PRO, prompt="a fox #moderation=job"), ctx(tmp_path))
-        failing = await provider.submit(request(PRO, prompt="a fox #fail=InternalServiceError"), ctx(tmp_path))
+        failing_request = request(PRO, prompt="a fox #fail=InternalServiceError")
+        failing = await provider.submit(failing_request, ctx(tmp_path))
         clock.now += 11
         blocked = await provider.poll(later, ctx(tmp_path))
         failed = await provider.poll(failing, ctx(tmp_path))
