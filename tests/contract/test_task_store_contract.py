@@ -351,7 +351,7 @@ async def test_claims_are_exclusive_until_the_lease_expires_and_a_lost_fence_wri
     assert await worker.store.finish_step(a, now=T0 + LEASE + 2, next_step=Step.SUBMIT) is None
     assert await worker.store.advance(a, now=T0 + LEASE + 2, status=TaskStatus.PROCESSING) is None
     assert not await worker.store.repoll_later(a, delay_ms=0, changes={"progress": 50})
-    assert await worker.store.heartbeat(a, lease_ms=LEASE) is None
+    assert await worker.store.heartbeat_many([(a, None)], lease_ms=LEASE) == {}
     assert not await worker.store.release(a)
     assert await worker.store.save_upstream_job(a, now=T0, upstream_id="stale", memo={}) is None
     assert await worker.store.live_claims({(task.id, a.token), (task.id, b.token)}) == {(task.id, b.token)}
@@ -401,7 +401,7 @@ async def test_progress_never_goes_down_whatever_writes_it(worker: World) -> Non
     c = await worker.store.advance(claimed, now=T0, changes={"progress": 19})
     assert c is not None and c.task.progress == 19
     # A late heartbeat carrying an older reading, a step that counts again from zero, a re-poll.
-    assert await worker.store.heartbeat(c, lease_ms=LEASE, progress=5) is not None
+    assert c.task.id in await worker.store.heartbeat_many([(c, 5)], lease_ms=LEASE)
     assert await progress() == 19
     c = await worker.store.advance(c, now=T0, changes={"progress": 0})
     assert c is not None and c.task.progress == 19
@@ -448,7 +448,7 @@ async def test_a_client_cancel_makes_the_running_steps_write_lose_and_releases_t
     assert cancelled.step is Step.CANCEL  # a submit was under way: the channel may hold a job to stop
     # The lease still holds (a submit in flight may finish), and the heartbeat says the client stopped it;
     # the step's outcome loses to the cancel, and the money stays where the cancel put it.
-    check = await worker.store.heartbeat(admitted, lease_ms=LEASE)
+    check = (await worker.store.heartbeat_many([(admitted, None)], lease_ms=LEASE)).get(admitted.task.id)
     assert check is not None and check.stopped_by_client
     lost = await worker.store.finish_step(
         admitted, now=T0 + 2, next_step=Step.DONE, status=TaskStatus.COMPLETED

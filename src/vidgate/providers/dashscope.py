@@ -42,20 +42,11 @@ from vidgate.channel_config import ChannelSettings
 from vidgate.domain.capabilities import AudioSupport, ModelCapabilities
 from vidgate.domain.routing import ChannelTraits
 from vidgate.domain.tasks import WatermarkMode
-from vidgate.net.fetch import (
-    VIDEO_MP4,
-    ContentRejected,
-    ContentTooLarge,
-    FetchFailed,
-    FetchRefused,
-    FetchTimedOut,
-)
 from vidgate.providers.base import (
     FetchedResult,
     InputImage,
     ProbeResult,
     ProviderError,
-    ResultExpired,
     StepContext,
     SubmitRequest,
     UpstreamJob,
@@ -74,6 +65,7 @@ from vidgate.providers.dashscope_models import (
 )
 from vidgate.providers.input_images import image_reference
 from vidgate.providers.registry import ProviderDeps
+from vidgate.providers.result_links import copy_result_link
 from vidgate.providers.upstream_http import (
     PROVEN_REFUSALS,
     clean_error_code,
@@ -319,28 +311,13 @@ class DashScopeProvider:
         if not status.result_url:
             raise ProviderError("upstream_no_result", "The channel gave no video URL.")
         dest = work_dir / "video.mp4"
-        try:
-            await self.deps.fetcher.fetch_to_file(
-                status.result_url,
-                dest,
-                max_bytes=self.deps.settings.max_video_bytes,
-                kind=VIDEO_MP4,
-                timeout=self.channel.download_timeout_seconds,
-            )
-        except FetchRefused as exc:
-            raise ProviderError(
-                "result_url_refused", f"The channel's video link was refused: {exc.reason}"
-            ) from exc
-        except ContentTooLarge as exc:
-            raise ProviderError("upstream_video_too_large", exc.reason) from exc
-        except ContentRejected as exc:
-            raise ProviderError("invalid_upstream_video", exc.reason, retryable=True) from exc
-        except FetchTimedOut as exc:
-            raise ProviderError("upstream_timeout", f"download: {exc.reason}", retryable=True) from exc
-        except FetchFailed as exc:
-            if exc.http_status in (403, 404, 410):  # OSS answers an expired signature with 403
-                raise ResultExpired(f"the video link answered HTTP {exc.http_status}") from exc
-            raise ProviderError("result_download_failed", f"download: {exc.reason}", retryable=True) from exc
+        await copy_result_link(
+            self.deps.fetcher,
+            status.result_url,
+            dest,
+            max_bytes=self.deps.settings.max_video_bytes,
+            timeout=self.channel.download_timeout_seconds,
+        )
         return FetchedResult(dest)
 
     # cancel, lookup, probe ----------------------------------------------------------------------

@@ -31,19 +31,10 @@ from vidgate.channel_config import ChannelSettings
 from vidgate.domain.capabilities import AudioSupport
 from vidgate.domain.routing import ChannelTraits
 from vidgate.domain.tasks import WatermarkMode
-from vidgate.net.fetch import (
-    VIDEO_MP4,
-    ContentRejected,
-    ContentTooLarge,
-    FetchFailed,
-    FetchRefused,
-    FetchTimedOut,
-)
 from vidgate.providers.base import (
     FetchedResult,
     ProbeResult,
     ProviderError,
-    ResultExpired,
     StepContext,
     SubmitRequest,
     UpstreamJob,
@@ -54,6 +45,7 @@ from vidgate.providers.base import (
 from vidgate.providers.input_images import image_reference
 from vidgate.providers.passthrough import PassthroughOptions
 from vidgate.providers.registry import ProviderDeps
+from vidgate.providers.result_links import copy_result_link
 from vidgate.providers.upstream_http import (
     clean_error_code,
     download_video,
@@ -268,24 +260,9 @@ class UnifiedRelayProvider:
                 what="download",
             )
             return FetchedResult(dest)
-        try:
-            await self.deps.fetcher.fetch_to_file(
-                status.result_url, dest, max_bytes=settings.max_video_bytes, kind=VIDEO_MP4, timeout=timeout
-            )
-        except FetchRefused as exc:
-            raise ProviderError(
-                "result_url_refused", f"The channel's video link was refused: {exc.reason}"
-            ) from exc
-        except ContentTooLarge as exc:
-            raise ProviderError("upstream_video_too_large", exc.reason) from exc
-        except ContentRejected as exc:
-            raise ProviderError("invalid_upstream_video", exc.reason, retryable=True) from exc
-        except FetchTimedOut as exc:
-            raise ProviderError("upstream_timeout", f"download: {exc.reason}", retryable=True) from exc
-        except FetchFailed as exc:
-            if exc.http_status in (403, 404, 410):
-                raise ResultExpired(f"the video link answered HTTP {exc.http_status}") from exc
-            raise ProviderError("result_download_failed", f"download: {exc.reason}", retryable=True) from exc
+        await copy_result_link(
+            self.deps.fetcher, status.result_url, dest, max_bytes=settings.max_video_bytes, timeout=timeout
+        )
         return FetchedResult(dest)
 
     def _own_origin(self, url: str) -> bool:

@@ -40,14 +40,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from vidgate.channel_config import ChannelSettings
 from vidgate.domain.capabilities import AudioSupport, ModelCapabilities
 from vidgate.domain.routing import ChannelTraits
-from vidgate.net.fetch import (
-    VIDEO_MP4,
-    ContentRejected,
-    ContentTooLarge,
-    FetchFailed,
-    FetchRefused,
-    FetchTimedOut,
-)
 from vidgate.providers.base import (
     FetchedResult,
     InputImage,
@@ -63,6 +55,7 @@ from vidgate.providers.base import (
 )
 from vidgate.providers.input_images import image_reference
 from vidgate.providers.registry import ProviderDeps
+from vidgate.providers.result_links import copy_result_link
 from vidgate.providers.upstream_http import (
     clean_error_code,
     download_video,
@@ -353,26 +346,13 @@ class VeoProvider:
     async def _unkeyed_download(self, url: str, dest: Path) -> None:
         """A link Google chose (its storage): through the SSRF-safe fetcher, never with our key."""
         settings = self.deps.settings
-        try:
-            await self.deps.fetcher.fetch_to_file(
-                url,
-                dest,
-                max_bytes=settings.max_video_bytes,
-                kind=VIDEO_MP4,
-                timeout=self.channel.download_timeout_seconds,
-            )
-        except FetchRefused as exc:
-            raise ProviderError("result_url_refused", f"The video link was refused: {exc.reason}") from exc
-        except ContentTooLarge as exc:
-            raise ProviderError("upstream_video_too_large", exc.reason) from exc
-        except ContentRejected as exc:
-            raise ProviderError("invalid_upstream_video", exc.reason, retryable=True) from exc
-        except FetchTimedOut as exc:
-            raise ProviderError("upstream_timeout", f"download: {exc.reason}", retryable=True) from exc
-        except FetchFailed as exc:
-            if exc.http_status in (403, 404, 410):
-                raise ResultExpired(f"the video link answered HTTP {exc.http_status}") from exc
-            raise ProviderError("result_download_failed", f"download: {exc.reason}", retryable=True) from exc
+        await copy_result_link(
+            self.deps.fetcher,
+            url,
+            dest,
+            max_bytes=settings.max_video_bytes,
+            timeout=self.channel.download_timeout_seconds,
+        )
 
     async def _inline_video(self, job: UpstreamJob, dest: Path) -> None:
         """A sample that carries the video itself (`video.encodedVideo`, base64) instead of a URI."""
