@@ -14,8 +14,24 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[test,diffusion]'
+# The `diffusion` extra (torch, diffusers: the diffusion engine's tests) only when asked, as on
+# `make test DIFFUSION=1`, or where VIDGATE_TEST_REQUIRE_DIFFUSION=1 (.ci/run); without it those tests
+# skip. Its torch comes from TORCH_INDEX_URL, PyTorch's CPU-only wheels (about 200 MB): PyPI's torch for
+# Linux is a CUDA build of several GB. On a GPU machine: TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
+DIFFUSION ?= $(VIDGATE_TEST_REQUIRE_DIFFUSION)
+TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
+TORCH_REQUIREMENT := $(shell grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed $(if $(filter-out 0,$(DIFFUSION)),$(VENV)/.installed-diffusion)
+	$(BIN)/pip install -q -e '.[test]'
+	@$(BIN)/python -c 'import importlib.util as u, sys; sys.exit(u.find_spec("diffusers") is None)' || \
+		echo "note: the diffusion engine's tests will be skipped; 'make test DIFFUSION=1' installs torch's CPU build for them"
+	touch $@
+
+$(VENV)/.installed-diffusion: pyproject.toml $(VENV)/.installed
+	@test -n '$(TORCH_REQUIREMENT)' || { echo "Makefile: no torch==VERSION pin found in pyproject.toml" >&2; exit 1; }
+	$(BIN)/pip install -q --index-url $(TORCH_INDEX_URL) '$(TORCH_REQUIREMENT)'
+	$(BIN)/pip install -q -e '.[diffusion]'
 	touch $@
 
 ## Install and serve on the embedded defaults: SQLite + ./data + the built-in animate engine.
@@ -35,6 +51,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache --no-logo  # the import contracts in pyproject.toml: no cycles, layers kept
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/animate_vs_encode.py

@@ -34,7 +34,7 @@ def require_diffusion_stack() -> None:
     if missing:
         reason = (
             f"the diffusion extra is not installed (missing {', '.join(missing)}): "
-            "pip install -e '.[diffusion]'"
+            "make test DIFFUSION=1 installs it (torch's CPU build)"
         )
         if DIFFUSION_REQUIRED:
             pytest.fail(f"VIDGATE_TEST_REQUIRE_DIFFUSION=1 but {reason}")

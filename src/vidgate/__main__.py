@@ -1,4 +1,4 @@
-from vidgate.cli import main
+from vidgate.cli.root import main
 
 # Guarded: render processes are spawned, and a spawned child imports the parent's __main__ module.
 if __name__ == "__main__":

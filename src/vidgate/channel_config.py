@@ -175,6 +175,11 @@ class ChannelSettings(BaseModel):
         default=False,
         description="A repeated Idempotency-Key gets the same job back (another vidgate does this).",
     )
+    strict_result: bool = Field(
+        default=False,
+        description="A result whose size or duration differs from the task's fails with result_mismatch "
+        "(by default it is delivered with a warning in the task's detail.warnings).",
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="Kind-specific; checked by the kind.")
     capabilities: dict[str, ModelCapabilitySettings] = Field(
         default_factory=dict,

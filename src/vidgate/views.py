@@ -76,6 +76,8 @@ def unified_view(ctx: ViewContext, task: Task) -> dict[str, Any]:
         detail["media_deleted_reason"] = task.media_deleted_reason
     if task.remixed_from:
         detail["remixed_from"] = unified_id(task.model, task.remixed_from)
+    if (video := (task.upstream_state or {}).get("video")) is not None:
+        detail["video"] = video  # what a copied result really is: {width, height, seconds} (worker.steps)
     if warnings := (task.upstream_state or {}).get("warnings"):
         detail["warnings"] = warnings  # what the channel noticed, e.g. glyphs its card font lacked
     if (seed := (task.upstream_state or {}).get("seed")) is not None:

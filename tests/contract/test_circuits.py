@@ -1,5 +1,5 @@
 """The circuit breaker guards creates only, counts them the same in every process, and runs on the
-database's clock (issue 19)."""
+database's clock."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Paid submits you can trust (issue 19), over loopback against the shipped fake upstream with the faults
+"""Paid submits you can trust, over loopback against the shipped fake upstream with the faults
 a real upstream and the proxies in front of it have: a job made and then answered with a proxy's 502,
 a create slower than the request timeout, identical twins whose answers are lost. Every test counts the
 jobs the upstream really made (the fake's journal) against what the attempts table knows."""

@@ -37,7 +37,7 @@ async def test_a_refusal_before_acceptance_fails_over_to_the_next_channel(
 async def test_a_5xx_to_a_create_proves_nothing_so_no_other_channel_gets_the_task_blindly(
     start_gateway, upstream: FakeServer, second_upstream: FakeServer, dialect: str
 ) -> None:
-    """Issue 19: a 503 used to count as proof that no job was made. It is an unknown outcome now: an
+    """A 503 used to count as proof that no job was made. It is an unknown outcome now: an
     `openai` channel is asked for the job over its lookup window (none appears: the next channel gets
     the task, one paid job in all); a `unified` relay cannot be asked, so the task fails at its deadline
     with `upstream_outcome_unknown` and no second job is made anywhere."""

@@ -256,7 +256,7 @@ async def test_watermark_false_never_delivers_a_video_whose_mark_is_unknown(
 async def test_a_job_that_fails_upstream_is_not_paid_for_again_unless_the_operator_allows_it(
     start_gateway, upstream: FakeServer, dialect: str
 ) -> None:
-    """Issue 18.7: an upstream `internal_error` used to be resubmitted as a new paid job up to 10 times."""
+    """An upstream `internal_error` used to be resubmitted as a new paid job up to 10 times."""
     once, thrice = prompt("#fail=internal_error"), prompt("#fail=internal_error")
     async with start_gateway(**gateway_options(upstream_channel(dialect, upstream))) as gw:
         async with gw.client(await gw.new_key()) as client:

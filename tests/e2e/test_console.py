@@ -22,7 +22,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from tests.browser import chromium_or_skip
-from tests.e2e.processes import Deployment, write_config
+from tests.e2e.processes import Deployment, wait_until, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -84,6 +84,23 @@ def voiced_channel(root: Path) -> dict[str, Any]:
             }
         },
     }
+
+
+def rough_channels(root: Path) -> list[dict[str, Any]]:
+    """Two channels whose videos come quickly at an eighth of the asked size (the scripted channel's
+    `clip_scale`): `rough` delivers them with a warning (`detail.warnings`), `strict` (`strict_result`)
+    fails them with `result_mismatch`."""
+    return [
+        {
+            "name": name,
+            "kind": "scripted",
+            "models": [name],
+            "durations": [4],
+            "strict_result": name == "strict",
+            "options": {"polls": 1, "poll_after": 0.2, "state_dir": str(root / name)},
+        }
+        for name in ("rough", "strict")
+    ]
 
 
 def paint_a_boat(path: Path) -> None:
@@ -169,7 +186,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     config = write_config(
         root / "vidgate.toml",
         worker={"idle_poll_seconds": 0.2, "retry_base_seconds": 0.5, "retry_max_seconds": 1.0},
-        channels=[ANIMATE, slow, flaky, studio_channel(root), voiced_channel(root)],
+        channels=[ANIMATE, slow, flaky, studio_channel(root), voiced_channel(root), *rough_channels(root)],
     )
     dep = Deployment(root, f"sqlite+aiosqlite:///{root / 'data' / 'vidgate.db'}", config)
     image = root / "boat.png"
@@ -201,6 +218,13 @@ def clean(console: Console) -> Iterator[Console]:
 def fits(page: Any) -> None:
     """Nothing wider than the viewport (no sideways scrolling on a phone)."""
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def within_the_width(page: Any, control: Any) -> None:
+    """`control` is on screen across: not cut off, nor to be reached by scrolling a box sideways."""
+    box = control.bounding_box()
+    width = page.viewport_size["width"]
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (box, width)
 
 
 UNLABELLED = """() => [...document.querySelectorAll("input, select, textarea, button, a[href]")]
@@ -418,13 +442,17 @@ def test_an_admin_creates_a_key_and_sees_usage_tasks_and_channels(
         assert api.get("/v1/videos").status_code == 200  # the key shown works at once
     row = page.locator("#keys-table tbody tr", has_text=f"made in the console ({width})")
     expect(row).to_contain_text("5 of 5")
+    for action in ("Revoke", "Top up", "Limits"):  # issue 21: off-screen to the right on a phone
+        within_the_width(page, row.get_by_role("button", name=action))
     row.get_by_role("button", name="Top up").click()
+    within_the_width(page, page.get_by_role("button", name="Add credits"))
     page.get_by_label("Credits to add", exact=True).fill("2.5")
     page.get_by_role("button", name="Add credits").click()
     row = page.locator("#keys-table tbody tr", has_text=f"made in the console ({width})")
     expect(row).to_contain_text("7.5 of 7.5")
     shot(page, f"{width}-keys")
     row.get_by_role("button", name="Revoke").click()
+    within_the_width(page, row.get_by_role("button", name="Really revoke?"))
     row.get_by_role("button", name="Really revoke?").click()
     row = page.locator("#keys-table tbody tr", has_text=f"made in the console ({width})")
     expect(row.locator(".badge")).to_have_text("revoked")
@@ -511,7 +539,7 @@ def test_the_history_pages_by_cursor_and_filters_by_status(clean: Console) -> No
 
 
 def test_a_video_waiting_on_retries_says_why(clean: Console) -> None:
-    """Issue 19: a client is never blind while a task waits on retries (`detail.last_error`)."""
+    """A client is never blind while a task waits on retries (`detail.last_error`)."""
     from playwright.sync_api import expect
 
     page = clean.page(DESKTOP)
@@ -554,6 +582,56 @@ def test_a_running_video_is_cancelled_and_then_deleted(clean: Console) -> None:
     expect(status).to_have_text("deleted")
     with clean.api(clean.user_key) as api:
         assert api.get(f"/v1/videos/{video['id']}").status_code == 404
+    page.context.close()
+
+
+def test_warnings_and_a_failures_reason_are_shown_without_opening_the_video(clean: Console) -> None:
+    """Issue 21: `detail.warnings` (a video at another size than asked) in the playground's result and
+    in the history's row; a failed video's code and message in its row. The history on a phone."""
+    from playwright.sync_api import expect
+
+    key = clean.dep.new_key()
+    page = clean.page(DESKTOP)
+    clean.sign_in(page, key)
+    page.get_by_label("Prompt", exact=True).fill("a rough cut")
+    page.locator("#view-playground").get_by_label("Model", exact=True).select_option("rough")
+    warnings = page.locator("#task-warnings")
+    expect(warnings).to_be_hidden()
+    page.get_by_role("button", name="Make video").click()
+    expect(page.locator("#task-status")).to_have_text("completed", timeout=RENDER_TIMEOUT_MS)
+    with clean.api(key) as api:
+        [rough] = api.get("/v1/videos").json()["data"]
+        detail = api.get("/v1/video/query", params={"id": rough["id"]}).json()["detail"]
+        [warning] = detail["warnings"]
+        assert warning.startswith("the channel's video is ")
+        assert f"not the {rough['size']} asked for" in warning
+        made = api.post("/v1/videos", json={"model": "strict", "prompt": "a strict cut", "seconds": "4"})
+        assert made.status_code == 200, made.text
+        strict = made.json()
+        wait_until(
+            lambda: api.get(f"/v1/videos/{strict['id']}").json()["status"] == "failed",
+            timeout=RENDER_TIMEOUT_MS / 1000,
+            what="the strict channel's refusal",
+        )
+    expect(warnings).to_be_visible()
+    expect(warnings.locator("li")).to_have_text([warning])
+    # The spritesheet's grid is worked out from the real frame size, not the one asked for.
+    assert detail["video"]["width"] != int(rough["size"].split("x")[0])
+    expect(page.locator("#scrub")).to_have_attribute("data-tiles", "4")
+    shot(page, "desktop-playground-warnings")
+    page.context.close()
+
+    page = clean.page(PHONE)
+    clean.sign_in(page, key)
+    page.get_by_role("link", name="History").click()
+    failed = page.locator(f'.history-item[data-id="{strict["id"]}"]')
+    expect(failed.locator(".badge")).to_have_text("failed")
+    expect(failed.locator(".reason")).to_contain_text("result_mismatch: The channel's video is ")
+    expect(failed.locator(".reason")).to_contain_text("strict_result")
+    delivered = page.locator(f'.history-item[data-id="{rough["id"]}"]')
+    expect(delivered.locator(".warnings li")).to_have_text([warning])
+    expect(delivered.locator(".reason")).to_have_count(0)
+    shot(page, "phone-history-warnings")
     page.context.close()
 
 

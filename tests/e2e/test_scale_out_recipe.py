@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -23,7 +24,6 @@ from vidgate.store.db import sync_url
 from vidgate.store.tables import tasks
 from vidgate.testing.server import bind_loopback
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "scale-out"
 TASKS = 20
 
@@ -41,6 +41,8 @@ def leased_worker_pids(url: str) -> set[int]:
         engine.dispose()
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_the_recipe_survives_a_killed_worker_and_stops_cleanly(tmp_path: Path, pg_admin_url: str) -> None:
     url = create_pg_database(pg_admin_url)
     run_dir = tmp_path / "run"
@@ -143,3 +145,68 @@ def test_the_recipe_survives_a_killed_worker_and_stops_cleanly(tmp_path: Path, p
     for name in ("api", "worker-1", "worker-2", "worker-3"):
         text = (run_dir / "logs" / f"{name}.log").read_text()
         assert "Traceback" not in text, text[-3000:]
+
+
+FAKE_VIDGATE = """#!/bin/sh
+echo "$0 $*" >>"$CALLS"
+exit 1
+"""
+
+
+def test_the_recipe_finds_the_checkouts_venv_and_keeps_its_key_private(tmp_path: Path) -> None:
+    """Run from another folder, with no virtualenv active: the checkout's .venv/bin/vidgate is used (else
+    one on PATH); with none, it says how to install it. The fake vidgate fails `db upgrade`, where the
+    recipe stops, after writing the secret key (0600, also when an earlier one had looser modes)."""
+    checkout = tmp_path / "checkout"
+    (checkout / "scripts").mkdir(parents=True)
+    shutil.copy2(SCRIPT, checkout / "scripts" / "scale-out")
+    venv_vidgate = checkout / ".venv" / "bin" / "vidgate"
+    path_vidgate = tmp_path / "bin" / "vidgate"
+    for fake in (venv_vidgate, path_vidgate):
+        fake.parent.mkdir(parents=True)
+        fake.write_text(FAKE_VIDGATE)
+        fake.chmod(0o755)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run_dir = tmp_path / "run"
+    calls = tmp_path / "calls"
+    env = {
+        "PATH": f"{path_vidgate.parent}:/usr/bin:/bin",
+        "CALLS": str(calls),
+        "VIDGATE_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:9/never_reached",
+    }
+
+    def recipe(**extra_env: str) -> subprocess.CompletedProcess[str]:
+        calls.unlink(missing_ok=True)
+        return subprocess.run(
+            ["bash", str(checkout / "scripts" / "scale-out"), "--run-dir", str(run_dir)],
+            cwd=elsewhere,
+            env=env | extra_env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    done = recipe()
+    assert done.returncode == 1 and "vidgate db upgrade failed" in done.stderr, done.stderr
+    assert calls.read_text() == f"{venv_vidgate} db upgrade\n"
+    secret = run_dir / "secret_key"
+    key = secret.read_text()
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600 and len(key) >= 40
+
+    secret.chmod(0o644)
+    venv_vidgate.unlink()
+    done = recipe()
+    assert done.returncode == 1, done.stderr
+    assert calls.read_text() == f"{path_vidgate} db upgrade\n"  # found on PATH
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600 and secret.read_text() == key
+
+    done = recipe(VIDGATE_CMD=f"{path_vidgate} --flag")
+    assert calls.read_text() == f"{path_vidgate} --flag db upgrade\n"
+
+    path_vidgate.unlink()
+    if shutil.which("vidgate", path="/usr/bin:/bin"):
+        return  # this machine has one of its own there
+    done = recipe()
+    assert done.returncode == 2 and not calls.exists()
+    assert "no vidgate to run" in done.stderr and f"make -C {checkout} .venv/.installed" in done.stderr

@@ -1,6 +1,7 @@
 """A second Ctrl-C stops `vidgate serve` and `vidgate worker` at once, as uvicorn and most servers do:
 the running render is killed and its task released (not left for its lease to expire), well within the
-30 s grace the first one gives. The render itself ignores the Ctrl-C that reaches its process group.
+30 s grace the first one gives. The render itself ignores the Ctrl-C that reaches its process group. The
+first one says on stderr what it waits for (which task's render) and that a second Ctrl-C stops at once.
 
 `serve` is stopped twice: once while its worker waits for the render (the grace), and once while
 uvicorn still waits for a request in flight, before the app's shutdown has begun (uvicorn would then
@@ -67,7 +68,9 @@ def test_a_second_sigint_stops_at_once_and_releases_the_rendering_task(
         api_server = dep.serve("--no-worker") if command == "worker" else dep.serve()
         with dep.client(key, timeout=5) as api:
             body = {"model": "sora-2", "prompt": "long", "size": "large", "duration": 25}
-            assert api.post("/v1/video/create", json=body).status_code == 200
+            made = api.post("/v1/video/create", json=body)
+            assert made.status_code == 200
+            task_id = made.json()["id"].split(":task_")[1]
         proc = dep.start("worker", log_name="worker") if command == "worker" else api_server
         renders = wait_until(lambda: render_children(proc.pid), timeout=60, what="the render to start")
         if "connections" in first_stop_reaches:
@@ -76,6 +79,10 @@ def test_a_second_sigint_stops_at_once_and_releases_the_rendering_task(
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole process group, the render included
         wait_until(lambda: first_stop_reaches in dep.log(command), timeout=30, what="the graceful stop")
         assert all(is_running(pid) for pid in renders)  # the render ignored it: it may finish in the grace
+        if "running steps" in first_stop_reaches:  # on stderr: what it waits for, and how not to (issue 21)
+            [said] = [line for line in dep.log(command).splitlines() if first_stop_reaches in line]
+            assert f"1 task: the render of task {task_id} on animate" in said, said
+            assert "(up to 30 s)" in said and "press Ctrl-C again" in said and "stop them at once" in said
         second = time.monotonic()
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)

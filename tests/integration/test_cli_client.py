@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -412,10 +413,13 @@ def readme_cli_block() -> str:
 
 
 async def test_the_readme_cli_walkthrough_works_when_pasted(cli: Cli, tmp_path: Path) -> None:
-    script = readme_cli_block().replace(".venv/bin/vidgate", f"{sys.executable} -m vidgate")
+    block = readme_cli_block()
+    script = block.replace(".venv/bin/vidgate", "vidgate")  # the console script, as the venv installs it
+    [saved] = re.findall(r" -o (\S+)", block)
     workdir = tmp_path / "user"
     workdir.mkdir()
     env = {**cli.env, "API": cli.env["VIDGATE_BASE_URL"], "KEY": cli.key}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     del env["VIDGATE_BASE_URL"], env["VIDGATE_API_KEY"]  # the block sets them from $API and $KEY
 
     def run() -> subprocess.CompletedProcess[str]:
@@ -431,7 +435,7 @@ async def test_the_readme_cli_walkthrough_works_when_pasted(cli: Cli, tmp_path: 
 
     done = await anyio.to_thread.run_sync(run)
     assert done.returncode == 0, done.stderr
-    with av.open(str(workdir / "boat.mp4")) as container:
+    with av.open(str(workdir / saved)) as container:
         stream = container.streams.video[0]
         assert (stream.codec_context.width, stream.codec_context.height) == (64, 36)  # 1280x720 / 20
     listed = [line.split("\t") for line in done.stdout.splitlines() if line.startswith("video_")]

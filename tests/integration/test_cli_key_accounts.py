@@ -4,6 +4,7 @@ amounts exit 2 and say why, an unknown or unlimited key exits 1."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -90,3 +91,34 @@ def test_bad_amounts_and_keys_are_refused(env: dict[str, str]) -> None:
         assert refused.returncode == code, (args, refused.stderr)
         assert says in " ".join(refused.stderr.split()), refused.stderr
     assert accounts(env)["free"] == (None, 0, None, [])
+
+
+def test_json_output_is_the_admin_apis_key_object(env: dict[str, str]) -> None:
+    """`--json` on the local commands prints the key as `vidgate admin keys` does (micro-credits); the
+    options are the admin commands' too (`--balance unlimited`, `--idempotency-key`)."""
+    made = json.loads(run(["keys", "create", "--name", "shop", "--balance", "2.5", "--json"], env).stdout)
+    assert made["object"] == "api_key" and made["key"].startswith("vg-")
+    assert (made["name"], made["balance"], made["held"], made["available"]) == (
+        "shop",
+        2_500_000,
+        0,
+        2_500_000,
+    )
+    free = json.loads(
+        run(["keys", "create", "--name", "free", "--balance", "unlimited", "--json"], env).stdout
+    )
+    assert free["balance"] is None and free["available"] is None
+
+    topped = run(["keys", "topup", made["id"], "1", "--idempotency-key", "inv-1", "--json"], env)
+    assert json.loads(topped.stdout)["balance"] == 3_500_000
+    again = run(["keys", "topup", made["id"], "1", "--reference", "inv-1", "--json"], env)
+    assert json.loads(again.stdout)["balance"] == 3_500_000  # the same idempotency key: added once
+    limited = json.loads(run(["keys", "limits", made["id"], "--max-active-tasks", "3", "--json"], env).stdout)
+    assert limited["max_active_tasks"] == 3 and limited["requests_per_minute"] is None
+
+    listing = json.loads(run(["keys", "list", "--json"], env).stdout)
+    assert (listing["object"], listing["has_more"]) == ("list", False)
+    assert [k["name"] for k in listing["data"]] == ["shop", "free"]
+    assert listing["last_id"] == free["id"] and all("key" not in k for k in listing["data"])
+    revoked = json.loads(run(["keys", "revoke", free["id"], "--json"], env).stdout)
+    assert revoked["id"] == free["id"] and revoked["revoked_at"] is not None

@@ -1,4 +1,4 @@
-"""Deadlines are on the database's clock, the one every host shares (issue 19): a task's deadline is
+"""Deadlines are on the database's clock, the one every host shares: a task's deadline is
 written from it, and a worker whose own clock is off compares with it, not with its own."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import new_task, scripted_channel
-from tests.integration.test_exactly_once import QUICK, run_to_rest
+from tests.integration.worker_support import QUICK, run_to_rest
 from vidgate.clock import DatabaseAlignedClock, SystemClock
 from vidgate.domain.tasks import TaskStatus
 from vidgate.worker.service import build_worker

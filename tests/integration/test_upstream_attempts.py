@@ -1,4 +1,4 @@
-"""The record of upstream create attempts (issue 19), on SQLite and PostgreSQL: numbered per task,
+"""The record of upstream create attempts, on SQLite and PostgreSQL: numbered per task,
 settled once, a job owned by one task at most; and the two ways a billed job used to be lost (a lease
 that ran out while the submit was finishing, a database error on the commit after it) now keep it."""
 
@@ -12,7 +12,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
 from tests.helpers import new_task, scripted_channel, until, worker_running
-from tests.integration.test_exactly_once import QUICK, accepted_upstream, done, ops, run_to_rest
+from tests.integration.worker_support import QUICK, accepted_upstream, done, ops, run_to_rest
 from vidgate.domain.tasks import TaskStatus
 from vidgate.store.attempts import AttemptOutcome, AttemptStore, accepted_job, paid_creates
 from vidgate.store.tables import tasks

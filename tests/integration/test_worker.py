@@ -121,6 +121,41 @@ async def test_graceful_stop_releases_a_running_step_for_another_worker(start_ga
         assert released.next_run_at <= gw.runtime.clock.now_ms()  # due again at once
 
 
+async def test_a_graceful_stop_says_what_it_waits_for_and_how_to_stop_at_once(
+    start_gateway, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21: a Ctrl-C during a render waited out the 30 s grace with no word of what it waited for."""
+    from structlog.testing import capture_logs
+
+    from vidgate.worker import runner
+
+    monkeypatch.setattr(runner, "DRAIN_REMINDER_S", 0.3)  # (10 s in production)
+    channel = scripted_channel(tmp_path / "up", submit_seconds=60)
+    worker_settings = WorkerSettings(lease_seconds=30, idle_poll_seconds=0.02, shutdown_grace_seconds=1.0)
+    async with start_gateway(run_worker=False, channels=[channel], worker=worker_settings) as gw:
+        task = await new_task(gw)
+        worker = build_worker(gw.runtime)
+        stop = anyio.Event()
+        with anyio.fail_after(30), capture_logs() as logs:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(worker.run, stop)
+                while not (tmp_path / "up" / "journal.jsonl").exists():  # the submit has begun
+                    await anyio.sleep(0.02)
+                stop.set()
+    events = [e["event"] for e in logs]
+    [waiting] = [e for e in logs if e["event"].startswith("waiting for running steps")]
+    assert waiting["log_level"] == "warning" and waiting["count"] == 1 and waiting["grace"] == 1.0
+    assert waiting["event"] == (
+        f"waiting for running steps to finish (up to 1 s): 1 task: the submit of task {task.id} on scripted; "
+        "press Ctrl-C again (or send a second SIGTERM) to stop them at once"
+    )
+    assert waiting["steps"] == [f"submit of task {task.id} on scripted"]
+    reminders = [e for e in events if e.startswith("still waiting for running steps (")]
+    assert reminders and all(f"submit of task {task.id}" in e and "Ctrl-C again" in e for e in reminders)
+    order = [events.index(e) for e in (waiting["event"], reminders[0], "stopping running steps")]
+    assert order == sorted(order)
+
+
 async def test_cancelling_a_task_stops_its_running_step_and_the_upstream_job(start_gateway, tmp_path) -> None:
     channel = scripted_channel(tmp_path / "up", polls=1000, poll_after=0.01)
     worker_settings = WorkerSettings(lease_seconds=0.3, idle_poll_seconds=0.02)

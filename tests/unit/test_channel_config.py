@@ -10,11 +10,11 @@ from pydantic import ValidationError
 from vidgate.config import Settings
 from vidgate.providers.registry import ChannelConfigError, catalog_from_settings, check_channels
 
-ISSUE_EXAMPLE = '[{"name":"up","kind":"openai","base_url":"http://127.0.0.1:9000/v1","api_key":"sk-x","models":["sora-2"]}]'
+DOCUMENTED_CHANNELS_JSON = '[{"name":"up","kind":"openai","base_url":"http://127.0.0.1:9000/v1","api_key":"sk-x","models":["sora-2"]}]'
 
 
 def test_the_documented_vidgate_channels_json_works_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VIDGATE_CHANNELS", ISSUE_EXAMPLE)
+    monkeypatch.setenv("VIDGATE_CHANNELS", DOCUMENTED_CHANNELS_JSON)
     settings = Settings()
     check_channels(settings)
     [channel] = settings.channels
@@ -47,7 +47,7 @@ def test_toml_channels_with_a_model_map_and_orientations(tmp_path, monkeypatch: 
 
 
 def test_a_typo_is_an_error_at_start_that_names_the_key() -> None:
-    base = json.loads(ISSUE_EXAMPLE)[0]
+    base = json.loads(DOCUMENTED_CHANNELS_JSON)[0]
     with pytest.raises(ValidationError, match="modles"):
         Settings(channels=[{**base, "modles": ["x"]}])
     with pytest.raises(ChannelConfigError, match=r"channel 'up' \(kind openai\): options.remixx"):
@@ -63,9 +63,9 @@ def test_a_typo_is_an_error_at_start_that_names_the_key() -> None:
 
 
 def test_settings_the_paid_submit_rules_cannot_honour_are_errors_at_start_naming_the_key() -> None:
-    """Issue 19: a lookup window no longer than the request timeout would take a create still running
+    """A lookup window no longer than the request timeout would take a create still running
     upstream for one that made no job; a cap of 0 paid creates would never submit anything."""
-    base = json.loads(ISSUE_EXAMPLE)[0]
+    base = json.loads(DOCUMENTED_CHANNELS_JSON)[0]
     with pytest.raises(ValidationError, match="lookup_window_seconds"):
         Settings(channels=[{**base, "request_timeout_seconds": 60, "lookup_window_seconds": 30}])
     with pytest.raises(ValidationError, match="lookup_window_seconds"):
@@ -78,7 +78,11 @@ def test_settings_the_paid_submit_rules_cannot_honour_are_errors_at_start_naming
 
 def test_secrets_never_appear_in_errors_or_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "sk-live-0123456789abcdef"
-    base = {**json.loads(ISSUE_EXAMPLE)[0], "api_key": secret, "headers": {"X-Relay-Token": secret + "-h"}}
+    base = {
+        **json.loads(DOCUMENTED_CHANNELS_JSON)[0],
+        "api_key": secret,
+        "headers": {"X-Relay-Token": secret + "-h"},
+    }
     with pytest.raises(ValidationError) as excinfo:
         Settings(channels=[{**base, "priority": "high"}])
     assert secret not in str(excinfo.value)
@@ -92,7 +96,7 @@ def test_secrets_never_appear_in_errors_or_reprs(monkeypatch: pytest.MonkeyPatch
 
 def test_header_values_may_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOKEN", "t-123456")
-    base = json.loads(ISSUE_EXAMPLE)[0]
+    base = json.loads(DOCUMENTED_CHANNELS_JSON)[0]
     [channel] = Settings(channels=[{**base, "headers": {"X-Token": "env:TOKEN"}}]).channels
     assert channel.header_values() == {"X-Token": "t-123456"}
     with pytest.raises(ValidationError, match="not a valid HTTP header name"):

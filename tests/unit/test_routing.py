@@ -83,7 +83,7 @@ def test_priority_then_cleanliness_order_the_channels() -> None:
 
 
 def test_the_example_configs_last_resort_comes_last(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 19: docs/vidgate.example.toml calls the built-in engine (always clean, priority 9) the last
+    """docs/vidgate.example.toml calls the built-in engine (always clean, priority 9) the last
     resort, yet every 10/15/25 s sora-2 task went to it rather than to the relay at priority 2."""
     monkeypatch.setenv("VIDGATE_CONFIG", str(Path(__file__).parents[2] / "docs" / "vidgate.example.toml"))
     monkeypatch.setenv("OFFICIAL_API_KEY", "sk-official")

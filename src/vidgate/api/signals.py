@@ -7,6 +7,9 @@ shutdown altogether (the worker's leases would be left to expire) and does nothi
 already under way; a second SIGTERM does nothing at all. Here either second signal tells the app to
 stop its worker now (`app.state.stop_worker_now`: running steps are stopped, render processes killed,
 leases released) and the app's shutdown always runs, which is quick once the worker is stopping.
+What the first stop waits for is said on stderr: uvicorn names open connections, the worker its running
+steps (`worker.runner`), each with the hint that a second Ctrl-C stops at once. (Nothing is logged from
+the signal handler itself: a write to stderr interrupted there by another would fail.)
 
 `serve --workers N` (api.supervisor) runs this same server in each child, on the socket its parent bound,
 and forwards each signal it gets to every child: so the two stages hold there too.

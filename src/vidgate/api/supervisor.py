@@ -158,7 +158,15 @@ class Supervisor:
             sig = self._signals.pop(0)
             second = self._stopping
             self._stopping = True
-            log.info("stopping at once" if second else "stopping", signal=signal.Signals(sig).name)
+            name = signal.Signals(sig).name
+            if second:
+                log.warning("stopping at once: running steps stop, their tasks are handed back", signal=name)
+            else:
+                log.warning(
+                    "stopping: each process first finishes its requests and running steps "
+                    "(the worker says what it waits for); press Ctrl-C again to stop at once",
+                    signal=name,
+                )
             self._send_all(sig)
 
     def _send_all(self, sig: int) -> None:

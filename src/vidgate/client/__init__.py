@@ -20,7 +20,6 @@ from vidgate.client.errors import (
     RateLimitError,
     UnprocessableEntityError,
     VidgateError,
-    WaitTimeout,
 )
 from vidgate.client.models import (
     AdminTask,
@@ -47,6 +46,7 @@ from vidgate.client.models import (
     VideoStatus,
     WebhookSecret,
 )
+from vidgate.client.videos import WaitTimeout
 
 __all__ = [
     "APIConnectionError",

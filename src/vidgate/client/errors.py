@@ -2,15 +2,13 @@
 
 `VidgateError` is the root. An answer the server gave is an `APIStatusError` (one subclass per status the
 API uses, carrying the error envelope's `code`, `param`, `type` and `message`); a request that got no
-answer is an `APIConnectionError`; `WaitTimeout` is `wait()` running out of time, not an HTTP failure.
+answer is an `APIConnectionError`. `WaitTimeout` (`wait()` running out of time, not an HTTP failure) is
+in videos.py, next to the `Video` it carries: this module imports nothing of the SDK's.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from vidgate.client.models import Video
+from typing import Any
 
 
 class VidgateError(Exception):
@@ -23,15 +21,6 @@ class APIConnectionError(VidgateError):
 
 class APITimeoutError(APIConnectionError):
     """No answer within the client's timeout (after the transport's retries)."""
-
-
-class WaitTimeout(VidgateError):
-    """`wait()` / `create_and_wait()` gave up before the video ended; `.video` is its last known state
-    (the task itself keeps running on the server)."""
-
-    def __init__(self, video: Video) -> None:
-        super().__init__(f"Video {video.id} is still {video.status} ({video.progress}%) after the timeout.")
-        self.video = video
 
 
 class APIStatusError(VidgateError):

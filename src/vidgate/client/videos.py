@@ -34,7 +34,7 @@ from vidgate.client._transport import (
     SyncRunner,
     parse_json,
 )
-from vidgate.client.errors import VidgateError, WaitTimeout
+from vidgate.client.errors import VidgateError
 from vidgate.client.models import (
     Variant,
     Video,
@@ -49,6 +49,15 @@ DEFAULT_MODEL = "sora-2"
 _UNIFIED_SIZES = ("small", "large")
 _EXTENSIONS = {"video": ".mp4", "thumbnail": ".webp", "spritesheet": ".jpg"}
 OnVideo = Callable[[Video], None]
+
+
+class WaitTimeout(VidgateError):
+    """`wait()` / `create_and_wait()` gave up before the video ended; `.video` is its last known state
+    (the task itself keeps running on the server)."""
+
+    def __init__(self, video: Video) -> None:
+        super().__init__(f"Video {video.id} is still {video.status} ({video.progress}%) after the timeout.")
+        self.video = video
 
 
 def _path_id(video_id: str) -> str:

@@ -12,7 +12,18 @@ import av
 from av.container import InputContainer
 from av.video.stream import VideoStream
 
-__all__ = ["NotAVideo", "VideoInfo", "open_video", "probe_mp4"]
+__all__ = [
+    "DURATION_TOLERANCE_S",
+    "NotAVideo",
+    "VideoInfo",
+    "differences",
+    "open_video",
+    "probe_mp4",
+]
+
+# How far a result's duration may be from the one asked before it counts as different: containers end
+# on a whole frame or audio packet (a vendor's "5 s" clip lasts 5.04 s), so a small gap is no mismatch.
+DURATION_TOLERANCE_S = 0.5
 
 # Force FFmpeg's MP4/MOV demuxer. Left to probe, FFmpeg happily opens a PNG as a one-frame "video"
 # (or a WebM, or an MPEG-TS); forced, anything that is not ISO-BMFF fails with InvalidDataError.
@@ -37,6 +48,21 @@ class VideoInfo:
     pix_fmt: str
     audio_codec: str | None
     comment: str | None
+
+    def facts(self) -> dict[str, int | float]:
+        """What a task's `detail.video` shows of it: `{width, height, seconds}`."""
+        return {"width": self.width, "height": self.height, "seconds": round(self.seconds, 2)}
+
+
+def differences(info: VideoInfo, *, width: int, height: int, seconds: float) -> list[str]:
+    """How a video differs from the one asked for, as clauses ("is 80x44, not the 1280x720 asked
+    for"): its size exactly, its duration beyond `DURATION_TOLERANCE_S`. Empty when it is the same."""
+    found = []
+    if (info.width, info.height) != (width, height):
+        found.append(f"is {info.width}x{info.height}, not the {width}x{height} asked for")
+    if abs(info.seconds - seconds) > DURATION_TOLERANCE_S:
+        found.append(f"lasts {info.seconds:.2f} s, not the {seconds:g} s asked for")
+    return found
 
 
 @contextmanager

@@ -62,6 +62,7 @@ __all__ = [
     "GuardedBackend",
     "MediaKind",
     "SafeFetcher",
+    "host_port",
     "sniff_image",
     "sniff_mp4",
 ]
@@ -402,13 +403,41 @@ def _translate_errors() -> Iterator[None]:
     except UrlRejected as exc:
         raise FetchRefused(exc.reason) from exc
     except httpx.TimeoutException as exc:
-        raise FetchTimedOut("the server did not respond in time") from exc
+        raise FetchTimedOut(f"{_server_at(exc)} did not respond in time") from exc
     except httpx.ConnectError as exc:
         if isinstance(exc.__cause__, _ResolveFailed):
-            raise FetchFailed("the host name could not be resolved") from exc
-        raise FetchFailed("could not connect to the server") from exc
+            host = _request_url(exc)
+            named = f" {host.host}" if host is not None and host.host else ""
+            raise FetchFailed(f"the host name{named} could not be resolved") from exc
+        raise FetchFailed(f"could not connect to {_server_at(exc)}") from exc
     except httpx.HTTPError as exc:
-        raise FetchFailed("the connection failed or the server sent an invalid HTTP response") from exc
+        raise FetchFailed(
+            f"the connection to {_server_at(exc)} failed or it sent an invalid HTTP response"
+        ) from exc
+
+
+def host_port(url: httpx.URL) -> str:
+    """`host:port` of `url` for a message (the scheme's port when none is written; an IPv6 address in
+    brackets): never its userinfo, path or query string, where credentials and signatures travel. The
+    host as the URL names it, never the address it resolved to."""
+    host = url.host
+    if ":" in host:
+        host = f"[{host}]"
+    port = url.port or {"http": 80, "https": 443}.get(url.scheme)
+    return f"{host}:{port}" if port else host
+
+
+def _request_url(exc: httpx.HTTPError) -> httpx.URL | None:
+    try:
+        return exc.request.url
+    except RuntimeError:  # raised outside a client's send: no request attached
+        return None
+
+
+def _server_at(exc: httpx.HTTPError) -> str:
+    """Who `exc` is about, for a message: "the server at host:port", or "the server" when it names none."""
+    url = _request_url(exc)
+    return f"the server at {host_port(url)}" if url is not None and url.host else "the server"
 
 
 def _shorten(url: httpx.URL) -> str:

@@ -7,7 +7,8 @@ Tests replace the network for every client at once by passing a transport (`http
 ASGI transport) to `UpstreamHttp`.
 
 Error mapping, for every adapter alike:
-- connect errors, pool timeouts: retryable, and nothing reached the upstream (a refusal);
+- connect errors, pool timeouts: retryable, and nothing reached the upstream (a refusal); every
+  transport error's message names the `host:port` it was sending to (never a path or query string);
 - once a *create* was sent, anything but a proven refusal (`PROVEN_REFUSALS`: 400, 401, 403, 404, 409,
   422, 429) is `UpstreamOutcomeUnknown`: a read timeout, a dropped connection, any 5xx or 52x (a proxy
   may answer so after the origin made the job), an unexpected status. The worker decides what an
@@ -40,6 +41,7 @@ import httpx
 from vidgate import __version__, metrics
 from vidgate.channel_config import ChannelSettings
 from vidgate.media.sniff import sniff_image, sniff_mp4
+from vidgate.net.fetch import host_port
 from vidgate.net.outbound_log import outbound_event_hooks
 from vidgate.providers.base import ProbeResult, ProviderError, ResultExpired, UpstreamOutcomeUnknown
 
@@ -153,24 +155,45 @@ def mapped_transport_errors(what: str, *, may_create: bool = False) -> Iterator[
     token = _OPERATION.set((what, may_create))
     try:
         yield
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+    except httpx.PoolTimeout as exc:
         raise ProviderError(
-            "upstream_unreachable", f"{what}: could not connect to the channel", retryable=True
+            "upstream_unreachable",
+            f"{what}: no free connection to {_channel_at(exc)} in time (all max_connections busy)",
+            retryable=True,
+        ) from exc
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        raise ProviderError(
+            "upstream_unreachable", f"{what}: could not connect to {_channel_at(exc)}", retryable=True
         ) from exc
     except httpx.TimeoutException as exc:
         if may_create:
-            raise UpstreamOutcomeUnknown(f"{what}: no answer in time after the request was sent") from exc
+            raise UpstreamOutcomeUnknown(
+                f"{what}: no answer in time from {_channel_at(exc)} after the request was sent"
+            ) from exc
         raise ProviderError(
-            "upstream_timeout", f"{what}: the channel did not answer in time", retryable=True
+            "upstream_timeout", f"{what}: {_channel_at(exc)} did not answer in time", retryable=True
         ) from exc
     except httpx.TransportError as exc:
         if may_create:
-            raise UpstreamOutcomeUnknown(f"{what}: the connection broke after the request was sent") from exc
+            raise UpstreamOutcomeUnknown(
+                f"{what}: the connection to {_channel_at(exc)} broke after the request was sent"
+            ) from exc
         raise ProviderError(
-            "upstream_connection_failed", f"{what}: the connection to the channel failed", retryable=True
+            "upstream_connection_failed",
+            f"{what}: the connection to {_channel_at(exc)} failed",
+            retryable=True,
         ) from exc
     finally:
         _OPERATION.reset(token)
+
+
+def _channel_at(exc: httpx.HTTPError) -> str:
+    """Who `exc` is about, for a message: "the channel at host:port", or "the channel" when it names none."""
+    try:
+        url = exc.request.url
+    except RuntimeError:  # raised outside a client's send (no request attached)
+        return "the channel"
+    return f"the channel at {host_port(url)}" if url.host else "the channel"
 
 
 # Statuses and bodies ---------------------------------------------------------------------------------
@@ -320,7 +343,8 @@ def _api_error_past_auth(status: int, body: Any) -> bool:
 
 
 def unreachable(exc: httpx.HTTPError) -> ProbeResult:
-    return ProbeResult(False, f"unreachable: {type(exc).__name__}")
+    at = _channel_at(exc).removeprefix("the channel")
+    return ProbeResult(False, f"unreachable{at}: {type(exc).__name__}")
 
 
 # Downloads from the channel itself ------------------------------------------------------------------

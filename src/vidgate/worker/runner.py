@@ -54,6 +54,11 @@ _STEPS_WITH_FILES = frozenset({Step.INGEST, Step.SUBMIT, Step.FETCH})
 # `media_concurrency` of them run at once, and the cheap polls that detect completions never queue
 # behind a burst of downloads.
 MEDIA_STEPS = frozenset({Step.INGEST, Step.FETCH})
+# While a graceful stop waits for running steps, it says so again this often (a grace can be long).
+DRAIN_REMINDER_S = 10.0
+_DESCRIBED_STEPS = 5  # running steps a stop message names, the rest counted
+# A second SIGINT or SIGTERM forces the stop: `api.signals` for `serve`, the CLI for `vidgate worker`.
+_STOP_NOW_HINT = "press Ctrl-C again (or send a second SIGTERM) to stop them at once"
 
 
 def make_worker_id() -> str:
@@ -186,20 +191,43 @@ class Worker:
             await _wait_any(*events)
 
     async def _drain(self, force: anyio.Event) -> None:
+        """Give the running steps the grace period, saying on stderr what is waited for (and how to
+        stop at once) when it starts and every `DRAIN_REMINDER_S` while it lasts; then stop the rest."""
+        grace = self.settings.shutdown_grace_seconds
         if self._running and not force.is_set():
-            log.info(
-                "waiting for running steps (a second signal stops them now)",
+            log.warning(
+                f"waiting for running steps to finish (up to {grace:g} s): {self._describe_running()}; "
+                f"{_STOP_NOW_HINT}",
                 count=len(self._running),
-                grace=self.settings.shutdown_grace_seconds,
+                grace=grace,
+                steps=[_step_label(r, self.deps) for r in self._running.values()],
             )
-        with anyio.move_on_after(self.settings.shutdown_grace_seconds):
+        ends_at = anyio.current_time() + grace
+        with anyio.move_on_after(grace):
             while self._running and not force.is_set():
                 self._slot_freed = anyio.Event()
-                await _wait_any(self._slot_freed, force)
+                with anyio.move_on_after(DRAIN_REMINDER_S) as reminder:
+                    await _wait_any(self._slot_freed, force)
+                if reminder.cancelled_caught and self._running and not force.is_set():
+                    left = max(0.0, ends_at - anyio.current_time())
+                    log.warning(
+                        f"still waiting for running steps ({left:.0f} s left): {self._describe_running()}; "
+                        f"{_STOP_NOW_HINT}",
+                        count=len(self._running),
+                        seconds_left=round(left, 1),
+                    )
         if self._running:
             log.info("stopping running steps", count=len(self._running), forced=force.is_set())
         for running in list(self._running.values()):
             running.scope.cancel()  # _run_one releases the lease on its way out
+
+    def _describe_running(self) -> str:
+        """What is running, for a stop message: "2 tasks: the render of task 01K… on animate, the submit of
+        task 01J… on relay" (five at most named)."""
+        labels = [_step_label(r, self.deps) for r in self._running.values()]
+        shown = ", ".join(f"the {label}" for label in labels[:_DESCRIBED_STEPS])
+        more = f" and {len(labels) - _DESCRIBED_STEPS} more" if len(labels) > _DESCRIBED_STEPS else ""
+        return f"{len(labels)} task{'' if len(labels) == 1 else 's'}: {shown}{more}"
 
     async def tick(self) -> int:
         """Claim what is due now and run it to the end of its step; for tests and tools.
@@ -410,6 +438,16 @@ class Worker:
         if outcome.delay_seconds == 0 and task.step is not Step.DONE:
             self.wake()  # the next step is due now: no reason to wait for the next tick
         return True
+
+
+def _step_label(running: _Running, deps: StepDeps) -> str:
+    """One running step for a stop message, "render of task 01K… on animate" (a built-in engine's submit
+    is its render)."""
+    task = running.claim.task
+    channel = deps.catalog.by_name(task.channel) if task.channel else None
+    builtin = channel is not None and channel.traits.builtin_engine
+    step = "render" if builtin and task.step is Step.SUBMIT else task.step.value
+    return f"{step} of task {task.id}" + (f" on {task.channel}" if task.channel else "")
 
 
 async def _wait_any(*events: anyio.Event) -> None:

@@ -12,7 +12,7 @@ import functools
 import io
 import json
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import anyio
@@ -25,11 +25,12 @@ from vidgate.domain.requests import BLOB_REF_PREFIX
 from vidgate.domain.tasks import Step, Task, TaskError, TaskStatus, WatermarkMode, delivered_watermark
 from vidgate.media.images import ImageRejected, decode_image
 from vidgate.media.previews import previews_from_mp4
-from vidgate.media.probe import NotAVideo, probe_mp4
+from vidgate.media.probe import NotAVideo, VideoInfo, differences, probe_mp4
 from vidgate.media.sniff import sniff_image
 from vidgate.net.fetch import IMAGE, ContentRejected, FetchFailed
 from vidgate.net.policy import UrlRejected
 from vidgate.providers.base import (
+    FetchedResult,
     ProviderError,
     ResultExpired,
     StepContext,
@@ -215,35 +216,58 @@ class Steps:
     # fetch ------------------------------------------------------------------------------------
 
     async def fetch(self, task: Task, ctx: StepContext) -> Outcome:
-        """Make the result ours: copy it into storage, check it is a real video, make previews."""
+        """Make the result ours: copy it into storage, check it is a real video, make previews.
+
+        A copied result's real size and duration go to `detail.video`; when they are not what the task
+        asked for, a warning goes to `detail.warnings`, or, on a channel with `strict_result`, the task
+        fails with `result_mismatch`. (A built-in engine's stored result is made at the asked size.)"""
         assert task.channel is not None and task.upstream_id is not None
         status = _status_from_memo((task.upstream_state or {}).get("result", {}))
+        memo: dict[str, Any] | None = None
         try:
-            stored = status.stored or await self._copy_result(task, status, ctx)
+            if status.stored is not None:
+                stored = status.stored
+            else:
+                result, info = await self._copy_result(task, status, ctx)
+                memo = dict(task.upstream_state or {})
+                memo["video"] = info.facts()
+                found = differences(info, width=task.width, height=task.height, seconds=task.seconds)
+                if found and self._strict_result(task.channel):
+                    return _result_mismatch(task, memo, found)
+                if found:
+                    warning = f"the channel's video {' and '.join(found)}"
+                    memo["warnings"] = [*(w for w in memo.get("warnings", []) if w != warning), warning]
+                stored = await self._store_result(task, result)
         except ResultExpired as exc:
             return self.retries.retry(
                 task, exc.code, exc.message, step=Step.POLL
             )  # a fresh link comes with a poll
-        return Outcome(
-            Step.DONE,
-            status=TaskStatus.COMPLETED,
-            changes={
-                "progress": 100,
-                "last_error": None,
-                **asdict(stored),
-            },  # StoredMedia's fields are columns
-        )
+        changes: dict[str, Any] = {"progress": 100, "last_error": None, **asdict(stored)}  # columns
+        if memo is not None:
+            changes["upstream_state"] = memo
+        return Outcome(Step.DONE, status=TaskStatus.COMPLETED, changes=changes)
 
-    async def _copy_result(self, task: Task, status: UpstreamStatus, ctx: StepContext) -> StoredMedia:
+    def _strict_result(self, channel: str) -> bool:
+        settings = next((c for c in self.deps.settings.channels if c.name == channel), None)
+        return settings is not None and settings.strict_result
+
+    async def _copy_result(
+        self, task: Task, status: UpstreamStatus, ctx: StepContext
+    ) -> tuple[FetchedResult, VideoInfo]:
+        """The channel's result in the step's scratch directory, proven an MP4, and what it really is."""
         assert task.channel is not None and task.upstream_id is not None
         job = UpstreamJob(task.upstream_id, memo=task.upstream_state or {})
         result = await self.deps.providers(task.channel).fetch(job, status, ctx.work_dir, ctx)
         try:
-            await anyio.to_thread.run_sync(probe_mp4, result.video)
+            info = await anyio.to_thread.run_sync(probe_mp4, result.video)
         except NotAVideo as exc:
             raise ProviderError(
                 "invalid_upstream_video", f"The channel's result is not a playable MP4: {exc}", retryable=True
             ) from exc
+        return result, info
+
+    async def _store_result(self, task: Task, result: FetchedResult) -> StoredMedia:
+        """The video, its thumbnail and its spritesheet into storage."""
         thumbnail, spritesheet = await anyio.to_thread.run_sync(previews_from_mp4, result.video)
         if result.thumbnail is not None:
             upstream_thumbnail = await anyio.Path(result.thumbnail).read_bytes()
@@ -375,6 +399,15 @@ class Steps:
             changes={"callback_attempts": attempts},
             message=f"callback attempt {attempts} failed: {problem}",
         )
+
+
+def _result_mismatch(task: Task, memo: dict[str, Any], found: list[str]) -> Outcome:
+    """A channel with `strict_result` made a video other than the one asked for: the task fails (its
+    `detail.video` still says what came), and the job's copy upstream is deleted like any failed one's."""
+    what = " and ".join(found)
+    message = f"The channel's video {what}; the channel's strict_result setting refuses such a result."
+    failure = failed("result_mismatch", message, then=step_after_end(task, TaskStatus.FAILED))
+    return replace(failure, changes={**failure.changes, "upstream_state": memo})
 
 
 def _png_bytes(image: Image.Image) -> bytes:

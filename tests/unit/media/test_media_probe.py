@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from vidgate.media.encode import Mp4Writer
-from vidgate.media.probe import NotAVideo, VideoInfo, probe_mp4
+from vidgate.media.probe import NotAVideo, VideoInfo, differences, probe_mp4
 
 
 def make_clip(path: Path, frames: int = 30, fps: int = 30, comment: str | None = "made by a test") -> Path:
@@ -79,3 +79,18 @@ def test_missing_file_is_file_not_found(tmp_path: Path) -> None:
 
 def test_not_a_video_is_a_value_error() -> None:
     assert issubclass(NotAVideo, ValueError)
+
+
+def test_differences_from_what_was_asked_are_the_size_exactly_and_the_duration_beyond_a_tolerance() -> None:
+    """Issue 21: an 80x44 clip for a 1280x720 task was accepted without a word."""
+    info = VideoInfo(80, 44, 4.04, 97, 24.0, "h264", "yuv420p", None, None)
+    assert info.facts() == {"width": 80, "height": 44, "seconds": 4.04}
+    assert differences(info, width=80, height=44, seconds=4) == []  # 0.04 s over: containers round
+    assert differences(info, width=1280, height=720, seconds=4) == ["is 80x44, not the 1280x720 asked for"]
+    assert differences(info, width=44, height=80, seconds=4) == ["is 80x44, not the 44x80 asked for"]
+    assert differences(info, width=80, height=44, seconds=8) == ["lasts 4.04 s, not the 8 s asked for"]
+    assert differences(info, width=1280, height=720, seconds=3) == [
+        "is 80x44, not the 1280x720 asked for",
+        "lasts 4.04 s, not the 3 s asked for",
+    ]
+    assert differences(info, width=80, height=44, seconds=4.5) == []  # within DURATION_TOLERANCE_S

@@ -256,11 +256,18 @@ async def test_unresolvable_and_unreachable_hosts_fail_with_plain_messages() -> 
     resolver = FakeResolver({"down.example.com": [PUBLIC_IP]})
     inner = RecordingBackend(fail={PUBLIC_IP})
     async with make_fetcher(resolver, inner) as fetcher:
-        with pytest.raises(FetchFailed, match="could not be resolved"):
+        with pytest.raises(FetchFailed, match="could not be resolved") as unresolved:
             await fetcher.fetch_bytes("http://nx.example.com/", max_bytes=1000, kind=IMAGE)
         with pytest.raises(FetchFailed, match="could not connect") as info:
             await fetcher.fetch_bytes("http://down.example.com/", max_bytes=1000, kind=IMAGE)
+        with pytest.raises(FetchFailed) as with_query:
+            signed = "https://down.example.com/v.mp4?X-Amz-Signature=s1"
+            await fetcher.fetch_bytes(signed, max_bytes=1000, kind=IMAGE)
     assert PUBLIC_IP not in info.value.reason
+    # Issue 21: which host, on which port (never the path or the query string, where signatures travel).
+    assert unresolved.value.reason == "the host name nx.example.com could not be resolved"
+    assert info.value.reason == "could not connect to the server at down.example.com:80"
+    assert with_query.value.reason == "could not connect to the server at down.example.com:443"
 
 
 REFUSED = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import socket
 import time
 
 import httpx
@@ -16,6 +17,7 @@ from vidgate.providers.upstream_http import (
     mapped_transport_errors,
     parse_retry_after,
     raise_for_status,
+    unreachable,
 )
 
 pytestmark = pytest.mark.anyio
@@ -82,6 +84,65 @@ def test_transport_errors(exc: Exception, may_create: bool, expected: object) ->
         assert isinstance(caught.value, UpstreamOutcomeUnknown)
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed): connecting to it is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_an_unreachable_channel_is_named_by_host_and_port_never_by_path_or_query() -> None:
+    """Issue 21: "could not connect to the channel" left the operator guessing which address failed."""
+    port = closed_port()
+    settings = channel().model_copy(update={"base_url": f"http://127.0.0.1:{port}/v1"})
+    async with UpstreamHttp().client_for(settings) as client:
+        for what, may_create in (("create", True), ("poll", False)):
+            with pytest.raises(ProviderError) as caught, mapped_transport_errors(what, may_create=may_create):
+                await client.get("videos/job-1", params={"token": "sig-secret"})
+            assert caught.value.code == "upstream_unreachable" and caught.value.retryable
+            assert caught.value.message == f"{what}: could not connect to the channel at 127.0.0.1:{port}"
+            assert not isinstance(caught.value, UpstreamOutcomeUnknown)  # nothing reached it
+
+
+@pytest.mark.parametrize(
+    ("url", "exc", "expected"),
+    [
+        (
+            "https://api.example.com/v1/videos?key=k1",
+            httpx.ConnectTimeout,
+            "connect to the channel at api.example.com:443",
+        ),
+        ("http://[fd00::5]:8000/v1/videos", httpx.ConnectError, "connect to the channel at [fd00::5]:8000"),
+        ("http://10.1.2.3/v1/videos", httpx.PoolTimeout, "no free connection to the channel at 10.1.2.3:80"),
+        ("http://10.1.2.3:9/v1/videos?sig=s1", httpx.ReadTimeout, "the channel at 10.1.2.3:9 did not answer"),
+        (
+            "http://10.1.2.3:9/v1/videos",
+            httpx.ReadError,
+            "the connection to the channel at 10.1.2.3:9 failed",
+        ),
+    ],
+)
+def test_every_transport_error_names_the_host_and_port(url: str, exc: type, expected: str) -> None:
+    request = httpx.Request("GET", url)
+    with pytest.raises(ProviderError) as caught, mapped_transport_errors("poll"):
+        raise exc("boom", request=request)
+    assert expected in caught.value.message
+    assert "key=" not in caught.value.message and "sig=" not in caught.value.message
+    assert "/v1" not in caught.value.message
+    with pytest.raises(UpstreamOutcomeUnknown) as unknown, mapped_transport_errors("create", may_create=True):
+        raise httpx.ReadTimeout("slow", request=request)
+    assert "after the request was sent" in unknown.value.message and "?" not in unknown.value.message
+
+
+def test_a_transport_error_without_a_request_still_maps() -> None:
+    with pytest.raises(ProviderError) as caught, mapped_transport_errors("poll"):
+        raise httpx.ConnectError("refused")  # raised outside a client: no request attached
+    assert caught.value.message == "poll: could not connect to the channel"
+    assert unreachable(httpx.ConnectError("refused")).verdict == "unreachable: ConnectError"
+    at = unreachable(httpx.ConnectError("refused", request=httpx.Request("GET", "http://h.example:81/v1/x")))
+    assert at.verdict == "unreachable at h.example:81: ConnectError"
+
+
 def test_statuses_map_to_retryable_final_or_unknown() -> None:
     raise_for_status(response(201, {}), "create")
     cases = {
@@ -104,7 +165,7 @@ def test_statuses_map_to_retryable_final_or_unknown() -> None:
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 408, 410, 418, 520, 521, 522, 523, 524, 599])
 def test_on_a_create_anything_but_a_proven_refusal_is_an_unknown_outcome(status: int) -> None:
     """A proxy in front of the upstream answers 502/520-524 after the origin made the job; a 503 may come
-    after it too. Only the dialect's documented refusals prove that no job exists (issue 19)."""
+    after it too. Only the dialect's documented refusals prove that no job exists."""
     with pytest.raises(UpstreamOutcomeUnknown):
         raise_for_status(response(status, {"error": {"message": "busy"}}), "create", may_create=True)
     with pytest.raises(UpstreamOutcomeUnknown):

@@ -19,18 +19,23 @@ function limitsText(key) {
   return `${show(key.requests_per_minute)} / ${show(key.creates_per_minute)} / ${show(key.max_active_tasks)}`;
 }
 
+/** A cell of the keys table; `label` names it where a phone shows the row as a card (style.css). */
+function keyCell(label, props, ...children) {
+  return el("td", { ...props, role: "cell", dataset: { label } }, ...children);
+}
+
 function keyRow(key) {
-  const tr = el("tr", { dataset: { keyId: key.id } });
+  const tr = el("tr", { role: "row", dataset: { keyId: key.id } });
   const state = key.revoked_at ? "revoked" : key.admin ? "admin" : "active";
   const actions = el("div", { class: "row-actions" });
   const cells = [
-    el("td", {}, el("strong", { text: key.name }), el("br"), el("code", { class: "small", text: key.id })),
-    el("td", {}, el("code", { text: key.hint })),
-    el("td", { text: key.balance === null ? "unlimited" : `${credits(key.available)} of ${credits(key.balance)}` }),
-    el("td", { text: limitsText(key) }),
-    el("td", { text: when(key.created_at) }),
-    el("td", {}, el("span", { class: "badge", dataset: { status: state }, text: state })),
-    el("td", {}, actions),
+    keyCell("Name", {}, el("strong", { text: key.name }), el("br"), el("code", { class: "small", text: key.id })),
+    keyCell("Hint", {}, el("code", { text: key.hint })),
+    keyCell("Balance", { text: key.balance === null ? "unlimited" : `${credits(key.available)} of ${credits(key.balance)}` }),
+    keyCell("Limits (rpm / cpm / active)", { text: limitsText(key) }),
+    keyCell("Created", { text: when(key.created_at) }),
+    keyCell("State", {}, el("span", { class: "badge", dataset: { status: state }, text: state })),
+    keyCell("Actions", {}, actions),
   ];
   tr.append(...cells);
   if (!key.revoked_at) {
@@ -92,7 +97,8 @@ function inlineForm(key, tr, label, fields, submit) {
         error.textContent = err.message;
       }
     });
-    const row = el("tr", { class: "form-row", dataset: { formFor: `${key.id}:${label}` } }, el("td", { colspan: 7 }, form));
+    const row = el("tr", { class: "form-row", role: "row", dataset: { formFor: `${key.id}:${label}` } },
+      el("td", { colspan: 7, role: "cell" }, form));
     tr.after(row);
     row.querySelector("input").focus();
   });

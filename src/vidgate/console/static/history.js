@@ -1,4 +1,5 @@
-// History: the key's videos, newest first, in cursor pages, with a status filter.
+// History: the key's videos, newest first, in cursor pages, with a status filter; a failed one's reason
+// and a delivered one's warnings in its row.
 
 import { request } from "./api.js";
 import { $, STATUS_TEXT, age, clear, confirmButton, el, statusOf } from "./util.js";
@@ -36,6 +37,19 @@ async function thumbnail(video, img) {
   }
 }
 
+/** A delivered video's `detail.warnings` (what it lacks: glyphs its card could not draw, another size
+ * than asked), under its row: the list gives no detail, the unified query does. */
+async function warnings(video, list) {
+  try {
+    const { data } = await request("GET", "/v1/video/query", { query: { id: video.id } });
+    const found = (data.detail && data.detail.warnings) || [];
+    for (const text of found) list.append(el("li", { text }));
+    list.hidden = found.length === 0;
+  } catch {
+    // Not worth an error on the page: the row says the rest, and Open shows the video.
+  }
+}
+
 function row(video) {
   const status = statusOf(video);
   const ready = video.status === "completed";
@@ -43,6 +57,12 @@ function row(video) {
     ? el("img", { class: "thumb", alt: "", width: 96, height: 54, loading: "lazy" })
     : el("div", { class: "thumb placeholder", "aria-hidden": "true" });
   if (ready) thumbnail(video, thumb);
+  // Why it failed, without opening it (a cancelled one's badge says it all).
+  const reason = status === "failed" && video.error
+    ? el("p", { class: "reason", text: `${video.error.code}: ${video.error.message}` })
+    : null;
+  const warned = ready ? el("ul", { class: "warnings", "aria-label": "Warnings", hidden: true }) : null;
+  if (ready) warnings(video, warned);
   const item = el(
     "li",
     { class: "history-item", dataset: { id: video.id, status } },
@@ -64,6 +84,8 @@ function row(video) {
           text: age(video.created_at),
         }),
       ),
+      reason,
+      warned,
     ),
     el(
       "div",

@@ -319,6 +319,7 @@ function render(video) {
 
 function resetStage() {
   $("task-reason").hidden = true;
+  showWarnings([]);
   const player = $("player");
   player.pause();
   player.removeAttribute("src");
@@ -375,9 +376,20 @@ async function showReason(video, token) {
   reason.hidden = !last;
 }
 
+/** What a delivered video lacks (`detail.warnings`: glyphs the title card could not draw, a size or a
+ * duration other than asked), in a card under the video's (the video's own card keeps its size). */
+function showWarnings(found) {
+  const list = $("task-warnings-list");
+  clear(list);
+  for (const text of found) list.append(el("li", { text }));
+  $("task-warnings").hidden = found.length === 0;
+}
+
 async function showMedia(video, token) {
   const { data } = await request("GET", "/v1/video/query", { query: { id: video.id } });
-  if (token !== watchToken || !data.video_url) return;
+  if (token !== watchToken) return;
+  showWarnings((data.detail && data.detail.warnings) || []);
+  if (!data.video_url) return;
   const player = $("player");
   if (data.thumbnail_url) player.poster = data.thumbnail_url;
   player.src = data.video_url;
@@ -394,7 +406,11 @@ async function showMedia(video, token) {
   $("remix-form").hidden = false;
 }
 
-function setupScrub(data) {
+function setupScrub(query) {
+  // The frames' real size (`detail.video`, when the channel's video is not the size asked for): the
+  // spritesheet's tiles are those frames.
+  const real = query.detail && query.detail.video;
+  const data = real ? { ...query, width: real.width, height: real.height } : query;
   const scrub = $("scrub");
   const range = $("scrub-range");
   scrub.style.aspectRatio = `${data.width} / ${data.height}`;

@@ -80,12 +80,6 @@ class TaskQueue(StoreBase):
         claimed = sorted((row_to_task(r) for r in rows), key=_fifo_key)
         return [Claim(task, worker) for task in claimed]
 
-    async def heartbeat(
-        self, claim: Claim, *, lease_ms: int, progress: int | None = None
-    ) -> LeaseCheck | None:
-        """Extend one claim's lease (see `heartbeat_many`). None: the lease is lost to another claim."""
-        return (await self.heartbeat_many([(claim, progress)], lease_ms=lease_ms)).get(claim.task.id)
-
     async def heartbeat_many(
         self, beats: Sequence[tuple[Claim, int | None]], *, lease_ms: int
     ) -> dict[str, LeaseCheck]:

@@ -1,9 +1,10 @@
 """`vidgate video create|get|list|wait|cancel|delete|download|webhook-secret`: videos on a vidgate server,
 through the SDK.
 
-Waiting is where the care goes: on a terminal a progress display (cli_wait_display), otherwise JSON Lines;
-Ctrl-C detaches (the task goes on, the way back is printed), --timeout exits 3 with the task still
-running. Exit codes: cli_client_common.
+Waiting is where the care goes: on a terminal a progress display (cli/wait_display.py), otherwise JSON
+Lines; Ctrl-C detaches (the task goes on, the way back is printed), --timeout exits 3 with the task still
+running. Exit codes: cli/output.py. Only typer and the CLI's own small modules are imported up front: the
+SDK when a command opens its client, rich when a terminal gets a table or a progress display.
 """
 
 from __future__ import annotations
@@ -15,28 +16,31 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from vidgate.cli_client_common import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_TIMEOUT,
+from vidgate.cli.connection import (
     BaseUrlOption,
     Connection,
-    JsonOption,
     KeyOption,
     RotateOption,
     dump,
+    open_client,
+    show_webhook_secret,
+)
+from vidgate.cli.output import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_TIMEOUT,
+    JsonOption,
     fail,
     format_duration,
     format_time,
-    open_client,
-    parse_duration,
     print_fields,
     print_json,
+    print_list_json,
     print_table,
     say,
-    show_webhook_secret,
     stdout_is_terminal,
 )
+from vidgate.cli.values import parse_duration
 
 if TYPE_CHECKING:
     from vidgate.client import Client, Video
@@ -134,10 +138,6 @@ OutputOption = Annotated[
         dir_okay=False,
     ),
 ]
-
-
-def _connection(base_url: str | None, key: str | None) -> Connection:
-    return Connection(base_url=base_url, key=key)
 
 
 def _images(values: list[str] | None) -> list[str | Path] | None:
@@ -248,7 +248,7 @@ def create(
     _check_output(output)
     images = _images(image)
     last = None if last_frame is None else _image(last_frame, "--last-frame")
-    conn = _connection(base_url, key)
+    conn = Connection(base_url, key)
     with open_client(conn, flags=CREATE_FLAGS) as client:
         try:
             video = client.videos.create(
@@ -301,7 +301,7 @@ def wait_command(
 ) -> None:
     wait_seconds = None if timeout is None else parse_duration(timeout, option="--timeout")
     _check_output(output)
-    with open_client(_connection(base_url, key)) as client:
+    with open_client(Connection(base_url, key)) as client:
         video = client.videos.retrieve(video_id)
         _follow(client, video, timeout=wait_seconds, output=output, json_output=json_output)
 
@@ -311,7 +311,7 @@ def _follow(
 ) -> None:
     """Wait for `video` to end, showing its progress; download it to `output` if it completed; exit with
     the code its outcome calls for."""
-    from vidgate.cli_wait_display import JsonLinesDisplay, TerminalDisplay, WaitDisplay
+    from vidgate.cli.wait_display import JsonLinesDisplay, TerminalDisplay, WaitDisplay
     from vidgate.client import WaitTimeout
 
     display: WaitDisplay = (
@@ -354,7 +354,7 @@ def _follow(
 def _download(client: Client, video_id: str, path: Path, variant: Variant, *, show_bar: bool) -> Path:
     """Download one variant to `path`, with a download bar on a terminal; Ctrl-C exits 130 and says how to
     start again."""
-    from vidgate.cli_wait_display import download_bar
+    from vidgate.cli.wait_display import download_bar
 
     try:
         with download_bar(enabled=show_bar) as on_progress:
@@ -383,7 +383,7 @@ def get(
     key: KeyOption = None,
 ) -> None:
     """Show one video: status, progress, model, size, length, times, error."""
-    with open_client(_connection(base_url, key)) as client:
+    with open_client(Connection(base_url, key)) as client:
         video = client.videos.retrieve(video_id)
     if json_output:
         print_json(dump(video))
@@ -422,7 +422,7 @@ def list_videos(
 ) -> None:
     """List this key's videos, newest first: a table on a terminal, tab-separated when piped."""
     videos: list[Any] = []
-    with open_client(_connection(base_url, key)) as client:
+    with open_client(Connection(base_url, key)) as client:
         while True:
             page = client.videos.list(
                 limit=limit, after=after, order=order.value, status=None if status is None else status.value
@@ -434,9 +434,7 @@ def list_videos(
             after = page.last_id
     if json_output:
         last_id = videos[-1].id if videos else None
-        print_json(
-            {"object": "list", "data": [dump(v) for v in videos], "has_more": has_more, "last_id": last_id}
-        )
+        print_list_json([dump(v) for v in videos], has_more=has_more, last_id=last_id)
         return
     rows = [
         (
@@ -463,7 +461,7 @@ def cancel(
     key: KeyOption = None,
 ) -> None:
     """Cancel a video that has not ended (the upstream job is cancelled too, by a worker)."""
-    with open_client(_connection(base_url, key)) as client:
+    with open_client(Connection(base_url, key)) as client:
         video = client.videos.cancel(video_id)
     if json_output:
         print_json(dump(video))
@@ -479,7 +477,7 @@ def delete(
     key: KeyOption = None,
 ) -> None:
     """Delete a video: its stored media and the task (an unfinished one is cancelled first)."""
-    with open_client(_connection(base_url, key)) as client:
+    with open_client(Connection(base_url, key)) as client:
         client.videos.delete(video_id)
     if json_output:
         print_json({"id": video_id, "object": "video.deleted", "deleted": True})
@@ -496,7 +494,7 @@ def webhook_secret(
 ) -> None:
     """Print the secret that signs this key's webhooks (--callback-url) on stdout, for the receiver to
     check `X-Vidgate-Signature` with (docs/api.md §6)."""
-    with open_client(_connection(base_url, key)) as client:
+    with open_client(Connection(base_url, key)) as client:
         secret = client.webhooks.rotate_secret() if rotate else client.webhooks.secret()
     show_webhook_secret(secret, rotated=rotate, json_output=json_output)
 
@@ -520,7 +518,7 @@ def download(
     """Download a completed video (or its thumbnail or spritesheet): prints the path written."""
     path = output or Path(f"{_file_stem(video_id)}.{EXTENSIONS[variant]}")
     _check_output(path)
-    with open_client(_connection(base_url, key)) as client:
+    with open_client(Connection(base_url, key)) as client:
         saved = _download(client, video_id, path, variant, show_bar=stdout_is_terminal() and not json_output)
     if json_output:
         print_json(

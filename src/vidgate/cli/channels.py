@@ -1,25 +1,25 @@
-"""`vidgate channels` (what is configured, and each circuit's state) and `vidgate channels test`."""
+"""`vidgate channels` (what is configured, and each circuit's state) and `vidgate channels test`: local
+commands, on the settings and the database (the runtime is imported when a command runs)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
-import anyio
 import typer
-from rich.console import Console
 
-from vidgate.cli_table import print_rows
-from vidgate.config import Settings
-from vidgate.domain.circuit import ChannelHealth
-from vidgate.domain.routing import ChannelProfile
-from vidgate.providers.base import ProbeResult
+from vidgate.cli.local import load_settings, run_or_exit
+from vidgate.cli.output import print_table, say_rich
+
+if TYPE_CHECKING:
+    from vidgate.config import Settings
+    from vidgate.domain.circuit import ChannelHealth
+    from vidgate.domain.routing import ChannelProfile
+    from vidgate.providers.base import ProbeResult
 
 channels_app = typer.Typer(help="Channels: list them, test them.", invoke_without_command=True)
 
 
 def _settings() -> Settings:
-    from vidgate.cli import load_settings
     from vidgate.logs import configure_logging
 
     settings = load_settings()
@@ -32,6 +32,7 @@ def channels_list(ctx: typer.Context) -> None:
     """List the configured channels: models, capabilities, load and circuit state."""
     if ctx.invoked_subcommand is not None:
         return
+    from vidgate.domain.circuit import ChannelHealth
     from vidgate.runtime import open_runtime
 
     settings = _settings()
@@ -41,7 +42,7 @@ def channels_list(ctx: typer.Context) -> None:
             health = dict(await runtime.health.snapshot(fresh=True))
             return list(runtime.catalog.channels), health, await runtime.tasks.active_per_channel()
 
-    profiles, health, load = _run(gather)
+    profiles, health, load = run_or_exit(gather)
     by_name = {c.name: c for c in settings.channels}
     header = (
         "name",
@@ -79,7 +80,7 @@ def channels_list(ctx: typer.Context) -> None:
                 circuit,
             )
         )
-    print_rows(header, rows)
+    print_table(header, rows)
 
 
 @channels_app.command("test")
@@ -87,12 +88,15 @@ def channels_test(
     name: Annotated[str | None, typer.Argument(help="A channel's name; all channels when omitted.")] = None,
 ) -> None:
     """Check that each channel answers and accepts our credentials, without creating a (paid) job."""
+    import anyio
+
+    from vidgate.providers.base import ProbeResult
     from vidgate.runtime import open_runtime
 
     settings = _settings()
     names = [c.name for c in settings.channels]
     if name is not None and name not in names:
-        Console(stderr=True).print(f"[red]no channel named {name!r}; configured: {', '.join(names)}[/red]")
+        say_rich(f"[red]no channel named {name!r}; configured: {', '.join(names)}[/red]")
         raise typer.Exit(2)
     wanted = [name] if name else names
 
@@ -108,18 +112,9 @@ def channels_test(
                 results.append((channel, result))
             return results
 
-    results = _run(probe_all)
+    results = run_or_exit(probe_all)
     for channel, result in results:
         mark = "ok  " if result.ok else "FAIL"
         typer.echo(f"{mark}  {channel}: {result.verdict}")
     if not all(r.ok for _, r in results):
         raise typer.Exit(1)
-
-
-T = TypeVar("T")
-
-
-def _run(fn: Callable[[], Awaitable[T]]) -> T:
-    from vidgate.cli import run_or_exit
-
-    return run_or_exit(fn)

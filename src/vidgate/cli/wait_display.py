@@ -13,7 +13,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from vidgate.cli_client_common import dump, format_duration, print_json
+from vidgate.cli.connection import dump
+from vidgate.cli.output import format_duration, print_json
 
 if TYPE_CHECKING:
     from vidgate.client import Video

@@ -11,18 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vidgate.cli_client_common import (
-    BaseUrlOption,
-    Connection,
-    JsonOption,
-    KeyOption,
-    dump,
-    format_time,
-    open_client,
-    print_fields,
-    print_json,
-    print_table,
-)
+from vidgate.cli.connection import BaseUrlOption, Connection, KeyOption, dump, open_client
+from vidgate.cli.output import JsonOption, format_time, print_fields, print_json, print_table
 from vidgate.providers.diffusion.model_dir import PIPELINES, ModelDirError, check_model_dir
 
 if TYPE_CHECKING:

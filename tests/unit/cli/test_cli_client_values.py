@@ -7,8 +7,10 @@ import datetime as dt
 import pytest
 import typer
 
-from vidgate.cli_client_common import describe_status_error, format_duration, parse_duration, parse_time
-from vidgate.cli_video import CREATE_FLAGS, _file_stem
+from vidgate.cli.connection import describe_status_error
+from vidgate.cli.output import format_duration
+from vidgate.cli.values import parse_duration, parse_time
+from vidgate.cli.video import CREATE_FLAGS, _file_stem
 from vidgate.client import BadRequestError, InternalServerError
 
 
