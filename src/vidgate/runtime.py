@@ -11,7 +11,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vidgate import metrics
-from vidgate.api.ratelimit import RateLimiter, build_rate_limiter
 from vidgate.clock import Clock, SystemClock
 from vidgate.config import Settings
 from vidgate.domain.routing import Catalog
@@ -19,6 +18,7 @@ from vidgate.net.fetch import SafeFetcher
 from vidgate.net.policy import FetchPolicy, Resolver, system_resolver
 from vidgate.providers.registry import ProviderDeps, ProviderRegistry, catalog_from_settings, check_channels
 from vidgate.providers.upstream_http import UpstreamHttp
+from vidgate.ratelimit import RateLimiter, build_rate_limiter
 from vidgate.store import db
 from vidgate.store.attempts import AttemptStore
 from vidgate.store.blobs import BlobStore, LocalBlobStore

@@ -16,8 +16,8 @@ import openai
 import pytest
 
 from vidgate import metrics
-from vidgate.api.ratelimit import RateLimiter
 from vidgate.clock import SystemClock
+from vidgate.ratelimit import RateLimiter
 from vidgate.signing import sign
 from vidgate.store.keys import KeyStore
 from vidgate.testing.resolver import PUBLIC_TEST_HOSTS, StaticResolver

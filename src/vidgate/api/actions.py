@@ -11,11 +11,11 @@ from typing import Any
 
 from vidgate import metrics
 from vidgate.api.observe import current_request_id, note_task
-from vidgate.api.ratelimit import active_task_cap
 from vidgate.domain.requests import BLOB_REF_PREFIX, VideoSpec
 from vidgate.domain.tasks import Task
 from vidgate.errors import Conflict, InsufficientQuota, InvalidRequest, PermissionDenied, RateLimited
 from vidgate.net.policy import FetchPolicy, UrlRejected, check_url_resolves_public
+from vidgate.ratelimit import active_task_cap
 from vidgate.runtime import Runtime
 from vidgate.store.blobs import delete_task_files, upload_key
 from vidgate.store.keys import ApiKey

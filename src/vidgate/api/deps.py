@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from vidgate.api.ratelimit import is_create
 from vidgate.errors import AuthenticationFailed
 from vidgate.runtime import Runtime
 from vidgate.store.keys import ApiKey
+
+# Route templates (FastAPI puts the matched route in the scope before dependencies run).
+CREATE_ROUTES = frozenset({"/v1/video/create", "/v1/videos", "/v1/videos/{video_id}/remix"})
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -78,3 +80,9 @@ def bearer_token(request: Request) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+def is_create(request: Request) -> bool:
+    """A create (or remix): it counts against the key's creates per minute too."""
+    route = request.scope.get("route")
+    return request.method == "POST" and getattr(route, "path", None) in CREATE_ROUTES

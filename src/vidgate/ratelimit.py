@@ -28,7 +28,6 @@ from redis.asyncio import ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from starlette.requests import Request
 
 from vidgate import metrics
 from vidgate.config import Settings
@@ -43,8 +42,6 @@ SKIP_REDIS_AFTER_ERROR_S = 1.0
 # Connect and per-command timeouts: a Redis that hangs must not hang the requests it would count.
 REDIS_TIMEOUT_S = 0.5
 REDIS_KEY_PREFIX = "vidgate:limits"
-# Route templates (FastAPI puts the matched route in the scope before dependencies run).
-CREATE_ROUTES = frozenset({"/v1/video/create", "/v1/videos", "/v1/videos/{video_id}/remix"})
 
 
 def effective_limit(override: int | None, default: int | None) -> int | None:
@@ -57,11 +54,6 @@ def effective_limit(override: int | None, default: int | None) -> int | None:
 def active_task_cap(settings: Settings, key: ApiKey) -> int | None:
     """How many tasks `key` may have pending or processing at once (None: any number)."""
     return effective_limit(key.max_active_tasks, settings.max_active_tasks)
-
-
-def is_create(request: Request) -> bool:
-    route = request.scope.get("route")
-    return request.method == "POST" and getattr(route, "path", None) in CREATE_ROUTES
 
 
 class RateLimiter:

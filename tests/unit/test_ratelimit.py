@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from vidgate.api.ratelimit import _duration, _limits_uri, active_task_cap, effective_limit
 from vidgate.config import Settings
+from vidgate.ratelimit import _duration, _limits_uri, active_task_cap, effective_limit
 from vidgate.store.keys import ApiKey
 
 
