@@ -30,13 +30,19 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed $(if $(filter-out 0,$
 
 $(VENV)/.installed-diffusion: pyproject.toml $(VENV)/.installed
 	@test -n '$(TORCH_REQUIREMENT)' || { echo "Makefile: no torch==VERSION pin found in pyproject.toml" >&2; exit 1; }
-	$(BIN)/pip install -q --index-url $(TORCH_INDEX_URL) '$(TORCH_REQUIREMENT)'
+	@# One retry: where the index cannot be reached, pip goes on with its other sources (a local wheel
+	@# folder, a mirror) instead of backing off five times for each of torch's dependencies.
+	$(BIN)/pip install -q --retries 1 --index-url $(TORCH_INDEX_URL) '$(TORCH_REQUIREMENT)'
 	$(BIN)/pip install -q -e '.[diffusion]'
 	touch $@
 
 ## Install and serve on the embedded defaults: SQLite + ./data + the built-in animate engine.
 run: $(VENV)/.installed
 	$(BIN)/vidgate serve
+
+# Test files run on this many processes (pytest-xdist), each file whole on one of them (its module
+# fixtures built once). Two fit a 2-core machine: most tests wait on loopback HTTP, processes or ffmpeg.
+TEST_PROCESSES ?= 2
 
 ## Install and run every test. PostgreSQL tests run when VIDGATE_TEST_PG_URL is set; as root, a local
 ## PostgreSQL is installed and started for them (scripts/start-postgres).
@@ -45,7 +51,7 @@ test: $(VENV)/.installed-test
 		export VIDGATE_TEST_PG_URL=$$(scripts/start-postgres); \
 	fi; \
 	if [ -z "$$VIDGATE_TEST_PG_URL" ]; then echo "note: PostgreSQL tests are skipped (no VIDGATE_TEST_PG_URL)"; fi; \
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench

@@ -89,7 +89,9 @@ async def test_once_accepted_a_task_stays_on_its_channel_whatever_its_polls_do(
 async def test_an_open_circuit_sends_new_tasks_elsewhere_and_shows_in_readyz(
     start_gateway, upstream: FakeServer, second_upstream: FakeServer, dialect: str
 ) -> None:
-    broken = upstream_channel(dialect, upstream, name="broken", priority=0, headers={"X-Fake": "5xx=1000"})
+    # Refusals that prove no job was made (429s) fail over at once; a 5xx would be an unknown outcome, looked
+    # for or waited out before the task could go elsewhere (the paid-submit tests cover that).
+    broken = upstream_channel(dialect, upstream, name="broken", priority=0, headers={"X-Fake": "429=1000"})
     healthy = upstream_channel(dialect, second_upstream, name="healthy", priority=1)
     options = gateway_options(broken, healthy, circuit_failures=2, circuit_cooldown_seconds=600)
     async with start_gateway(**options) as gw:

@@ -39,7 +39,9 @@ def test_kill_9_between_submit_and_poll_never_makes_a_second_upstream_job(
                 "models": ["sora-2"],
                 "base_url": f"{fake}/v1",
                 "api_key": FAKE_KEY,
-                "request_timeout_seconds": 30,
+                # Longer than the fake holds the answer (hang=8): the kill, not a timeout, ends the create.
+                # Not much longer: a lookup starts only a request timeout after the create was sent.
+                "request_timeout_seconds": 10,
                 "honours_idempotency_key": kind == "unified",
             },
             options={},

@@ -49,9 +49,25 @@ def test_the_recipe_survives_a_killed_worker_and_stops_cleanly(tmp_path: Path, p
     config = write_config(
         tmp_path / "vidgate.toml",
         worker={"lease_seconds": 3, "idle_poll_seconds": 0.1, "concurrency": 4},
-        channel={"name": "relay", "kind": "scripted", "models": ["sora-2"]},
-        # Several polls per task, so that tasks are in flight (leased) when the worker is killed.
-        options={"state_dir": str(tmp_path / "upstream"), "polls": 4, "poll_after": 0.3, "clip_scale": 40},
+        # A kill that lands during a submit leaves its outcome unknown: the next worker looks for the job
+        # from a request timeout after the create was sent until the lookup window ends (by default 60 s
+        # and 300 s; here a few seconds, so that such a task also completes within the test's wait).
+        channel={
+            "name": "relay",
+            "kind": "scripted",
+            "models": ["sora-2"],
+            "request_timeout_seconds": 2,
+            "lookup_window_seconds": 5,
+        },
+        # Slow submits and several polls per task, so that tasks are in flight (leased), some of them in a
+        # submit, when the worker is killed.
+        options={
+            "state_dir": str(tmp_path / "upstream"),
+            "submit_seconds": 0.5,
+            "polls": 4,
+            "poll_after": 0.3,
+            "clip_scale": 40,
+        },
     )
     sock = bind_loopback()
     port = sock.getsockname()[1]
