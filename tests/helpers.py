@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import httpx
 
 from vidgate.config import ChannelSettings
 from vidgate.domain.requests import VideoSpec
-from vidgate.domain.tasks import WatermarkMode
+from vidgate.domain.tasks import Step, Task, TaskStatus, WatermarkMode
 
 TERMINAL = ("completed", "failed", "cancelled")
 SPEC = VideoSpec("sora-2", "p", (), 720, 1280, 10, WatermarkMode.PREFER_CLEAN)
@@ -81,3 +82,16 @@ async def until(check: Callable[[], Awaitable[Any]], interval: float = 0.02) -> 
     while not (found := await check()):
         await anyio.sleep(interval)
     return found
+
+
+def task_row(**changes: Any) -> Task:
+    """A task as the store would read it (processing, polling), with `changes`; for pure rules."""
+    defaults: dict[str, Any] = {f.name: None for f in fields(Task)}
+    defaults.update(
+        id="01m8rfx0000000000000000000", owner="k", dialect="unified", model="sora-2", prompt="p",
+        status=TaskStatus.PROCESSING, step=Step.POLL, progress=0, width=720, height=1280, seconds=10,
+        orientation="portrait", size_label="small", watermark_mode=WatermarkMode.REQUIRE_CLEAN, private=False,
+        input={}, images=(), created_at=0, status_update_time=0, deadline_at=10, next_run_at=0, attempts=0,
+        version=1, submissions=0, callback_attempts=0,
+    )  # fmt: skip
+    return replace(Task(**defaults), **changes)

@@ -8,7 +8,7 @@ import itertools
 
 import pytest
 
-from tests.unit.test_step_rules import task as base_task
+from tests.helpers import task_row as base_task
 from vidgate.domain import lifecycle
 from vidgate.domain.lifecycle import (
     AFTER_THE_END,

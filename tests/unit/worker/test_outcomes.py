@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
-from typing import Any
-
-from vidgate.domain.tasks import Step, Task, TaskError, TaskStatus, WatermarkMode
+from tests.helpers import task_row as task
+from vidgate.domain.tasks import Step, TaskError
 from vidgate.worker.outcomes import deadline_reached, remembered_error
-
-
-def task(**changes: Any) -> Task:
-    defaults: dict[str, Any] = {f.name: None for f in fields(Task)}
-    defaults.update(
-        id="01m8rfx0000000000000000000", owner="k", dialect="unified", model="sora-2", prompt="p",
-        status=TaskStatus.PROCESSING, step=Step.POLL, progress=0, width=720, height=1280, seconds=10,
-        orientation="portrait", size_label="small", watermark_mode=WatermarkMode.REQUIRE_CLEAN, private=False,
-        input={}, images=(), created_at=0, status_update_time=0, deadline_at=10, next_run_at=0, attempts=0,
-        version=1, submissions=0, callback_attempts=0,
-    )  # fmt: skip
-    return replace(Task(**defaults), **changes)
-
 
 WATERMARK = TaskError("watermark_removal_failed", "only a marked video")
 

@@ -85,7 +85,7 @@ def test_priority_then_cleanliness_order_the_channels() -> None:
 def test_the_example_configs_last_resort_comes_last(monkeypatch: pytest.MonkeyPatch) -> None:
     """docs/vidgate.example.toml calls the built-in engine (always clean, priority 9) the last
     resort, yet every 10/15/25 s sora-2 task went to it rather than to the relay at priority 2."""
-    monkeypatch.setenv("VIDGATE_CONFIG", str(Path(__file__).parents[2] / "docs" / "vidgate.example.toml"))
+    monkeypatch.setenv("VIDGATE_CONFIG", str(Path(__file__).parents[3] / "docs" / "vidgate.example.toml"))
     monkeypatch.setenv("OFFICIAL_API_KEY", "sk-official")
     monkeypatch.setenv("RELAY_CN_KEY", "sk-relay")
     for name in ("GEMINI_API_KEY", "ARK_API_KEY", "DASHSCOPE_API_KEY"):

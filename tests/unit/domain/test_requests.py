@@ -50,7 +50,7 @@ def refusal(body: dict, parse=unified) -> InvalidRequest:
 
 def seed_example_body() -> dict:
     """The example body of the seed page, exactly as published (CRLFs, spacing and all)."""
-    seed = Path(__file__).parents[2] / "docs" / "seed-video-create-sora-2.json"
+    seed = Path(__file__).parents[3] / "docs" / "seed-video-create-sora-2.json"
     return json.loads(seed.read_text())
 
 
