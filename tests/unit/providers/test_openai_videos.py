@@ -16,13 +16,14 @@ import httpx
 import pytest
 from PIL import Image
 
+from tests.unit.providers.adapter_support import MP4, Handler, Recorder
+from tests.unit.providers.adapter_support import step_context as ctx
 from vidgate.config import ChannelSettings, Settings
 from vidgate.domain.tasks import WatermarkMode
 from vidgate.providers.base import (
     InputImage,
     ProviderError,
     ResultExpired,
-    StepContext,
     SubmitRequest,
     UpstreamJob,
     UpstreamOutcomeUnknown,
@@ -36,22 +37,7 @@ from vidgate.store.blobs import LocalBlobStore
 
 pytestmark = pytest.mark.anyio
 KEY = "sk-openai-test"
-MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 200
 SENT_AT_S = 1_760_000_000
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-class Server:
-    """Answers each request with `handler` and keeps it."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        request.read()
-        self.requests.append(request)
-        return self.handler(request)
 
 
 def answer(status: int = 200, body: Any = None, **headers: str) -> Handler:
@@ -78,7 +64,7 @@ def request(**fields: Any) -> SubmitRequest:
 @asynccontextmanager
 async def provider(
     tmp_path: Path, handler: Handler, **channel: Any
-) -> AsyncIterator[tuple[OpenAIVideosProvider, Server]]:
+) -> AsyncIterator[tuple[OpenAIVideosProvider, Recorder]]:
     settings = ChannelSettings(
         **{
             "name": "oa",
@@ -89,7 +75,7 @@ async def provider(
             **channel,
         }
     )
-    server = Server(handler)
+    server = Recorder(handler)
     deps = ProviderDeps(
         Settings(data_dir=tmp_path, channels=[settings]),
         LocalBlobStore(tmp_path / "media"),
@@ -101,13 +87,6 @@ async def provider(
         yield adapter, server
     finally:
         await adapter.aclose()
-
-
-def ctx(tmp_path: Path) -> StepContext:
-    async def report(_: int) -> None:
-        return None
-
-    return StepContext("01task", tmp_path, report)
 
 
 def form_parts(req: httpx.Request) -> dict[str, Message]:

@@ -13,6 +13,8 @@ import httpx
 import pytest
 from PIL import Image
 
+from tests.unit.providers.adapter_support import StubFetcher
+from tests.unit.providers.adapter_support import step_context as ctx
 from vidgate.config import ChannelSettings, Settings
 from vidgate.domain.capabilities import AudioSupport, sizes_for
 from vidgate.domain.tasks import WatermarkMode
@@ -21,7 +23,6 @@ from vidgate.providers.base import (
     InputImage,
     ProviderError,
     ResultExpired,
-    StepContext,
     SubmitRequest,
     UpstreamJob,
     UpstreamOutcomeUnknown,
@@ -93,21 +94,6 @@ def image(index: int, source: str = "https://img.example/fox.png") -> InputImage
     return InputImage(index, source, f"inputs/01task/{index}.png", 640, 360)
 
 
-class StubFetcher:
-    """The SSRF-safe fetcher's seam: raises what it is given, or writes a few bytes."""
-
-    def __init__(self, error: Exception | None = None) -> None:
-        self.error = error
-        self.urls: list[str] = []
-
-    async def fetch_to_file(self, url: str, dest: Path, **_: Any) -> str:
-        self.urls.append(url)
-        if self.error is not None:
-            raise self.error
-        dest.write_bytes(b"\x00\x00\x00\x18ftypmp42")
-        return "video/mp4"
-
-
 @asynccontextmanager
 async def provider_on(
     transport: httpx.AsyncBaseTransport, tmp_path: Path, fetcher: Any = None, **overrides: Any
@@ -134,13 +120,6 @@ def clock() -> Clock:
 @pytest.fixture
 def fake(clock: Clock) -> FakeUpstream:
     return FakeUpstream(api_key=KEY, clock=clock, ready_seconds=10, cdn_base_url="http://cdn.ark.test")
-
-
-def ctx(tmp_path: Path) -> StepContext:
-    async def report(_: int) -> None:
-        return None
-
-    return StepContext("01task", tmp_path, report)
 
 
 def captured() -> tuple[list[httpx.Request], httpx.MockTransport]:

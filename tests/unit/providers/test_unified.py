@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.unit.providers.adapter_support import MP4, Handler, Recorder, StubFetcher
+from tests.unit.providers.adapter_support import step_context as ctx
 from vidgate.config import ChannelSettings, Settings
 from vidgate.domain.tasks import WatermarkMode
 from vidgate.net.fetch import FetchFailed
@@ -19,7 +21,6 @@ from vidgate.providers.base import (
     InputImage,
     ProviderError,
     ResultExpired,
-    StepContext,
     SubmitRequest,
     UpstreamJob,
     UpstreamOutcomeUnknown,
@@ -33,37 +34,6 @@ from vidgate.store.blobs import LocalBlobStore
 
 pytestmark = pytest.mark.anyio
 KEY = "sk-relay-test"
-MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 200
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-class Relay:
-    """Answers each request with `handler` and keeps it."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        request.read()
-        self.requests.append(request)
-        return self.handler(request)
-
-
-class Fetcher:
-    """The SSRF-safe fetcher's seam, for links on someone else's host: records them; writes an MP4 or
-    raises what it is given."""
-
-    def __init__(self, error: Exception | None = None) -> None:
-        self.error = error
-        self.urls: list[str] = []
-
-    async def fetch_to_file(self, url: str, dest: Path, **_: Any) -> str:
-        self.urls.append(url)
-        if self.error is not None:
-            raise self.error
-        dest.write_bytes(MP4)
-        return "video/mp4"
 
 
 def answer(status: int = 200, body: Any = None) -> Handler:
@@ -88,8 +58,8 @@ def request(**fields: Any) -> SubmitRequest:
 
 @asynccontextmanager
 async def relay(
-    tmp_path: Path, handler: Handler, fetcher: Fetcher | None = None, **channel: Any
-) -> AsyncIterator[tuple[UnifiedRelayProvider, Relay]]:
+    tmp_path: Path, handler: Handler, fetcher: StubFetcher | None = None, **channel: Any
+) -> AsyncIterator[tuple[UnifiedRelayProvider, Recorder]]:
     settings = ChannelSettings(
         **{
             "name": "relay",
@@ -100,11 +70,11 @@ async def relay(
             **channel,
         }
     )
-    server = Relay(handler)
+    server = Recorder(handler)
     deps = ProviderDeps(
         Settings(data_dir=tmp_path, channels=[settings]),
         LocalBlobStore(tmp_path / "media"),
-        fetcher or Fetcher(),  # type: ignore[arg-type]
+        fetcher or StubFetcher(),  # type: ignore[arg-type]
         UpstreamHttp(httpx.MockTransport(server)),
     )
     adapter = UnifiedRelayProvider(settings, deps)
@@ -112,13 +82,6 @@ async def relay(
         yield adapter, server
     finally:
         await adapter.aclose()
-
-
-def ctx(tmp_path: Path) -> StepContext:
-    async def report(_: int) -> None:
-        return None
-
-    return StepContext("01task", tmp_path, report)
 
 
 def job(forced_clean: bool = False) -> UpstreamJob:
@@ -341,7 +304,7 @@ def finished(url: str) -> UpstreamStatus:
 
 
 async def test_a_link_on_someone_elses_host_goes_through_the_ssrf_safe_fetcher(tmp_path: Path) -> None:
-    fetcher = Fetcher()
+    fetcher = StubFetcher()
     async with relay(tmp_path, answer(500, None), fetcher) as (adapter, server):
         result = await adapter.fetch(job(), finished("https://cdn.test/a.mp4"), tmp_path, ctx(tmp_path))
     assert fetcher.urls == ["https://cdn.test/a.mp4"] and server.requests == []  # never with our key
@@ -349,7 +312,7 @@ async def test_a_link_on_someone_elses_host_goes_through_the_ssrf_safe_fetcher(t
 
 
 async def test_a_link_on_the_channels_own_origin_is_downloaded_with_its_client(tmp_path: Path) -> None:
-    fetcher = Fetcher()
+    fetcher = StubFetcher()
     own = lambda _: httpx.Response(200, content=MP4, headers={"content-type": "video/mp4"})  # noqa: E731
     async with relay(tmp_path, own, fetcher) as (adapter, server):
         result = await adapter.fetch(
@@ -370,7 +333,7 @@ async def test_a_link_on_the_channels_own_origin_is_downloaded_with_its_client(t
 async def test_a_cdn_link_that_fails_says_whether_a_fresh_link_is_needed(
     tmp_path: Path, error: Exception, expected: str, retryable: bool
 ) -> None:
-    async with relay(tmp_path, answer(500, None), Fetcher(error)) as (adapter, _):
+    async with relay(tmp_path, answer(500, None), StubFetcher(error)) as (adapter, _):
         with pytest.raises(ProviderError) as raised:
             await adapter.fetch(job(), finished("https://cdn.test/a.mp4"), tmp_path, ctx(tmp_path))
     assert (raised.value.code, raised.value.retryable) == (expected, retryable)
