@@ -93,5 +93,17 @@ chaos: $(VENV)/.installed-test
 	fi; \
 	VIDGATE_CHAOS_TASKS=300 VIDGATE_CHAOS_SQLITE_TASKS=100 $(BIN)/pytest -s -m chaos tests/e2e/test_chaos.py
 
+## The deployment checks (docs/deploy.md, tests/deploy): compose.yaml and the Kubernetes manifests
+## validated, then the image built with podman from a Debian base made by debootstrap and smoke-tested
+## inside its build, and the diffusion target (minutes). As root, podman and debootstrap are installed
+## from Debian when missing; without them (or root) the image tests skip, saying why. The base, podman's
+## store and the build logs go to VIDGATE_DEPLOY_CACHE (default /tmp/vidgate-deploy-cache).
+.PHONY: deploy-check
+deploy-check: $(VENV)/.installed-test
+	@if [ "$$(id -u)" = 0 ] && ! { command -v podman && command -v debootstrap; } >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman debootstrap; \
+	fi
+	$(BIN)/pytest tests/deploy -m "deploy or not deploy" -v -rs
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -51,8 +51,9 @@ class MotoS3:
 
     def new_bucket(self) -> str:
         name = f"vidgate-{uuid.uuid4().hex[:12]}"
-        # moto takes unsigned requests: a plain PUT makes the bucket.
-        response = httpx.put(f"{self.endpoint}/{name}")
+        # moto takes unsigned requests: a plain PUT makes the bucket. The first request loads moto's S3
+        # backend (seconds of CPU on a busy host), more than httpx's default 5 s read timeout allows.
+        response = httpx.put(f"{self.endpoint}/{name}", timeout=60)
         response.raise_for_status()
         return name
 
