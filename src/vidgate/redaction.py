@@ -52,6 +52,7 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._needles: frozenset[str] = frozenset()
+        self._by_secret: dict[str, frozenset[str]] = {}
         self._lock = threading.Lock()
         for secret in secrets:
             self.add(secret)
@@ -65,7 +66,16 @@ class Redactor:
             width = min(len(folded), WINDOW)
             needles.update(folded[i : i + width] for i in range(len(folded) - width + 1))
         with self._lock:  # readers use whichever whole set they saw
+            self._by_secret[secret] = frozenset(needles)
             self._needles = self._needles | needles
+
+    def discard(self, secret: str) -> None:
+        """Stop removing `secret` (a derived token that has expired), keeping every other one: what a
+        provider that mints short-lived tokens calls, so the set does not grow with each new token."""
+        with self._lock:
+            if self._by_secret.pop(secret, None) is None:
+                return
+            self._needles = frozenset().union(*self._by_secret.values())
 
     def __bool__(self) -> bool:
         return bool(self._needles)

@@ -1,11 +1,14 @@
-"""One paid-submits contract for the three native vendor kinds (`veo`, `seedance`, `dashscope`), each
-through the real gateway and worker against its dialect in the shipped fake upstream, over loopback.
+"""One paid-submits contract for the native vendor kinds (`veo`, `seedance`, `dashscope`, `kling`,
+`minimax`), each through the real gateway and worker against its dialect in the shipped fake upstream,
+over loopback, and for the aggregator kinds (`fal`, `replicate`, `openrouter`; fal: no lookup, OpenRouter:
+neither lookup nor cancel).
 
 Every test runs once per kind (the `vendor` fixture) and proves the same guarantee with the fake's
 journal: how many jobs the vendor really made, what it was asked to stop. Where a kind cannot do
-something (Veo has no job lookup and no cancel, `ChannelTraits()`), the test asserts what the gateway
-documents instead: nothing sent again after an unknown outcome, the task failing at its deadline with
-`upstream_outcome_unknown`, and a cancel recorded as impossible in the task's events.
+something (Veo and MiniMax have no job lookup and no cancel, `ChannelTraits()`; Kling no cancel), the
+test asserts what the gateway documents instead: nothing sent again after an unknown outcome, the task
+failing at its deadline with `upstream_outcome_unknown`, and a cancel recorded as impossible in the
+task's events.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import av
 import httpx
 import pytest
 
-from tests.contract.conftest import FakeServer, gateway_options, upstream_channel
+from tests.aggregator_presets import FAL_MODELS, FAL_VEO, REPLICATE_MODELS, REPLICATE_VEO
+from tests.contract.conftest import FAKE_KEY, FakeServer, gateway_options, upstream_channel
 from tests.contract.test_upstream_contract import settled
 from tests.helpers import query, until, wait_for_status
 from vidgate.config import ChannelSettings
@@ -49,6 +53,10 @@ class Vendor:
     traits: ChannelTraits
     cancel_op: str | None  # the journal op of the vendor's cancel (None: it has none)
     options: dict[str, Any] = field(default_factory=dict)
+    takes_seed: bool = True  # Kling and MiniMax take none: the create test sends one only where it can
+    # The public name -> the upstream id, where the upstream's has a "/" (an aggregator's `owner/model`):
+    # a unified task id is `<model>:task_<ulid>`, and a "/" in it would not fit a /v1/videos/{id} path.
+    upstream: str | None = None
 
     def channel(self, server: FakeServer, **overrides: Any) -> ChannelSettings:
         return upstream_channel(
@@ -57,6 +65,7 @@ class Vendor:
             name=CHANNEL,
             base_url=f"{server.url}{self.api_root}",
             models=[self.model],
+            model_map={self.model: self.upstream} if self.upstream else {},
             options=dict(self.options),
             **overrides,
         )
@@ -101,6 +110,56 @@ VENDORS: dict[str, Vendor] = {
         body={"duration": 5, "aspect_ratio": "16:9", "resolution": "720p"},
         traits=ChannelTraits(can_cancel=True, can_find_jobs=True),
         cancel_op="cancel",
+        options={"poll_seconds": 0.05},
+    ),
+    "kling": Vendor(
+        kind="kling",
+        api_root="",  # the API host: the adapter writes the /v1/videos/... paths
+        model="kling-v1-6",
+        body={"duration": 5, "aspect_ratio": "16:9", "resolution": "720p"},
+        traits=ChannelTraits(can_find_jobs=True),  # by its external_task_id; no cancel
+        cancel_op=None,
+        options={"access_key": "ak-fake-upstream", "secret_key": FAKE_KEY, "poll_seconds": 0.05},
+        takes_seed=False,
+    ),
+    "minimax": Vendor(
+        kind="minimax",
+        api_root="",  # the API host: the adapter writes the /v1/... paths
+        model="MiniMax-Hailuo-2.3",
+        body={"duration": 6, "aspect_ratio": "16:9", "resolution": "720p"},
+        traits=ChannelTraits(),  # no cancel, no lookup, no idempotency key
+        cancel_op=None,
+        options={"poll_seconds": 0.05},
+        takes_seed=False,
+    ),
+    "fal": Vendor(
+        kind="fal",
+        api_root="/fal",  # the fake serves fal's queue (queue.fal.run) under /fal
+        model="veo-3.1-fal",
+        upstream=FAL_VEO,
+        body={"duration": 8, "aspect_ratio": "16:9", "resolution": "720p"},
+        traits=ChannelTraits(can_cancel=True),  # no lookup: fal lists requests only once they end
+        cancel_op="cancel",
+        options={"poll_seconds": 0.05, "models": {FAL_VEO: FAL_MODELS[FAL_VEO]}},
+    ),
+    "replicate": Vendor(
+        kind="replicate",
+        api_root="/v1",
+        model="veo-3.1-replicate",
+        upstream=REPLICATE_VEO,
+        body={"duration": 8, "aspect_ratio": "16:9", "resolution": "720p"},
+        traits=ChannelTraits(can_cancel=True, can_find_jobs=True),  # the prediction list, by input
+        cancel_op="cancel",
+        options={"poll_seconds": 0.05, "models": {REPLICATE_VEO: REPLICATE_MODELS[REPLICATE_VEO]}},
+    ),
+    "openrouter": Vendor(
+        kind="openrouter",
+        api_root="/api/v1",
+        model="veo-3.1-openrouter",
+        upstream="google/veo-3.1",
+        body={"duration": 8, "aspect_ratio": "16:9", "resolution": "720p"},
+        traits=ChannelTraits(),  # no cancel, no lookup, no idempotency key
+        cancel_op=None,
         options={"poll_seconds": 0.05},
     ),
 }
@@ -175,7 +234,8 @@ async def test_text_to_video_lands_a_playable_mp4_in_our_storage_from_one_job(
     text = prompt("#ready=0.3")
     async with start_gateway(**gateway_options(vendor.channel(upstream))) as gw:
         async with gw.client(await gw.new_key()) as client:
-            final = await settled(gw, client, await create(client, vendor, text, seed=7))
+            seed = {"seed": 7} if vendor.takes_seed else {}
+            final = await settled(gw, client, await create(client, vendor, text, **seed))
             assert final["status"] == "completed", final
             assert final["detail"]["channel"] == CHANNEL and final["progress"] == 100
             assert final["video_url"].startswith(gw.base_url)  # our copy, not the vendor's link
@@ -189,7 +249,7 @@ async def test_text_to_video_lands_a_playable_mp4_in_our_storage_from_one_job(
         assert sum(1 for _ in container.decode(video=0)) > 0
     [made] = upstream.fake.journal.creates(text)
     assert made.dialect == vendor.kind and made.job
-    assert made.detail["seed"] == 7  # every one of these models takes a seed
+    assert made.detail["seed"] == 7 if vendor.takes_seed else "seed" not in made.detail
     assert upstream.ops(text).count("rejected_create") == 0
 
 

@@ -110,12 +110,35 @@ def test_the_example_configuration_in_docs_loads(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("VIDGATE_CONFIG", str(example))
     monkeypatch.setenv("OFFICIAL_API_KEY", "sk-official")
     monkeypatch.setenv("RELAY_CN_KEY", "sk-relay")
-    for name in ("GEMINI_API_KEY", "ARK_API_KEY", "DASHSCOPE_API_KEY"):
+    for name in (
+        "GEMINI_API_KEY",
+        "ARK_API_KEY",
+        "DASHSCOPE_API_KEY",
+        "KLING_ACCESS_KEY",
+        "KLING_SECRET_KEY",
+        "MINIMAX_API_KEY",
+        "FAL_KEY",
+        "REPLICATE_API_TOKEN",
+        "OPENROUTER_API_KEY",
+    ):
         monkeypatch.setenv(name, f"sk-{name.lower()}")
     settings = Settings()
     check_channels(settings)
     names = [c.name for c in catalog_from_settings(settings).channels]
-    assert names == ["official", "wan-gpu", "relay-cn", "veo", "seedance", "wan", "animate"]
+    assert names == [
+        "official",
+        "wan-gpu",
+        "relay-cn",
+        "veo",
+        "seedance",
+        "wan",
+        "kling",
+        "hailuo",
+        "fal",
+        "replicate",
+        "openrouter",
+        "animate",
+    ]
     official = catalog_from_settings(settings).by_name("official")
     assert official is not None
     assert official.pricing.price("sora-2", "720x1280", 12) == 1_200_000

@@ -23,7 +23,12 @@ ASPECT_RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9")
 _RATIO_PARTS = {ratio: tuple(int(p) for p in ratio.split(":")) for ratio in ASPECT_RATIOS}
 # Optional request fields a model either honours or refuses (booleans and images are checked apart).
 OPTIONAL_FIELDS = ("seed", "negative_prompt", "enhance_prompt")
-_FEATURE_WORDS = {"last_frame": "a last frame", "reference_images": "reference images"}
+_FEATURE_WORDS = {
+    "last_frame": "a last frame",
+    "reference_images": "reference images",
+    "audio": "sound",
+    "text_to_video": "a video from text alone",
+}
 
 
 class AudioSupport(enum.StrEnum):
@@ -77,13 +82,18 @@ class GenerationAsk:
     seed: int | None = None
 
     def features(self, size: str) -> set[str]:
-        """What a model may tie to a duration or an aspect ratio: the resolution word, a last frame,
-        reference images (more than one image)."""
+        """What a model may tie to a duration, an aspect ratio or a resolution: the resolution word, a
+        last frame, reference images (more than one image), sound asked for (`audio`), and a video made
+        from text alone, no image (`text_to_video`)."""
         found = {f for f in (describe_size(size)[0],) if f}
         if self.last_frame:
             found.add("last_frame")
         if self.image_count > 1:
             found.add("reference_images")
+        if self.audio is True:
+            found.add("audio")
+        if self.image_count == 0 and not self.last_frame:
+            found.add("text_to_video")
         return found
 
 
@@ -104,10 +114,12 @@ class ModelCapabilities:
     needs_first_frame: bool = False  # image-to-video models: images[] must hold an image (first or reference)
     needs_last_frame: bool = False  # first-last-frame models
     max_seed: int = 2**32 - 1
-    # Features (a resolution word, "last_frame", "reference_images") only made at some durations or
-    # aspect ratios: Veo 3.1 makes 1080p, last frames and references only at 8 s.
+    # Features (a resolution word, "last_frame", "reference_images", "audio", "text_to_video") only made
+    # at some durations, aspect ratios or resolutions: Veo 3.1 makes 1080p, last frames and references
+    # only at 8 s; Kling 1.6 makes last frames only in its pro mode (1080p).
     durations_with: Mapping[str, frozenset[int]] = field(default_factory=dict)
     aspect_ratios_with: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    resolutions_with: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def max_images(self) -> int:
@@ -147,8 +159,9 @@ class ModelCapabilities:
         return None
 
     def conflict(self, seconds: int, size: str, ask: GenerationAsk) -> tuple[str, str] | None:
-        """(param, why) when what the request asks is made, but not at this duration or aspect ratio."""
-        ratio = describe_size(size)[1]
+        """(param, why) when what the request asks is made, but not at this duration, aspect ratio or
+        resolution."""
+        resolution, ratio = describe_size(size)
         for feature in sorted(ask.features(size)):
             durations = self.durations_with.get(feature)
             if durations is not None and seconds not in durations:
@@ -159,6 +172,10 @@ class ModelCapabilities:
                 return "aspect_ratio", f"{_FEATURE_WORDS.get(feature, feature)} is made only at " + ", ".join(
                     sorted(ratios)
                 )
+            resolutions = self.resolutions_with.get(feature)
+            if resolutions is not None and resolution not in resolutions:
+                shown = ", ".join(r for r in RESOLUTIONS if r in resolutions)
+                return "resolution", f"{_FEATURE_WORDS.get(feature, feature)} is made only at {shown}"
         return None
 
     def describe(self) -> dict[str, Any]:
@@ -184,6 +201,9 @@ class ModelCapabilities:
             "enhance_prompt": self.enhance_prompt,
             "durations_with": {f: sorted(d) for f, d in self.durations_with.items()},
             "aspect_ratios_with": {f: sorted(a) for f, a in self.aspect_ratios_with.items()},
+            "resolutions_with": {
+                f: [r for r in RESOLUTIONS if r in rs] for f, rs in self.resolutions_with.items()
+            },
         }
 
 
@@ -212,6 +232,7 @@ def merge(capabilities: Iterable[ModelCapabilities]) -> ModelCapabilities | None
         # A tie holds everywhere only if every channel has it; conflicts are checked per channel anyway.
         durations_with=_common_ties([c.durations_with for c in found]),
         aspect_ratios_with=_common_ties([c.aspect_ratios_with for c in found]),
+        resolutions_with=_common_ties([c.resolutions_with for c in found]),
     )
 
 

@@ -205,7 +205,8 @@ class Provider(Protocol):
     options), `needs_base_url`, `default_max_images`, `max_images_limit`, `image_inputs`,
     `default_watermark_free`, and optionally a `model_capabilities(channel, upstream_model)` classmethod
     answering a `ModelCapabilities` for the vendor models it knows (None: the channel's own settings
-    describe the model; see `providers.capabilities`)."""
+    describe the model; see `providers.capabilities`), and a `check_channel(channel)` classmethod raising
+    `ChannelConfigError` for what only the kind can check at start (an aggregator's model mappings)."""
 
     async def submit(self, request: SubmitRequest, ctx: StepContext) -> UpstreamJob: ...
 

@@ -73,3 +73,17 @@ def model_capabilities(channel: ChannelSettings, cls: Any, max_images: int) -> d
                 capabilities = override.to_override().apply(capabilities)
         found[model] = capabilities
     return found
+
+
+def uncarried_correction(channel: ChannelSettings, cannot: dict[str, str]) -> str | None:
+    """Why the channel's `capabilities` turn on a field its kind maps to nothing (`cannot`: field -> the
+    reason), naming the channel, the model and the field; None when every correction can be carried.
+    A vendor kind reads it at start (`traits_for`): such a field would pass routing and reach nothing."""
+    for model, settings in channel.capabilities.items():
+        for name, why in cannot.items():
+            if getattr(settings, name, None):
+                return (
+                    f"channel {channel.name!r}: capabilities of model {model!r} set {name}, but {why}: "
+                    "the request field would reach nothing upstream"
+                )
+    return None

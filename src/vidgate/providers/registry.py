@@ -47,6 +47,11 @@ KINDS: dict[str, str] = {
     "veo": "vidgate.providers.veo:VeoProvider",
     "seedance": "vidgate.providers.seedance:SeedanceProvider",
     "dashscope": "vidgate.providers.dashscope:DashScopeProvider",
+    "kling": "vidgate.providers.kling:KlingProvider",
+    "minimax": "vidgate.providers.minimax:MiniMaxProvider",
+    "fal": "vidgate.providers.fal:FalProvider",
+    "replicate": "vidgate.providers.replicate:ReplicateProvider",
+    "openrouter": "vidgate.providers.openrouter:OpenRouterProvider",
     "scripted": "vidgate.testing.scripted:ScriptedProvider",
 }
 
@@ -86,6 +91,9 @@ def check_channels(settings: Settings) -> None:
     for channel in settings.channels:
         cls = provider_class(channel.kind)
         channel_options(channel, cls)
+        kind_checks = getattr(cls, "check_channel", None)
+        if kind_checks is not None:
+            kind_checks(channel)  # what only the kind can check (the aggregators' model mappings)
         if getattr(cls, "needs_base_url", False) and not channel.base_url:
             raise ChannelConfigError(f"channel {channel.name!r} (kind {channel.kind}) needs a base_url")
         limit = getattr(cls, "max_images_limit", 16)

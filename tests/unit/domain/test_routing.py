@@ -88,7 +88,17 @@ def test_the_example_configs_last_resort_comes_last(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("VIDGATE_CONFIG", str(Path(__file__).parents[3] / "docs" / "vidgate.example.toml"))
     monkeypatch.setenv("OFFICIAL_API_KEY", "sk-official")
     monkeypatch.setenv("RELAY_CN_KEY", "sk-relay")
-    for name in ("GEMINI_API_KEY", "ARK_API_KEY", "DASHSCOPE_API_KEY"):
+    for name in (
+        "GEMINI_API_KEY",
+        "ARK_API_KEY",
+        "DASHSCOPE_API_KEY",
+        "KLING_ACCESS_KEY",
+        "KLING_SECRET_KEY",
+        "MINIMAX_API_KEY",
+        "FAL_KEY",
+        "REPLICATE_API_TOKEN",
+        "OPENROUTER_API_KEY",
+    ):
         monkeypatch.setenv(name, f"sk-{name.lower()}")
     catalog = catalog_from_settings(Settings())
     for seconds in (10, 15, 25):

@@ -11,7 +11,18 @@ It serves every upstream dialect the gateway's adapters speak, over real HTTP, f
 - ByteDance's Ark / ModelArk for Seedance (`/api/v3/contents/generations/tasks`: create, get, list,
   delete): `seedance_routes`;
 - Alibaba's DashScope for Wan (`/api/v1/services/aigc/.../video-synthesis`, `/api/v1/tasks/...`: query,
-  list, cancel; failures inside HTTP 200 answers): `dashscope_routes`.
+  list, cancel; failures inside HTTP 200 answers): `dashscope_routes`;
+- Kling AI's official API (`/v1/videos/text2video`, `/v1/videos/image2video`, queries by task id or
+  `external_task_id`; HS256 Bearer tokens checked, with the fake's `api_key` as the secret key; refusals
+  as codes, some inside HTTP 200 answers): `kling_routes`;
+- MiniMax's Hailuo API (`/v1/video_generation`, `/v1/query/video_generation`, `/v1/files/retrieve`;
+  errors in `base_resp` inside HTTP 200 answers): `minimax_routes`;
+- fal's queue API, under `/fal` (submit, status, result, cancel; `Authorization: Key`; a model's refusal of
+  its input kept in the result, as fal keeps it; the models' inputs in `fal_input`): `fal_routes`;
+- Replicate's predictions API (`/v1/models/{owner}/{name}/predictions`, `/v1/predictions`: create, get,
+  list, cancel; `Prefer: wait`; inputs validated at create, `replicate_input`): `replicate_routes`;
+- OpenRouter's video API (`/api/v1/videos`: create, poll, content, models; `/api/v1/key`):
+  `openrouter_routes`.
 
 `GET /_fake/journal` lists what it saw (also `FakeUpstream.journal`); `POST /_fake/reset` forgets it all.
 Idempotency-Key is honoured on creates: a replay gets the same job and is journalled `duplicate_create`.
@@ -46,7 +57,12 @@ counts only the times it fired, so faults of one kind chain in the order listed.
   `filtered` (done, `raiMediaFilteredCount` 1, no video), `op_error=CODE` (done with an error),
   `no_video`, `inline_video` (the sample carries the bytes), `uri_on_cdn` (the result on another
   origin); Seedance `ark_429=CODE` (which 429 code), `moderation=image` (the input image refused);
-  DashScope `http200_error=N` (a create answered 200 with an error code and no task).
+  DashScope `http200_error=N` (a create answered 200 with an error code and no task); Kling
+  `http200_error=N` and `kling_code=CODE` (the code of that answer and of `#429`); MiniMax
+  `http200_error=N` and `minimax_code=CODE` (the `base_resp` code of that answer); fal
+  `exhausted_balance=N` (403, a locked account) and `error_in_status` (a failed request's status carries
+  its error); Replicate and OpenRouter `payment_required=N` (402), Replicate `output_list` (the output a
+  list of URLs).
 - shapes: `synonyms`, `unknown_status=N`, `progress_str` (both dialects); `envelope`,
   `ts=s|ms|iso|datetime`, `bare_id`, `error_string`, `url_list`, `hide_watermark` (unified: `watermarked`
   stays null, as most relays say nothing about marks).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -16,8 +17,13 @@ from starlette.types import ASGIApp
 
 from vidgate.testing.fake_upstream.control_routes import control_routes
 from vidgate.testing.fake_upstream.dashscope_routes import dashscope_routes
+from vidgate.testing.fake_upstream.fal_routes import fal_routes
 from vidgate.testing.fake_upstream.journal import Journal
+from vidgate.testing.fake_upstream.kling_routes import kling_routes
+from vidgate.testing.fake_upstream.minimax_routes import minimax_routes
 from vidgate.testing.fake_upstream.openai_routes import openai_routes
+from vidgate.testing.fake_upstream.openrouter_routes import openrouter_routes
+from vidgate.testing.fake_upstream.replicate_routes import replicate_routes
 from vidgate.testing.fake_upstream.responses import openai_error
 from vidgate.testing.fake_upstream.seedance_routes import seedance_routes
 from vidgate.testing.fake_upstream.state import FakeSettings, FakeState
@@ -57,6 +63,7 @@ class FakeUpstream:
         clip_fps: int = 4,
         cdn_base_url: str | None = None,
         hang_seconds: float = 5.0,
+        video_file: Path | None = None,
     ) -> None:
         settings = FakeSettings(
             api_key=api_key,
@@ -67,15 +74,21 @@ class FakeUpstream:
             clip_fps=clip_fps,
             cdn_base_url=cdn_base_url,
             hang_seconds=hang_seconds,
+            video_file=video_file,
         )
         self._state = FakeState(settings, clock)
         self.app: ASGIApp = Starlette(
             routes=[
+                *kling_routes(self._state),  # before openai's /v1/videos/{video_id}: it would take them
                 *openai_routes(self._state),
                 *unified_routes(self._state),
                 *veo_routes(self._state),
                 *seedance_routes(self._state),
                 *dashscope_routes(self._state),
+                *minimax_routes(self._state),
+                *fal_routes(self._state),
+                *replicate_routes(self._state),
+                *openrouter_routes(self._state),
                 *control_routes(self._state),
             ],
             exception_handlers={HTTPException: _http_error},

@@ -13,7 +13,9 @@ from vidgate.testing.fake_upstream.directives import Directives, parse_directive
 __all__ = ["Job", "JobDialect", "JobStore", "Outcome", "Phase", "Snapshot", "decide_outcome", "new_ids"]
 
 Phase = Literal["queued", "running", "completed", "failed"]
-JobDialect = Literal["openai", "unified", "veo", "seedance", "dashscope"]
+JobDialect = Literal[
+    "openai", "unified", "veo", "seedance", "dashscope", "kling", "minimax", "fal", "replicate", "openrouter"
+]  # fmt: skip
 
 MODERATION_MESSAGE = "Your request was blocked by our moderation system."
 WATERMARK_MESSAGE = "The watermark could not be removed from the generated video."

@@ -8,7 +8,10 @@ from typing import Any, Literal
 
 __all__ = ["Dialect", "Journal", "JournalEntry"]
 
-Dialect = Literal["openai", "unified", "veo", "seedance", "dashscope", "files"]
+Dialect = Literal[
+    "openai", "unified", "veo", "seedance", "dashscope", "kling", "minimax", "fal", "replicate", "openrouter",
+    "files",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
