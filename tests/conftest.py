@@ -4,6 +4,7 @@ gateway served over real loopback HTTP, and API keys."""
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from sqlalchemy.engine import make_url
 from tests.helpers import scripted_channel
 from vidgate.clock import Clock
 from vidgate.config import Settings, WorkerSettings
+from vidgate.private_files import make_private_file
 
 PG_URL = os.environ.get("VIDGATE_TEST_PG_URL")
 # CI sets this so that a missing PostgreSQL fails the run instead of silently skipping half the suite.
@@ -139,8 +141,33 @@ class Gateway:
 GatewayFactory = Callable[..., Any]
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database at the newest schema, made once per test process: a gateway on a new SQLite
+    file starts from a copy of it instead of running every migration again (0.15 s a gateway)."""
+    from vidgate.store.db import upgrade_sync
+
+    path = tmp_path_factory.mktemp("schema") / "vidgate.db"
+    upgrade_sync(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+def start_from_template(settings: Settings, template: Path) -> None:
+    """Copy `template` to the settings' SQLite file when it does not exist yet and would be migrated at
+    start anyway (the gateway then finds it at head). Every other database is left as it is."""
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() != "sqlite" or not settings.should_auto_migrate or not url.database:
+        return
+    target = Path(url.database)
+    if not target.exists():
+        make_private_file(target)  # as the gateway would make it: 0600, in a private folder
+        shutil.copyfile(template, target)
+
+
 @pytest.fixture
-async def start_gateway(make_settings: SettingsFactory) -> AsyncIterator[GatewayFactory]:
+async def start_gateway(
+    make_settings: SettingsFactory, migrated_sqlite: Path
+) -> AsyncIterator[GatewayFactory]:
     """`async with start_gateway(run_worker=False, clock=..., **settings) as gw:`"""
     from contextlib import asynccontextmanager
 
@@ -154,6 +181,7 @@ async def start_gateway(make_settings: SettingsFactory) -> AsyncIterator[Gateway
     ) -> AsyncIterator[Gateway]:
         sock = bind_loopback()
         settings = make_settings(port=sock.getsockname()[1], **overrides)
+        start_from_template(settings, migrated_sqlite)
         app = create_app(
             settings,
             run_worker=run_worker,

@@ -14,7 +14,7 @@ task's events.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from tests.aggregator_presets import FAL_MODELS, FAL_VEO, REPLICATE_MODELS, REPLICATE_VEO
+from tests.conftest import create_pg_database, drop_pg_database
 from tests.contract.conftest import FAKE_KEY, FakeServer, gateway_options, upstream_channel
 from tests.contract.test_upstream_contract import settled
 from tests.helpers import query, until, wait_for_status
@@ -165,9 +166,47 @@ VENDORS: dict[str, Vendor] = {
 }
 
 
-@pytest.fixture(params=sorted(VENDORS))
+# The database behind the gateway is the same code for every kind, and the shared upstream contract
+# runs all of it on both databases: here every kind runs on SQLite and one kind on PostgreSQL too, which
+# keeps the suite's time from growing by a PostgreSQL run of every vendor.
+ON_POSTGRES_TOO = "veo"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "vendor" not in metafunc.fixturenames:
+        return
+    pairs = [pytest.param(kind, "sqlite", id=f"sqlite-{kind}") for kind in sorted(VENDORS)]
+    if "db_url" in metafunc.fixturenames:
+        on_pg = pytest.param(
+            ON_POSTGRES_TOO, "postgres", id=f"postgres-{ON_POSTGRES_TOO}", marks=pytest.mark.postgres
+        )
+        metafunc.parametrize(("vendor", "database"), [*pairs, on_pg], indirect=True)
+    else:
+        metafunc.parametrize("vendor", sorted(VENDORS), indirect=True)
+
+
+@pytest.fixture
 def vendor(request: pytest.FixtureRequest) -> Vendor:
     return VENDORS[str(request.param)]
+
+
+@pytest.fixture
+def database(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(request: pytest.FixtureRequest, database: str, tmp_path: Path) -> Iterator[str]:
+    """This module's database: the one its vendor is paired with (above), not both for every kind."""
+    if database == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'vidgate.db'}"
+        return
+    admin = request.getfixturevalue("pg_admin_url")
+    url = create_pg_database(admin)
+    try:
+        yield url
+    finally:
+        drop_pg_database(admin, url)
 
 
 def prompt(directives: str = "") -> str:

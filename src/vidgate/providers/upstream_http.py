@@ -62,7 +62,7 @@ PROVEN_REFUSALS = frozenset({400, 401, 403, 404, 409, 422, 429})
 VIDEO_CONTENT_TYPES = ("video/mp4", "application/octet-stream", "binary/octet-stream", "video/quicktime")
 # Labels that say nothing of what a body is (object stores put them on every file): the bytes decide.
 _GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
-_CHUNK = 256 * 1024
+_CHUNK = 1 << 20  # one file write (a hop to a thread) per MiB
 _SNIFF_BYTES = 64  # enough for every signature `sniff_image` and `sniff_mp4` know
 
 

@@ -12,6 +12,7 @@ import functools
 import io
 import json
 from collections.abc import Mapping
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -24,8 +25,7 @@ from vidgate.domain.lifecycle import step_after_cancel, step_after_end
 from vidgate.domain.requests import BLOB_REF_PREFIX
 from vidgate.domain.tasks import Step, Task, TaskError, TaskStatus, WatermarkMode, delivered_watermark
 from vidgate.media.images import ImageRejected, decode_image
-from vidgate.media.previews import previews_from_mp4
-from vidgate.media.probe import NotAVideo, VideoInfo, differences, probe_mp4
+from vidgate.media.probe import NotAVideo, VideoInfo, differences
 from vidgate.media.sniff import sniff_image
 from vidgate.net.fetch import IMAGE, ContentRejected, FetchFailed
 from vidgate.net.policy import UrlRejected
@@ -44,6 +44,7 @@ from vidgate.store.keys import webhook_secret_generation
 from vidgate.store.task_rows import Claim, ClaimLost
 from vidgate.views import webhook_event
 from vidgate.worker.deps import Retries, StepDeps
+from vidgate.worker.media_pool import MediaPool, processes_for
 from vidgate.worker.outcomes import (
     Outcome,
     StepFailed,
@@ -67,6 +68,7 @@ class Steps:
         self.deps = deps
         self.retries = Retries(deps)
         self.submitter = Submitter(deps, self.retries)
+        self.media = MediaPool(processes_for(deps.settings.worker.media_processes))
 
     async def run(self, claim: Claim, ctx: StepContext, run: StepRun) -> Outcome:
         """Run the claimed task's current step and decide what follows; errors become outcomes."""
@@ -259,16 +261,21 @@ class Steps:
         job = UpstreamJob(task.upstream_id, memo=task.upstream_state or {})
         result = await self.deps.providers(task.channel).fetch(job, status, ctx.work_dir, ctx)
         try:
-            info = await anyio.to_thread.run_sync(probe_mp4, result.video)
+            info = await self.media.probe(result.video)
         except NotAVideo as exc:
             raise ProviderError(
                 "invalid_upstream_video", f"The channel's result is not a playable MP4: {exc}", retryable=True
             ) from exc
+        except BrokenProcessPool as exc:
+            raise _media_worker_lost() from exc
         return result, info
 
     async def _store_result(self, task: Task, result: FetchedResult) -> StoredMedia:
         """The video, its thumbnail and its spritesheet into storage."""
-        thumbnail, spritesheet = await anyio.to_thread.run_sync(previews_from_mp4, result.video)
+        try:
+            thumbnail, spritesheet = await self.media.previews(result.video)
+        except BrokenProcessPool as exc:
+            raise _media_worker_lost() from exc
         if result.thumbnail is not None:
             upstream_thumbnail = await anyio.Path(result.thumbnail).read_bytes()
             if sniff_image(upstream_thumbnail[:64]) == "image/webp":
@@ -408,6 +415,12 @@ def _result_mismatch(task: Task, memo: dict[str, Any], found: list[str]) -> Outc
     message = f"The channel's video {what}; the channel's strict_result setting refuses such a result."
     failure = failed("result_mismatch", message, then=step_after_end(task, TaskStatus.FAILED))
     return replace(failure, changes={**failure.changes, "upstream_state": memo})
+
+
+def _media_worker_lost() -> ProviderError:
+    return ProviderError(
+        "media_worker_lost", "A media process ended while it read the result; trying again.", retryable=True
+    )
 
 
 def _png_bytes(image: Image.Image) -> bytes:

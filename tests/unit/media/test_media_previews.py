@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import av
 import numpy as np
 import numpy.typing as npt
 import pytest
 from PIL import Image
 
 from vidgate.media.encode import Mp4Writer
-from vidgate.media.previews import PreviewCollector, grid, previews_from_mp4
+from vidgate.media.previews import PreviewCollector, grid, pick_tiles, previews_from_mp4
 from vidgate.media.probe import NotAVideo
 
 # One distinct colour per second, far apart so JPEG and H.264 cannot blur them into each other.
@@ -126,8 +127,11 @@ def test_collector_refuses_nonsense() -> None:
         PreviewCollector(10, 10, 0, 24)
 
 
-def write_colour_clip(path: Path, seconds: int, width: int = 256, height: int = 144, fps: int = 24) -> None:
-    with Mp4Writer(path, width, height, fps) as writer:
+def write_colour_clip(
+    path: Path, seconds: int, width: int = 256, height: int = 144, fps: int = 24, keyint: int | None = None
+) -> None:
+    """One colour a second; a keyframe every `keyint` frames (default: every second, like many vendors)."""
+    with Mp4Writer(path, width, height, fps, keyint=keyint or fps) as writer:
         for index in range(seconds * fps):
             writer.write(solid(PALETTE[index // fps], width, height))
 
@@ -159,3 +163,40 @@ def test_previews_from_junk_raise_not_a_video(tmp_path: Path) -> None:
     junk.write_bytes(b"\x00" * 1000)
     with pytest.raises(NotAVideo):
         previews_from_mp4(junk)
+
+
+def test_a_video_with_sparse_keyframes_gets_a_tile_per_keyframe(tmp_path: Path) -> None:
+    """Only keyframes are decoded (a 720p result costs a few keyframes, not every frame): with a
+    keyframe every 2 s (and the encoder's own at some colour changes), the 6 s clip gets fewer than six
+    tiles, each the frame at one of its keyframes."""
+    clip = tmp_path / "sparse.mp4"
+    write_colour_clip(clip, seconds=6, fps=12, keyint=24)
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        times = [
+            p.pts * stream.time_base for p in container.demux(stream) if p.is_keyframe and p.pts is not None
+        ]
+    assert 3 <= len(times) < 6
+    _, sheet_bytes = previews_from_mp4(clip)
+    sheet = Image.open(io.BytesIO(sheet_bytes))
+    columns, rows = grid(len(times), 5)
+    assert sheet.size == (columns * 256, rows * 144)
+    colours = tile_colours(sheet.convert("RGB"), (256, 144), len(times), columns)
+    wanted = [PALETTE[int(at)] for at in sorted(times)]
+    assert all(close_to(got, want) for got, want in zip(colours, wanted, strict=True)), colours
+
+
+@pytest.mark.parametrize(
+    ("keyframes", "seconds", "chosen"),
+    [
+        ([k / 2 for k in range(20)], 10.0, [1, 3, 5, 7, 9, 11, 13, 15, 17, 19]),  # every 0.5 s: slot middles
+        ([0.0, 2.0, 4.0, 6.0, 8.0], 10.0, [0, 1, 2, 3, 4]),  # fewer keyframes than seconds: each once
+        ([0.0], 10.0, [0]),
+        ([0.0, 1.0, 2.0], 0.4, [0]),  # under a second: one tile
+        ([float(k) for k in range(60)], 60.0, [3, 9, 15, 21, 27, 33, 39, 45, 51, 57]),  # at most 10
+    ],
+)
+def test_tiles_are_the_keyframes_nearest_each_slots_middle(
+    keyframes: list[float], seconds: float, chosen: list[int]
+) -> None:
+    assert pick_tiles(keyframes, seconds, 10) == chosen

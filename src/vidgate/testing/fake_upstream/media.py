@@ -84,9 +84,10 @@ def _spritesheet(width: int, height: int, seconds: int) -> bytes:
 class MediaCache:
     """Bytes for each variant of a result, by the job's requested size and duration."""
 
-    def __init__(self, *, clip_scale: int, fps: int) -> None:
+    def __init__(self, *, clip_scale: int, fps: int, video_file: Path | None = None) -> None:
         self.clip_scale = clip_scale
         self.fps = fps
+        self.video_file = video_file
         self._bytes: dict[tuple[str, int, int, int], bytes] = {}
         self._locks: dict[tuple[str, int, int, int], anyio.Lock] = {}
 
@@ -99,7 +100,9 @@ class MediaCache:
         w, h = self.size_for(width, height)
         seconds = max(1, seconds)
         make: Callable[[], bytes]
-        if variant == "video":
+        if variant == "video" and self.video_file is not None:
+            make, seconds = self.video_file.read_bytes, 0  # the same file for every job
+        elif variant == "video":
             make = partial(_encode_clip, w, h, seconds, self.fps)
         elif variant == "thumbnail":
             seconds = 0  # one thumbnail whatever the duration

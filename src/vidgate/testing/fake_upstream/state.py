@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -34,6 +35,7 @@ class FakeSettings:
     clip_fps: int
     cdn_base_url: str | None
     hang_seconds: float
+    video_file: Path | None = None  # served as every job's video instead of a made clip (a real-size one)
 
 
 class FakeState:
@@ -46,7 +48,9 @@ class FakeState:
         self.journal = Journal()
         self.jobs = JobStore()
         self.counters = Counters()
-        self.media = MediaCache(clip_scale=settings.clip_scale, fps=settings.clip_fps)
+        self.media = MediaCache(
+            clip_scale=settings.clip_scale, fps=settings.clip_fps, video_file=settings.video_file
+        )
         self.base_url: str | None = None
         # Timestamps on the wire are Unix time. A clock that already reads Unix time (a test's manual
         # clock) is used as is, which keeps them deterministic; a monotonic one is anchored once, here.

@@ -1,0 +1,80 @@
+"""Where a worker does the CPU-heavy part of a result copy: probing the video and making its previews.
+
+In worker processes of their own (`worker.media_processes`, default: one per core), so that a burst of
+results never holds the GIL the event loop needs for polls and submits: the loop only waits on a future.
+The bound on queued media work is the worker's `media_concurrency` (the runner claims no more media
+steps than that), so the pool's queue never grows past it.
+
+The pool is made on first use, once per process, and shared by every event loop in it (one per test,
+one for a `vidgate worker`). Its processes are started with `spawn` (a fork of a process that runs
+threads and an event loop could inherit a held lock) and exit when this process does: they read their
+work from a pipe, which closes when this process ends, however it ends. `media_processes = 0` runs the
+same functions on threads of this process instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+
+from vidgate.media.previews import previews_from_mp4
+from vidgate.media.probe import VideoInfo, probe_mp4
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_pools: dict[int, ProcessPoolExecutor] = {}
+
+
+def processes_for(setting: int | None) -> int:
+    """The pool size a `worker.media_processes` setting means (None: one per core; 0: no pool)."""
+    return max(1, os.cpu_count() or 1) if setting is None else setting
+
+
+def _pool(size: int) -> ProcessPoolExecutor:
+    with _lock:
+        pool = _pools.get(size)
+        if pool is None:
+            pool = _pools[size] = ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("spawn"))
+        return pool
+
+
+def _forget(size: int, pool: ProcessPoolExecutor) -> None:
+    with _lock:
+        if _pools.get(size) is pool:
+            del _pools[size]
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+class MediaPool:
+    """Runs media functions in the shared process pool of `processes` processes (0: on threads)."""
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+
+    async def probe(self, video: Path) -> VideoInfo:
+        return await self._run(probe_mp4, video)
+
+    async def previews(self, video: Path) -> tuple[bytes, bytes]:
+        return await self._run(previews_from_mp4, video)
+
+    async def _run(self, function: Callable[[Path], T], video: Path) -> T:
+        if self.processes == 0:
+            return await anyio.to_thread.run_sync(function, video)
+        pool = _pool(self.processes)
+        try:
+            return await asyncio.wrap_future(pool.submit(function, video))
+        except BrokenProcessPool:
+            # A pool process died (the OOM killer, say): the next call gets a new pool, and this step is
+            # tried again by the caller's retry rules like any other transient failure.
+            _forget(self.processes, pool)
+            raise
