@@ -24,9 +24,11 @@ def dev_fake_upstream(
 ) -> None:
     """Serve the fake upstream (every dialect, faults chosen per request) for sandboxes and tests.
 
-    Point a channel at http://HOST:PORT/v1 (kind openai or unified), http://HOST:PORT/v1beta (veo),
-    http://HOST:PORT/api/v3 (seedance) or http://HOST:PORT/api/v1 (dashscope); write directives such as
-    `#ready=30 #429=2 #accept_then_drop=1` in prompts (see vidgate.testing.fake_upstream).
+    Point a channel at http://HOST:PORT/v1 (kind openai, unified or replicate), http://HOST:PORT/v1beta
+    (veo), http://HOST:PORT/api/v3 (seedance), http://HOST:PORT/api/v1 (dashscope or openrouter),
+    http://HOST:PORT/fal (fal) or http://HOST:PORT itself (kling, minimax; for kling, --api-key is the
+    secret key its tokens are signed with); write directives such as `#ready=30 #429=2
+    #accept_then_drop=1` in prompts (see vidgate.testing.fake_upstream).
     """
     import signal
 
