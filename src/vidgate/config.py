@@ -43,11 +43,11 @@ class WorkerSettings(BaseModel):
         default=4, ge=1, le=256, description="Of those, steps that process media (ingest, fetch) at once."
     )
     media_processes: int | None = Field(
-        default=None,
+        default=0,
         ge=0,
         le=256,
         description="Processes that probe results and make their previews, so that media CPU never holds up "
-        "polls and submits (unset: one per core; 0: threads of the worker process).",
+        "polls and submits (0: threads of the worker process; unset: one per core).",
     )
     lease_seconds: float = Field(default=60.0, gt=0, description="How long a claim lasts without heartbeat.")
     idle_poll_seconds: float = Field(default=1.0, gt=0, description="Claim-loop sleep when nothing is due.")

@@ -11,6 +11,7 @@ skipped without them, except where VIDGATE_TEST_REQUIRE_BROWSER=1 (CI) makes tha
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -617,7 +618,9 @@ def test_warnings_and_a_failures_reason_are_shown_without_opening_the_video(clea
     expect(warnings.locator("li")).to_have_text([warning])
     # The spritesheet's grid is worked out from the real frame size, not the one asked for.
     assert detail["video"]["width"] != int(rough["size"].split("x")[0])
-    expect(page.locator("#scrub")).to_have_attribute("data-tiles", "4")
+    expect(page.locator("#scrub")).to_have_attribute(
+        "data-tiles", re.compile(r"^[1-4]$")
+    )  # a fetched video: one tile per keyframe, at most
     shot(page, "desktop-playground-warnings")
     page.context.close()
 
