@@ -1,15 +1,15 @@
 """Where a worker does the CPU-heavy part of a result copy: probing the video and making its previews.
 
-In worker processes of their own (`worker.media_processes`, default: one per core), so that a burst of
-results never holds the GIL the event loop needs for polls and submits: the loop only waits on a future.
+In worker processes of their own when `worker.media_processes` asks for them (unset: one per core; the
+default, 0, runs the same functions on threads of this process), so that a burst of results never holds
+the GIL the event loop needs for polls and submits: the loop only waits on a future.
 The bound on queued media work is the worker's `media_concurrency` (the runner claims no more media
 steps than that), so the pool's queue never grows past it.
 
 The pool is made on first use, once per process, and shared by every event loop in it (one per test,
 one for a `vidgate worker`). Its processes are started with `spawn` (a fork of a process that runs
-threads and an event loop could inherit a held lock) and exit when this process does: they read their
-work from a pipe, which closes when this process ends, however it ends. `media_processes = 0` runs the
-same functions on threads of this process instead.
+threads and an event loop could inherit a held lock). They do not yet end when this process is killed
+(each holds the work queue's pipe open for its siblings), which is why the pool is not the default.
 """
 
 from __future__ import annotations
