@@ -127,7 +127,9 @@ class TerminalDisplay:
         line = f"completed {video.id} in {format_duration(round(elapsed, 1))}"
         if output is not None:
             line += f"; saved {output} ({_size(output.stat().st_size)})"
-        self.console.print(line, markup=False, highlight=False)
+        # soft_wrap: a path longer than the terminal is wrapped by the terminal, not broken by a newline of
+        # ours, so that it can be copied whole.
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _size(n: int) -> str:
