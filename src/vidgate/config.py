@@ -51,6 +51,12 @@ class WorkerSettings(BaseModel):
     )
     lease_seconds: float = Field(default=60.0, gt=0, description="How long a claim lasts without heartbeat.")
     idle_poll_seconds: float = Field(default=1.0, gt=0, description="Claim-loop sleep when nothing is due.")
+    wakeups: bool = Field(
+        default=True,
+        description="On PostgreSQL, creates, cancels and deletes NOTIFY the workers and each worker process "
+        "keeps one LISTEN connection, so a new task is claimed at once, not at the next idle tick; false: "
+        "neither (the idle tick finds everything). In one process a create always wakes its worker.",
+    )
     task_deadline_seconds: float = Field(
         default=3600.0, gt=0, description="A task fails with `timeout` after."
     )

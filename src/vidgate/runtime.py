@@ -110,7 +110,14 @@ async def open_runtime(
         refund_moderation=settings.billing.refund_moderation,
         charged_failures=settings.billing.charged_failures,
     )
-    tasks = TaskStore(engine, clock=clock, reads=reads, creates=creates, refunds=refunds)
+    tasks = TaskStore(
+        engine,
+        clock=clock,
+        reads=reads,
+        creates=creates,
+        refunds=refunds,
+        notify_due=settings.worker.wakeups,
+    )
     health = ChannelHealthStore(
         engine,
         tasks.queue_clock,

@@ -73,35 +73,28 @@ class AttemptStore:
         """Record a create about to be sent (the next number for the task, sent now)."""
         # Writers numbering the same task at once (a worker whose lease another claim took over, still
         # sending): each round one wins and the others take the next number, so N writers need N rounds.
+        # One statement: the number and the send time are worked out by the database as it inserts.
+        number = (
+            select(func.coalesce(func.max(upstream_attempts.c.number), 0) + 1)
+            .where(upstream_attempts.c.task_id == task_id)
+            .scalar_subquery()
+        )
+        query = (
+            insert(upstream_attempts)
+            .values(
+                task_id=task_id,
+                number=number,
+                channel=channel,
+                idempotency_key=idempotency_key,
+                sent_at=self.queue_clock.expr(),
+                outcome=AttemptOutcome.PENDING.value,
+            )
+            .returning(*upstream_attempts.c)
+        )
         for _ in range(_NUMBERING_ROUNDS):
             try:
                 async with write_transaction(self.engine) as conn:
-                    now = await self.queue_clock.now_ms(conn)
-                    number = (
-                        await conn.execute(
-                            select(func.coalesce(func.max(upstream_attempts.c.number), 0) + 1).where(
-                                upstream_attempts.c.task_id == task_id
-                            )
-                        )
-                    ).scalar_one()
-                    row = (
-                        (
-                            await conn.execute(
-                                insert(upstream_attempts)
-                                .values(
-                                    task_id=task_id,
-                                    number=number,
-                                    channel=channel,
-                                    idempotency_key=idempotency_key,
-                                    sent_at=now,
-                                    outcome=AttemptOutcome.PENDING.value,
-                                )
-                                .returning(*upstream_attempts.c)
-                            )
-                        )
-                        .mappings()
-                        .one()
-                    )
+                    row = (await conn.execute(query)).mappings().one()
                 return _attempt(row)
             except IntegrityError:
                 await anyio.sleep(random.uniform(0, 0.005))  # out of step with the others

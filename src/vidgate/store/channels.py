@@ -108,7 +108,16 @@ class ChannelHealthStore:
 
     async def record_success(self, channel: str) -> None:
         """A create was accepted: the circuit closes. Read from the database, not the snapshot, so that
-        failures another process counted a moment ago are reset too ('consecutive' across processes)."""
+        failures another process counted a moment ago are reset too ('consecutive' across processes).
+        Every accepted create comes here, so the usual case (the row says healthy already) is one plain
+        read: no write transaction, no wait for SQLite's writer. A failure counted after that read is
+        simply ordered after this success, as it would be had it come a moment later."""
+        async with self.engine.connect() as conn:
+            query = select(channel_health).where(channel_health.c.channel == channel)
+            row = (await conn.execute(query)).mappings().first()
+        if row is not None and after_success(known := _health(row)) == known:
+            self._snapshot = {**self._snapshot, channel: known}
+            return
         async with write_transaction(self.engine) as conn:
             now = await self.queue_clock.now_ms(conn)
             current = await lock_health(conn, channel, now=now)

@@ -8,6 +8,9 @@
 - A client's cancel or delete reaches a running step through the heartbeat: the step is stopped,
   except a submit to a paid upstream, which is let finish so that its job's id is kept and the cancel
   step can stop that job.
+- A new task is claimed at once: a create in the same process, or on PostgreSQL in any process, wakes
+  the claim loop (`wake`, worker/wakeups.py); otherwise it looks every `idle_poll_seconds`. A claim is
+  one statement unless the media budget could be overrun (then media steps first, then the rest).
 - A crashed worker's tasks are taken up by any worker once their leases expire.
 - Stopping (SIGTERM) is graceful: no new claims, running steps get `shutdown_grace_seconds` to
   finish, and whatever is left is released so another worker can take it at once. A forced stop (a
@@ -48,8 +51,11 @@ from vidgate.worker.scratch import scratch_dir, sweep_scratch
 from vidgate.worker.steps import Steps
 
 log = structlog.get_logger("vidgate.worker")
-# Steps that may write scratch files (inputs handed to a renderer, a downloaded result).
+# Steps that may write scratch files (inputs handed to a renderer, a downloaded result). A submit writes
+# files only on a built-in engine (its render): where no channel is one, a submit is a plain upstream call
+# and costs no directory and no sweep (`Worker.steps_with_files`).
 _STEPS_WITH_FILES = frozenset({Step.INGEST, Step.SUBMIT, Step.FETCH})
+_STEPS_WITH_FILES_UPSTREAM_ONLY = frozenset({Step.INGEST, Step.FETCH})
 # Steps that decode and encode media (images in, videos and previews out): CPU-heavy, so at most
 # `media_concurrency` of them run at once, and the cheap polls that detect completions never queue
 # behind a burst of downloads.
@@ -101,6 +107,8 @@ class Worker:
         self.settings = deps.settings.worker
         self.scratch_root = scratch_root  # may be shared with other processes: see worker.scratch
         self._running: dict[str, _Running] = {}
+        builtin = any(channel.traits.builtin_engine for channel in deps.catalog.channels)
+        self.steps_with_files = _STEPS_WITH_FILES if builtin else _STEPS_WITH_FILES_UPSTREAM_ONLY
         self._wake = anyio.Event()
         self._slot_freed = anyio.Event()
         self._media_slot_freed = anyio.Event()
@@ -111,7 +119,8 @@ class Worker:
         return round(self.settings.lease_seconds * 1000)
 
     def wake(self) -> None:
-        """Something became due (a task was created here): look now instead of at the next tick."""
+        """Something became due (a task was created in this process, or another process NOTIFYed:
+        worker/wakeups.py): look now instead of at the next tick."""
         self._wake.set()
 
     # The loop ---------------------------------------------------------------------------------
@@ -153,30 +162,34 @@ class Worker:
     async def _claim(self, free: int) -> tuple[list[Claim], bool, bool]:
         """Claim up to `free` due steps, media steps within their own budget. Returns the claims,
         whether a claim came back full (more may be due right now), and whether the media budget is
-        used up (more media steps may be waiting for it)."""
+        used up (more media steps may be waiting for it).
+
+        One statement when the media budget cannot be overrun (it has room for all `free`: the usual
+        case while slots free up a few at a time); else the media steps first, within their budget,
+        then the rest."""
         media_running = sum(1 for r in self._running.values() if r.claim.task.step in MEDIA_STEPS)
         media_free = min(free, self.settings.media_concurrency - media_running)
         store, lease_ms = self.deps.store, self.lease_ms
         try:
-            media = (
-                await store.claim_due(worker=self.id, limit=media_free, lease_ms=lease_ms, only=MEDIA_STEPS)
-                if media_free > 0
-                else []
-            )
-            rest = free - len(media)
-            light = (
-                await store.claim_due(worker=self.id, limit=rest, lease_ms=lease_ms, skip=MEDIA_STEPS)
-                if rest > 0
-                else []
-            )
+            if media_free >= free:
+                claims = await store.claim_due(worker=self.id, limit=free, lease_ms=lease_ms)
+                media_claimed = sum(1 for c in claims if c.task.step in MEDIA_STEPS)
+                full = len(claims) == free
+            else:
+                media = []
+                if media_free > 0:
+                    media = await store.claim_due(
+                        worker=self.id, limit=media_free, lease_ms=lease_ms, only=MEDIA_STEPS
+                    )
+                rest = free - len(media)
+                light = await store.claim_due(worker=self.id, limit=rest, lease_ms=lease_ms, skip=MEDIA_STEPS)
+                claims, media_claimed, full = media + light, len(media), len(light) == rest
         except Exception:  # the database went away for a moment: log, wait, go on
             log.exception("claim failed", worker=self.id)
             return [], False, False
-        claims = media + light
         if claims and claims[0].task.lease_expires_at is not None:  # its lease ends at the database's now
             self.deps.clock.observe(claims[0].task.lease_expires_at - lease_ms)
-        full = rest > 0 and len(light) == rest
-        return claims, full, media_free <= 0 or len(media) == media_free
+        return claims, full, media_free <= 0 or media_claimed == media_free
 
     async def _idle(
         self, stops: tuple[anyio.Event, ...], *, wait_for_slot: bool, wait_for_media_slot: bool
@@ -275,7 +288,7 @@ class Worker:
                         result = "lost" if running.lease_lost else "stopped"
                         await self.deps.store.release(running.claim)
                         self.wake()
-                    if step in _STEPS_WITH_FILES:
+                    if step in self.steps_with_files:
                         if not committed:
                             await self._remove_unclaimed_files(task_id)
                         await self.sweep_scratch()
@@ -301,7 +314,7 @@ class Worker:
         if self.deps.clock.now_ms() >= task.deadline_at and not task.status.is_terminal:
             return deadline_reached(task)
         work_dir = scratch_dir(self.scratch_root, claim)
-        if task.step in _STEPS_WITH_FILES:  # polls are the hot path: no directory churn for them
+        if task.step in self.steps_with_files:  # polls are the hot path: no directory churn for them
             make_private_dirs(work_dir)
 
         async def report_progress(percent: int) -> None:
@@ -318,7 +331,7 @@ class Worker:
                     running.lease_lost = True
                     log_.info("the task changed under the step (lease lost or client's change)")
         finally:
-            if task.step in _STEPS_WITH_FILES:
+            if task.step in self.steps_with_files:
                 shutil.rmtree(work_dir, ignore_errors=True)
         # Empty box: stopped by shutdown, by the client, or by a lost lease. A full one is committed even
         # when the lease looked lost: the commit is fenced anyway, and if it loses, an upstream job the

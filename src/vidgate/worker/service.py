@@ -1,5 +1,6 @@
-"""Running a worker inside a process: the claim loop plus housekeeping (the files of deleted tasks,
-media and inputs past their retention, scratch directories of claims that are over)."""
+"""Running a worker inside a process: the claim loop, the wake-ups from other processes (PostgreSQL's
+LISTEN: worker/wakeups.py) and housekeeping (the files of deleted tasks, media and inputs past their
+retention, scratch directories of claims that are over)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from vidgate.runtime import Runtime
 from vidgate.store.blobs import delete_task_files
 from vidgate.worker.deps import StepDeps
 from vidgate.worker.runner import Worker
+from vidgate.worker.wakeups import listen_for_wakeups
 
 log = structlog.get_logger("vidgate.worker")
 _HOUSEKEEPING_SECONDS = 600.0
@@ -48,6 +50,9 @@ async def run_worker_services(
             runtime.providers(channel.name)  # built now, so its checks warn at start (the card's font)
     async with anyio.create_task_group() as tg:
         tg.start_soon(_housekeeping, runtime, worker, stop)
+        if runtime.settings.worker.wakeups and runtime.engine.dialect.name == "postgresql":
+            # Listening before the worker reports started: a task created from then on wakes it.
+            await tg.start(listen_for_wakeups, runtime.settings.resolved_database_url, worker.wake)
         task_status.started(worker)
         await worker.run(stop, force=force)
         tg.cancel_scope.cancel()

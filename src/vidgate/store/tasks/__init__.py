@@ -18,6 +18,8 @@ The store is one class, `TaskStore`, made of one part per job (each part a modul
   for a key with `max_active_tasks`), the hold made with each, idempotent replays;
 - `reads`: a task, a page of tasks (the hot paths' fast reads when the store has them), events, slots;
 - `queue`: claims, heartbeats, release, live claims;
+- wake-ups: on PostgreSQL a create, a client's cancel or delete and a release NOTIFY the workers in the
+  transaction that made the task due (`_common.DUE_CHANNEL`; worker/wakeups.py listens);
 - `fenced`: the worker's fenced writes (`finish_step`, `repoll_later`, `advance`, `admit`,
   `save_upstream_job`);
 - `client_ends`: the client's cancel and delete;
@@ -35,6 +37,7 @@ from vidgate.store.batching import Batcher
 from vidgate.store.create_batch import NewTask, SqliteCreateWriter
 from vidgate.store.dbtime import QueueClock
 from vidgate.store.fast_reads import FastReads
+from vidgate.store.tasks._common import DUE_CHANNEL
 from vidgate.store.tasks.client_ends import ClientEnds
 from vidgate.store.tasks.creates import ACTIVE_CAP_RETRY_AFTER_S, TaskCreates
 from vidgate.store.tasks.fenced import FencedWrites
@@ -42,7 +45,7 @@ from vidgate.store.tasks.queue import TaskQueue
 from vidgate.store.tasks.reads import TaskReads
 from vidgate.store.tasks.retention import Retention
 
-__all__ = ["ACTIVE_CAP_RETRY_AFTER_S", "TaskStore"]
+__all__ = ["ACTIVE_CAP_RETRY_AFTER_S", "DUE_CHANNEL", "TaskStore"]
 
 
 class TaskStore(TaskCreates, ClientEnds, TaskReads, TaskQueue, FencedWrites, Retention):
@@ -54,8 +57,11 @@ class TaskStore(TaskCreates, ClientEnds, TaskReads, TaskQueue, FencedWrites, Ret
         reads: FastReads | None = None,
         creates: SqliteCreateWriter | None = None,
         refunds: ledger.RefundPolicy | None = None,
+        notify_due: bool = True,
     ) -> None:
         self.engine = engine
+        # PostgreSQL: the writes that make a task due now NOTIFY the workers (`_common.DUE_CHANNEL`).
+        self.notify_due = notify_due
         self.refunds = refunds or ledger.RefundPolicy()  # which ended tasks are charged (store/ledger.py)
         self.queue_clock = QueueClock(clock)
         self._reads = reads  # the hot paths' reads (`get`, `list_page`) in one driver call

@@ -7,7 +7,7 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from sqlalchemy import and_, case, or_
+from sqlalchemy import and_, case, or_, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from vidgate.domain.tasks import ACTIVE_STATUSES, Task
@@ -20,6 +20,10 @@ from vidgate.store.fast_reads import FastReads
 from vidgate.store.tables import tasks
 
 _ACTIVE = [s.value for s in ACTIVE_STATUSES]
+# PostgreSQL's notification channel for "a task became due now" (a create, a client's cancel or delete, a
+# task given back): every worker process LISTENs on it (worker/wakeups.py) and claims at once.
+DUE_CHANNEL = "vidgate_due"
+_NOTIFY_DUE = text(f"NOTIFY {DUE_CHANNEL}")
 
 
 class StoreBase:
@@ -31,9 +35,17 @@ class StoreBase:
     _reads: FastReads | None
     _creates: SqliteCreateWriter | None
     _pg_groups: Batcher[NewTask, None] | None
+    notify_due: bool
 
     def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return write_transaction(self.engine)
+
+    async def _notify_due(self, conn: AsyncConnection) -> None:
+        """In a write transaction that made a task due now: on PostgreSQL, NOTIFY the workers (delivered
+        when it commits, once per transaction however many tasks it made due; nothing if it rolls back).
+        SQLite has no notifications: workers in other processes find the task at their idle tick."""
+        if self.notify_due and conn.dialect.name == "postgresql":
+            await conn.execute(_NOTIFY_DUE)
 
     async def now_ms(self) -> int:
         """The queue clock's 'now' as a number (the database's, unless a clock was injected)."""

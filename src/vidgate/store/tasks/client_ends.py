@@ -73,6 +73,7 @@ class ClientEnds(TaskReads):
         async with self._write() as conn:
             if (await conn.execute(query.values(**values))).rowcount != 1:
                 return False
+            await self._notify_due(conn)  # its cancel step (or webhook) is due now
             if cancelling:
                 cancelled = replace(task, status=TaskStatus.CANCELLED, error=TaskError("cancelled", ""))
                 await self._resolve_hold(conn, cancelled, now=now)

@@ -164,6 +164,7 @@ class TaskCreates(TaskReads):
                 return replay
             await conn.execute(insert(tasks).values(**new.row, **self._clock_columns(new)))
             await conn.execute(insert(task_events).values(**new.event))
+            await self._notify_due(conn)
         return None
 
     def _clock_columns(self, new: NewTask, *, markers: bool = False) -> dict[str, Any]:
@@ -219,6 +220,7 @@ class TaskCreates(TaskReads):
                                                      amount=new.hold, now=new.row["created_at"]))  # fmt: skip
             if events:
                 await conn.execute(insert(task_events), events)
+                await self._notify_due(conn)  # one for the whole group
             if entries:
                 await conn.execute(insert(ledger_entries), entries)
         return [outcomes.get(i) for i in range(len(group))]

@@ -5,10 +5,11 @@ terminal status resolves its hold in the same transaction (`_apply_in`)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import BigInteger, Update, bindparam, case, func, insert, null, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -16,6 +17,7 @@ from vidgate.domain.circuit import after_admission
 from vidgate.domain.lifecycle import STEP_FOR_A_LATE_JOB, check_transition
 from vidgate.domain.tasks import TERMINAL_STATUSES, Step, Task, TaskStatus
 from vidgate.store.channels import lock_health, save_health
+from vidgate.store.dbtime import db_now_ms
 from vidgate.store.tables import task_events, tasks
 from vidgate.store.task_rows import Claim, ClaimLost, row_to_task
 from vidgate.store.tasks._common import StoreBase, _never_lower, _occupies_slot
@@ -64,26 +66,21 @@ class FencedWrites(StoreBase):
         """`finish_step` for a poll that found the job still running (the hot path): one statement (in
         autocommit on PostgreSQL: one round trip), no event, nothing read back. False when the claim was
         lost."""
-        query = (
-            update(tasks)
-            .where(*_fence(claim))
-            .values(
-                **_monotonic(changes),
-                version=claim.version + 1,
-                next_run_at=self.queue_clock.expr() + delay_ms,
-                lease_owner=None,
-                lease_token=None,
-                lease_expires_at=None,
-            )
-        )
+        injected = self.queue_clock.clock
+        shape = tuple(sorted((key, value is None) for key, value in changes.items()))
+        query = _repoll_statement(shape, injected is not None)
+        params = {f"v_{key}": value for key, value in changes.items() if value is not None}
+        params.update(f_id=claim.task.id, f_version=claim.version, f_token=claim.token, delay_ms=delay_ms)
+        if injected is not None:
+            params["now"] = injected.now_ms()
         if self.engine.dialect.name != "postgresql":
             # SQLite: a plain write transaction is as cheap (no round trips), and its connections must
             # keep the isolation handling db.create_engine gave them (AUTOCOMMIT would reset it).
             async with self._write() as conn:
-                return (await conn.execute(query)).rowcount == 1
+                return (await conn.execute(query, params)).rowcount == 1
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            return (await conn.execute(query)).rowcount == 1
+            return (await conn.execute(query, params)).rowcount == 1
 
     async def advance(
         self,
@@ -274,6 +271,34 @@ class FencedWrites(StoreBase):
                 )
             )
         return row
+
+
+@functools.cache
+def _repoll_statement(shape: tuple[tuple[str, bool], ...], injected_clock: bool) -> Update:
+    """`repoll_later`'s statement for a set of changed columns (each with whether it is set to NULL),
+    built once with bound parameters (the fence's `f_id`, `f_version` and `f_token`, `delay_ms`,
+    `v_<column>` for each change that is not NULL; `now` for an injected clock): the hot path, where
+    building a statement and its cache key cost as much as running it."""
+    now: Any = bindparam("now", type_=BigInteger()) if injected_clock else db_now_ms()
+    changes = {
+        key: null() if is_null else bindparam(f"v_{key}", type_=tasks.c[key].type) for key, is_null in shape
+    }
+    return (
+        update(tasks)
+        .where(
+            tasks.c.id == bindparam("f_id"),
+            tasks.c.version == bindparam("f_version"),
+            tasks.c.lease_token == bindparam("f_token"),
+        )
+        .values(
+            **_monotonic(changes),
+            version=tasks.c.version + 1,  # the fence holds it at `version`
+            next_run_at=now + bindparam("delay_ms", type_=BigInteger()),
+            lease_owner=None,
+            lease_token=None,
+            lease_expires_at=None,
+        )
+    )
 
 
 def _fence(claim: Claim) -> Sequence[Any]:
