@@ -43,7 +43,7 @@ class WorkerSettings(BaseModel):
         default=4, ge=1, le=256, description="Of those, steps that process media (ingest, fetch) at once."
     )
     media_processes: int | None = Field(
-        default=0,
+        default=None,
         ge=0,
         le=256,
         description="Processes that probe results and make their previews, so that media CPU never holds up "

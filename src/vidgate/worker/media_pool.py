@@ -1,15 +1,17 @@
 """Where a worker does the CPU-heavy part of a result copy: probing the video and making its previews.
 
-In worker processes of their own when `worker.media_processes` asks for them (unset: one per core; the
-default, 0, runs the same functions on threads of this process), so that a burst of results never holds
-the GIL the event loop needs for polls and submits: the loop only waits on a future.
+In worker processes of their own (`worker.media_processes`; unset, the default: one per core; 0 runs the
+same functions on threads of this process), so that a burst of results never holds the GIL the event
+loop needs for polls and submits: the loop only waits on a future.
 The bound on queued media work is the worker's `media_concurrency` (the runner claims no more media
 steps than that), so the pool's queue never grows past it.
 
 The pool is made on first use, once per process, and shared by every event loop in it (one per test,
 one for a `vidgate worker`). Its processes are started with `spawn` (a fork of a process that runs
-threads and an event loop could inherit a held lock). They do not yet end when this process is killed
-(each holds the work queue's pipe open for its siblings), which is why the pool is not the default.
+threads and an event loop could inherit a held lock). Each watches its parent and ends within
+`PARENT_CHECK_SECONDS` of its death: a killed worker (SIGKILL, the OOM killer) runs no clean-up, and its
+pool processes would otherwise wait on the work queue forever (each holds the queue's pipe open for its
+siblings, so none of them sees it close).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import asyncio
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -28,8 +31,11 @@ import anyio
 
 from vidgate.media.previews import previews_from_mp4
 from vidgate.media.probe import VideoInfo, probe_mp4
+from vidgate.providers.base import ProviderError
 
 T = TypeVar("T")
+
+PARENT_CHECK_SECONDS = 0.5
 
 _lock = threading.Lock()
 _pools: dict[int, ProcessPoolExecutor] = {}
@@ -40,11 +46,28 @@ def processes_for(setting: int | None) -> int:
     return max(1, os.cpu_count() or 1) if setting is None else setting
 
 
+def _end_with_parent(parent: int) -> None:
+    """A pool process's initializer: a daemon thread that ends the process once `parent` is gone (its
+    parent is then some other process: init, or a subreaper)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="vidgate-parent-watch", daemon=True).start()
+
+
 def _pool(size: int) -> ProcessPoolExecutor:
     with _lock:
         pool = _pools.get(size)
         if pool is None:
-            pool = _pools[size] = ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("spawn"))
+            pool = _pools[size] = ProcessPoolExecutor(
+                size,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_end_with_parent,
+                initargs=(os.getpid(),),
+            )
         return pool
 
 
@@ -73,8 +96,12 @@ class MediaPool:
         pool = _pool(self.processes)
         try:
             return await asyncio.wrap_future(pool.submit(function, video))
-        except BrokenProcessPool:
+        except BrokenProcessPool as exc:
             # A pool process died (the OOM killer, say): the next call gets a new pool, and this step is
             # tried again by the caller's retry rules like any other transient failure.
             _forget(self.processes, pool)
-            raise
+            raise ProviderError(
+                "media_worker_lost",
+                "A media process ended while it read the result; trying again.",
+                retryable=True,
+            ) from exc

@@ -12,7 +12,6 @@ import functools
 import io
 import json
 from collections.abc import Mapping
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -266,16 +265,11 @@ class Steps:
             raise ProviderError(
                 "invalid_upstream_video", f"The channel's result is not a playable MP4: {exc}", retryable=True
             ) from exc
-        except BrokenProcessPool as exc:
-            raise _media_worker_lost() from exc
         return result, info
 
     async def _store_result(self, task: Task, result: FetchedResult) -> StoredMedia:
         """The video, its thumbnail and its spritesheet into storage."""
-        try:
-            thumbnail, spritesheet = await self.media.previews(result.video)
-        except BrokenProcessPool as exc:
-            raise _media_worker_lost() from exc
+        thumbnail, spritesheet = await self.media.previews(result.video)
         if result.thumbnail is not None:
             upstream_thumbnail = await anyio.Path(result.thumbnail).read_bytes()
             if sniff_image(upstream_thumbnail[:64]) == "image/webp":
@@ -415,12 +409,6 @@ def _result_mismatch(task: Task, memo: dict[str, Any], found: list[str]) -> Outc
     message = f"The channel's video {what}; the channel's strict_result setting refuses such a result."
     failure = failed("result_mismatch", message, then=step_after_end(task, TaskStatus.FAILED))
     return replace(failure, changes={**failure.changes, "upstream_state": memo})
-
-
-def _media_worker_lost() -> ProviderError:
-    return ProviderError(
-        "media_worker_lost", "A media process ended while it read the result; trying again.", retryable=True
-    )
 
 
 def _png_bytes(image: Image.Image) -> bytes:

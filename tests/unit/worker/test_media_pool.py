@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from concurrent.futures.process import BrokenProcessPool
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from vidgate.media.previews import previews_from_mp4
 from vidgate.media.probe import probe_mp4
 from vidgate.testing.clips import make_clip
+from vidgate.providers.base import ProviderError
 from vidgate.worker.media_pool import MediaPool, processes_for
 
 pytestmark = pytest.mark.anyio
@@ -38,11 +41,53 @@ async def test_no_processes_means_threads_of_this_one(tmp_path: Path) -> None:
 
 async def test_a_pool_whose_process_died_is_replaced_for_the_next_call(tmp_path: Path) -> None:
     pool = MediaPool(2)
-    with pytest.raises(BrokenProcessPool):
+    with pytest.raises(ProviderError) as lost:
         await pool._run(die, tmp_path)
+    assert lost.value.code == "media_worker_lost" and lost.value.retryable
     assert await pool._run(pid_of, tmp_path) != os.getpid()
 
 
 def test_unset_means_one_process_per_core() -> None:
     assert processes_for(None) == (os.cpu_count() or 1)
     assert processes_for(0) == 0 and processes_for(3) == 3
+
+
+# A worker with a pool: it probes a clip (which starts the pool's processes), prints their pids, and waits
+# to be killed.
+WORKER_WITH_A_POOL = """
+import asyncio, sys
+from pathlib import Path
+from vidgate.worker import media_pool
+
+async def main():
+    await media_pool.MediaPool(2).probe(Path(sys.argv[1]))
+    print(*media_pool._pools[2]._processes, flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has ended; only its exit status waits to be collected
+
+
+def test_the_pool_processes_end_with_a_killed_worker(tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "clip.mp4", width=64, height=36, seconds=1)
+    with subprocess.Popen(
+        [sys.executable, "-c", WORKER_WITH_A_POOL, str(clip)], stdout=subprocess.PIPE
+    ) as worker:
+        try:
+            assert worker.stdout is not None
+            pids = [int(pid) for pid in worker.stdout.readline().split()]
+            assert pids and all(_running(pid) for pid in pids)
+        finally:
+            worker.kill()  # SIGKILL: no clean-up runs in the worker
+    deadline = time.monotonic() + 15
+    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in pids if _running(pid)], "pool processes outlived their killed worker"
