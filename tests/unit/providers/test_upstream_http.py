@@ -6,6 +6,7 @@ import email.utils
 import socket
 import time
 
+import anyio
 import httpx
 import pytest
 
@@ -239,3 +240,42 @@ async def test_downloads_stream_to_disk_and_refuse_what_is_not_an_mp4(tmp_path) 
         assert not (tmp_path / "x.mp4").exists()  # never a partial file in place
     assert [p.name for p in tmp_path.iterdir()] == ["v.mp4"]  # and no temporary files left behind
     await client.aclose()
+
+
+async def test_no_more_requests_reach_the_pool_at_once_than_the_channel_has_connections() -> None:
+    inside = most = 0
+    release = anyio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal inside, most
+        inside += 1
+        most = max(most, inside)
+        await release.wait()
+        inside -= 1
+        return httpx.Response(200, json={})
+
+    http = UpstreamHttp(httpx.MockTransport(handler))
+    async with http.client_for(channel(max_connections=3)) as client, anyio.create_task_group() as tg:
+        for n in range(10):
+            tg.start_soon(client.get, f"videos/{n}")
+        await anyio.wait_all_tasks_blocked()
+        assert inside == 3  # the other seven wait their turn outside httpx's pool
+        release.set()
+    assert most == 3
+
+
+async def test_a_request_that_waits_for_a_place_longer_than_the_pool_timeout_is_unreachable() -> None:
+    release = anyio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await release.wait()
+        return httpx.Response(200, json={})
+
+    http = UpstreamHttp(httpx.MockTransport(handler))
+    async with http.client_for(channel(max_connections=1)) as client, anyio.create_task_group() as tg:
+        tg.start_soon(client.get, "videos/held")
+        await anyio.wait_all_tasks_blocked()
+        with pytest.raises(ProviderError) as refused, mapped_transport_errors("poll"):
+            await client.get("videos/waiting", timeout=httpx.Timeout(5.0, pool=0.05))
+        assert refused.value.code == "upstream_unreachable" and refused.value.retryable
+        release.set()
