@@ -11,7 +11,8 @@ one for a `vidgate worker`). Its processes are started with `spawn` (a fork of a
 threads and an event loop could inherit a held lock). Each watches its parent and ends within
 `PARENT_CHECK_SECONDS` of its death: a killed worker (SIGKILL, the OOM killer) runs no clean-up, and its
 pool processes would otherwise wait on the work queue forever (each holds the queue's pipe open for its
-siblings, so none of them sees it close).
+siblings, so none of them sees it close). They run niced (`NICENESS`): when the cores are short, polls
+and submits come first.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from vidgate.providers.base import ProviderError
 T = TypeVar("T")
 
 PARENT_CHECK_SECONDS = 0.5
+# Pool processes run at a lower scheduling priority than the worker, so that on a busy machine the
+# cores go to the event loop that polls and submits first, and media work takes what is left.
+NICENESS = 10
 
 _lock = threading.Lock()
 _pools: dict[int, ProcessPoolExecutor] = {}
@@ -46,9 +50,10 @@ def processes_for(setting: int | None) -> int:
     return max(1, os.cpu_count() or 1) if setting is None else setting
 
 
-def _end_with_parent(parent: int) -> None:
-    """A pool process's initializer: a daemon thread that ends the process once `parent` is gone (its
-    parent is then some other process: init, or a subreaper)."""
+def _start_pool_process(parent: int) -> None:
+    """A pool process's initializer: lower its priority (`NICENESS`), and start a daemon thread that ends
+    the process once `parent` is gone (its parent is then some other process: init, or a subreaper)."""
+    os.nice(NICENESS)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -65,7 +70,7 @@ def _pool(size: int) -> ProcessPoolExecutor:
             pool = _pools[size] = ProcessPoolExecutor(
                 size,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_end_with_parent,
+                initializer=_start_pool_process,
                 initargs=(os.getpid(),),
             )
         return pool

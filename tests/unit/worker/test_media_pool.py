@@ -12,9 +12,9 @@ import pytest
 
 from vidgate.media.previews import previews_from_mp4
 from vidgate.media.probe import probe_mp4
-from vidgate.testing.clips import make_clip
 from vidgate.providers.base import ProviderError
-from vidgate.worker.media_pool import MediaPool, processes_for
+from vidgate.testing.clips import make_clip
+from vidgate.worker.media_pool import NICENESS, MediaPool, processes_for
 
 pytestmark = pytest.mark.anyio
 
@@ -33,6 +33,14 @@ async def test_probe_and_previews_run_in_another_process_with_the_same_answers(t
     assert await pool._run(pid_of, clip) != os.getpid()
     assert await pool.probe(clip) == probe_mp4(clip)
     assert await pool.previews(clip) == previews_from_mp4(clip)
+
+
+def niceness(_: Path) -> int:
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+async def test_media_work_runs_at_a_lower_priority_than_the_worker(tmp_path: Path) -> None:
+    assert await MediaPool(1)._run(niceness, tmp_path) == min(19, niceness(tmp_path) + NICENESS)
 
 
 async def test_no_processes_means_threads_of_this_one(tmp_path: Path) -> None:
