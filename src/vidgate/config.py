@@ -47,7 +47,8 @@ class WorkerSettings(BaseModel):
         ge=0,
         le=256,
         description="Processes that probe results and make their previews, so that media CPU never holds up "
-        "polls and submits (0: threads of the worker process; unset: one per core).",
+        "polls and submits (0: threads of the worker process; unset: one per usable core, at most "
+        "media_concurrency).",
     )
     lease_seconds: float = Field(default=60.0, gt=0, description="How long a claim lasts without heartbeat.")
     idle_poll_seconds: float = Field(default=1.0, gt=0, description="Claim-loop sleep when nothing is due.")

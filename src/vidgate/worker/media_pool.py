@@ -18,6 +18,7 @@ and submits come first.
 from __future__ import annotations
 
 import asyncio
+import math
 import multiprocessing
 import os
 import threading
@@ -45,9 +46,25 @@ _lock = threading.Lock()
 _pools: dict[int, ProcessPoolExecutor] = {}
 
 
-def processes_for(setting: int | None) -> int:
-    """The pool size a `worker.media_processes` setting means (None: one per core; 0: no pool)."""
-    return max(1, os.cpu_count() or 1) if setting is None else setting
+def processes_for(setting: int | None, media_concurrency: int) -> int:
+    """The pool size a `worker.media_processes` setting means: 0, no pool; unset, one per core this
+    process may use, and no more than the media steps that run at once (`media_concurrency`): a process
+    more would never get work."""
+    return min(usable_cores(), media_concurrency) if setting is None else setting
+
+
+def usable_cores(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The cores this process may run on: its CPU affinity, and in a container with a CPU limit (a
+    cgroup v2 quota, as Kubernetes sets it) that limit rounded up. `os.cpu_count()` counts the host's
+    cores, which would start a process per host core in a pod limited to one."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = cgroup_cpu_max.read_text().split()
+        if quota != "max":
+            cores = min(cores, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 limit to read: the affinity is the bound
+    return max(1, cores)
 
 
 def _start_pool_process(parent: int) -> None:

@@ -67,7 +67,8 @@ class Steps:
         self.deps = deps
         self.retries = Retries(deps)
         self.submitter = Submitter(deps, self.retries)
-        self.media = MediaPool(processes_for(deps.settings.worker.media_processes))
+        worker = deps.settings.worker
+        self.media = MediaPool(processes_for(worker.media_processes, worker.media_concurrency))
 
     async def run(self, claim: Claim, ctx: StepContext, run: StepRun) -> Outcome:
         """Run the claimed task's current step and decide what follows; errors become outcomes."""

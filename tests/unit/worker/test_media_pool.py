@@ -14,7 +14,7 @@ from vidgate.media.previews import previews_from_mp4
 from vidgate.media.probe import probe_mp4
 from vidgate.providers.base import ProviderError
 from vidgate.testing.clips import make_clip
-from vidgate.worker.media_pool import NICENESS, MediaPool, processes_for
+from vidgate.worker.media_pool import NICENESS, MediaPool, processes_for, usable_cores
 
 pytestmark = pytest.mark.anyio
 
@@ -55,9 +55,22 @@ async def test_a_pool_whose_process_died_is_replaced_for_the_next_call(tmp_path:
     assert await pool._run(pid_of, tmp_path) != os.getpid()
 
 
-def test_unset_means_one_process_per_core() -> None:
-    assert processes_for(None) == (os.cpu_count() or 1)
-    assert processes_for(0) == 0 and processes_for(3) == 3
+def test_unset_means_one_process_per_usable_core_and_no_more_than_the_media_steps_at_once() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert processes_for(None, media_concurrency=64) == usable_cores() <= cores
+    assert processes_for(None, media_concurrency=1) == 1
+    assert processes_for(0, media_concurrency=4) == 0 and processes_for(3, media_concurrency=4) == 3
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "limit"),
+    [("max 100000", None), ("100000 100000", 1), ("150000 100000", 2), ("50000 100000", 1)],
+)
+def test_a_container_cpu_limit_bounds_the_cores(tmp_path: Path, cpu_max: str, limit: int | None) -> None:
+    cores = len(os.sched_getaffinity(0))
+    (tmp_path / "cpu.max").write_text(cpu_max + "\n")
+    assert usable_cores(tmp_path / "cpu.max") == (cores if limit is None else min(cores, limit))
+    assert usable_cores(tmp_path / "absent") == cores
 
 
 # A worker with a pool: it probes a clip (which starts the pool's processes), prints their pids, and waits
