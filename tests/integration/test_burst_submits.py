@@ -5,7 +5,9 @@
 - a submit to an upstream channel makes no scratch directory (and so sweeps none): only a built-in
   engine's submit (its render) writes files;
 - an accepted create on a healthy channel records its success with a read, not a write transaction;
-- on PostgreSQL, a create NOTIFYs the workers in its own transaction (worker/wakeups.py listens).
+- on PostgreSQL, a create NOTIFYs the workers in its own transaction (worker/wakeups.py listens);
+- a paid submit saves its intent and its attempt in one transaction, before the create is sent;
+- a SQLite engine keeps its connections: concurrent reads do not open (and close) one each.
 
 Each fails on the code before these changes.
 """
@@ -123,3 +125,46 @@ async def test_a_create_notifies_the_workers_on_postgresql(start_gateway, tmp_pa
                 async for notice in conn.notifies():
                     assert notice.channel == DUE_CHANNEL
                     break
+
+
+def recording_statements(engine: Any) -> list[str]:
+    """Every statement the engine sends, COMMIT included, in order (for the duration of the test)."""
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda _c, _cur, statement, *_: seen.append(statement))
+    event.listen(engine, "commit", lambda _conn: seen.append("COMMIT"))
+    return seen
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_paid_submit_saves_its_intent_and_its_attempt_in_one_transaction(
+    start_gateway, tmp_path
+) -> None:
+    async with start_gateway(run_worker=False, channels=[scripted_channel(tmp_path / "up")]) as gw:
+        task = await new_task(gw)
+        seen = recording_statements(gw.runtime.engine.sync_engine)
+        assert await build_worker(gw.runtime).tick() == 1  # the submit
+        assert (await gw.runtime.tasks.get(task.id)).upstream_id is not None
+    intent = next(i for i, s in enumerate(seen) if s.startswith("UPDATE tasks") and "submit_intent_at=" in s)
+    attempt = next(i for i, s in enumerate(seen) if s.startswith("INSERT INTO upstream_attempts"))
+    assert intent < attempt and "COMMIT" not in seen[intent:attempt], seen[intent : attempt + 1]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_sqlite_engine_keeps_its_connections_for_concurrent_reads(start_gateway, tmp_path) -> None:
+    async with start_gateway(run_worker=False, channels=[scripted_channel(tmp_path / "up")]) as gw:
+        engine = gw.runtime.engine
+        opened = 0
+
+        def count(*_: Any) -> None:
+            nonlocal opened
+            opened += 1
+
+        async def reads() -> None:  # as many at once as a worker's steps
+            async with anyio.create_task_group() as tg:
+                for _ in range(16):
+                    tg.start_soon(gw.runtime.tasks.now_ms)
+
+        await reads()
+        event.listen(engine.sync_engine, "connect", count)
+        await reads()
+        assert opened == 0

@@ -1,9 +1,11 @@
 """The record of upstream create attempts: every job a task may have caused, whoever sent it.
 
-A paid submit writes its attempt BEFORE the request goes out (`begin`: outcome `pending`, sent on the
-database's clock) and settles it after (`settle`). Neither write is fenced by the task's lease: a
-worker whose lease ran out while an accepted submit was finishing must still record the job's id,
-and the worker that took the task over finds it here (`accepted_job`) instead of paying again.
+A paid submit writes its attempt BEFORE the request goes out (`insert_attempt`: outcome `pending`, sent
+on the database's clock), in the transaction that admits the task to the channel and saves its intent
+(`TaskStore.admit_to_send`, fenced by the claim: the two are saved together or not at all), and settles
+it after (`settle`). The settlement is not fenced by the task's lease: a worker whose lease ran out
+while an accepted submit was finishing must still record the job's id, and the worker that took the
+task over finds it here (`accepted_job`) instead of paying again.
 
 A job belongs to one task at most: `(channel, upstream_id)` is unique in the database, so a lookup
 after an unknown outcome can never adopt another task's job (`settle` answers False instead).
@@ -13,18 +15,19 @@ after an unknown outcome can never adopt another task's job (`settle` answers Fa
 from __future__ import annotations
 
 import enum
+import functools
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import BigInteger, Insert, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from vidgate.store.db import with_retries, write_transaction
-from vidgate.store.dbtime import QueueClock
+from vidgate.store.dbtime import QueueClock, db_now_ms
 from vidgate.store.tables import upstream_attempts
 
 _MAX_ERROR_CHARS = 500
@@ -70,32 +73,14 @@ class AttemptStore:
         self.queue_clock = queue_clock
 
     async def begin(self, task_id: str, channel: str, idempotency_key: str) -> Attempt:
-        """Record a create about to be sent (the next number for the task, sent now)."""
-        # Writers numbering the same task at once (a worker whose lease another claim took over, still
-        # sending): each round one wins and the others take the next number, so N writers need N rounds.
-        # One statement: the number and the send time are worked out by the database as it inserts.
-        number = (
-            select(func.coalesce(func.max(upstream_attempts.c.number), 0) + 1)
-            .where(upstream_attempts.c.task_id == task_id)
-            .scalar_subquery()
-        )
-        query = (
-            insert(upstream_attempts)
-            .values(
-                task_id=task_id,
-                number=number,
-                channel=channel,
-                idempotency_key=idempotency_key,
-                sent_at=self.queue_clock.expr(),
-                outcome=AttemptOutcome.PENDING.value,
-            )
-            .returning(*upstream_attempts.c)
-        )
+        """Record a create about to be sent (the next number for the task, sent now). A submit records
+        its attempt with its admission instead (`TaskStore.admit_to_send`): one transaction, fenced."""
+        # Writers numbering the same task at once: each round one wins and the others take the next
+        # number, so N writers need N rounds.
         for _ in range(_NUMBERING_ROUNDS):
             try:
                 async with write_transaction(self.engine) as conn:
-                    row = (await conn.execute(query)).mappings().one()
-                return _attempt(row)
+                    return await insert_attempt(conn, self.queue_clock, task_id, channel, idempotency_key)
             except IntegrityError:
                 await anyio.sleep(random.uniform(0, 0.005))  # out of step with the others
                 continue
@@ -157,6 +142,43 @@ class AttemptStore:
         )
         async with self.engine.connect() as conn:
             return {row[0] for row in await conn.execute(query)}
+
+
+async def insert_attempt(
+    conn: AsyncConnection, queue_clock: QueueClock, task_id: str, channel: str, idempotency_key: str
+) -> Attempt:
+    """In `conn`'s transaction, record a create about to be sent: `pending`, the task's next number and
+    the send time worked out by the database as it inserts (one statement). A second writer numbering
+    the same task at once fails the unique (task, number) with an IntegrityError."""
+    query = _insert_statement(queue_clock.clock is not None)
+    params: dict[str, Any] = {"a_task_id": task_id, "a_channel": channel, "a_key": idempotency_key}
+    if queue_clock.clock is not None:
+        params["now"] = queue_clock.clock.now_ms()
+    return _attempt((await conn.execute(query, params)).mappings().one())
+
+
+@functools.cache
+def _insert_statement(injected_clock: bool) -> Insert:
+    """`insert_attempt`'s statement, built once with bound parameters (`a_task_id`, `a_channel`,
+    `a_key`; `now` for an injected clock): every paid submit runs it."""
+    task_id = bindparam("a_task_id", type_=upstream_attempts.c.task_id.type)
+    number = (
+        select(func.coalesce(func.max(upstream_attempts.c.number), 0) + 1)
+        .where(upstream_attempts.c.task_id == task_id)
+        .scalar_subquery()
+    )
+    return (
+        insert(upstream_attempts)
+        .values(
+            task_id=task_id,
+            number=number,
+            channel=bindparam("a_channel", type_=upstream_attempts.c.channel.type),
+            idempotency_key=bindparam("a_key", type_=upstream_attempts.c.idempotency_key.type),
+            sent_at=bindparam("now", type_=BigInteger()) if injected_clock else db_now_ms(),
+            outcome=AttemptOutcome.PENDING.value,
+        )
+        .returning(*upstream_attempts.c)
+    )
 
 
 def paid_creates(attempts: Sequence[Attempt]) -> int:

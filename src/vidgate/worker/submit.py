@@ -103,7 +103,7 @@ class Submitter:
             if paid and new_create and paid_creates(attempts) >= cap:
                 return _cap_reached(claim.task, paid_creates(attempts))
             health = (await self.deps.health.snapshot()).get(channel.name)
-            admitted = await self.deps.store.admit(
+            admitted = await self.deps.store.admit_to_send(
                 claim,
                 channel=channel.name,
                 max_concurrent=channel.max_concurrent,
@@ -112,19 +112,24 @@ class Submitter:
                 status=TaskStatus.PROCESSING if channel.traits.builtin_engine else None,
                 known_healthy=health is None or health.state is CircuitState.CLOSED,
                 charge=_charge_on(channel, claim.task),
+                # A paid create's attempt is committed with the intent, before it is sent: every job
+                # the task may cause is in the table.
+                attempt_key=claim.task.submit_key if paid else None,
             )
             if isinstance(admitted, str):
                 refused[channel.name] = admitted
                 continue
-            run.new_claim(admitted)
-            claim = admitted
+            run.new_claim(admitted.claim)
+            claim, attempt = admitted.claim, admitted.attempt
             request = self.request_for(claim.task)
-            attempt = None
-            if paid:  # recorded before it is sent: every job the task may cause is in the table
-                attempt = await self.deps.attempts.begin(claim.task.id, channel.name, request.idempotency_key)
             try:
                 with run.submit_in_flight(paid=paid):
                     job = await self.deps.providers(channel.name).submit(request, ctx)
+                    # Still shielded from a client's cancel until the job's id is recorded: a cancel
+                    # noticed in between stopped the step, and the job was found only by a lookup.
+                    held_elsewhere = attempt is not None and not await self.deps.attempts.settle(
+                        attempt, AttemptOutcome.ACCEPTED, upstream_id=job.upstream_id, memo=job.memo
+                    )
             except UpstreamOutcomeUnknown as exc:
                 await self._settle(attempt, AttemptOutcome.UNKNOWN, error=exc)
                 await self.deps.health.record_failure(channel.name, exc.message)
@@ -144,15 +149,13 @@ class Submitter:
                 if pinned:
                     break
                 continue
-            if attempt is not None and not await self.deps.attempts.settle(
-                attempt, AttemptOutcome.ACCEPTED, upstream_id=job.upstream_id, memo=job.memo
-            ):
+            if held_elsewhere:
                 return failed(
                     "upstream_job_conflict",
                     f"{channel.name} answered with job {job.upstream_id}, which another task already holds.",
                 )
             await self.deps.health.record_success(channel.name)
-            return accepted(job, f"submitted to {channel.name}")
+            return accepted(self._paced(job) if paid else job, f"submitted to {channel.name}")
         task = claim.task
         # The channels that refused our credentials stay ruled out for this task's later tries.
         remembered = (
@@ -175,6 +178,15 @@ class Submitter:
                 changes=remembered,
             )
         return self._wait_for_a_channel(task, refused, changes=remembered)
+
+    def _paced(self, job: UpstreamJob) -> UpstreamJob:
+        """An upstream job whose create named no pace is first polled at the worker's default pace, not
+        at once: no upstream has a video the moment it accepts the job, and in a burst of creates the
+        poll after each cost the worker a fifth of its CPU, taken from the submits still waiting
+        (docs/performance.md). A built-in engine's job (its render is the submit) is polled at once."""
+        if job.poll_after is not None:
+            return job
+        return replace(job, poll_after=self.deps.settings.worker.default_poll_seconds)
 
     def _others_remain(self, task: Task, ruled_out: list[str]) -> bool:
         return bool(self.deps.catalog.candidates(_route(task), exclude=ruled_out))

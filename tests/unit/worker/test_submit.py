@@ -4,7 +4,10 @@ unknown outcome is resolved without paying twice, and the cap on paid creates.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -16,6 +19,7 @@ from vidgate.domain.tasks import Step, TaskStatus
 from vidgate.providers.base import ProviderError, UpstreamJob, UpstreamOutcomeUnknown
 from vidgate.store.attempts import AttemptOutcome
 from vidgate.store.tables import upstream_attempts
+from vidgate.store.task_rows import ClaimLost
 from vidgate.worker.outcomes import Outcome
 
 pytestmark = pytest.mark.anyio
@@ -54,6 +58,68 @@ async def test_the_first_channel_that_accepts_gets_the_task_and_its_attempt_reco
     assert admitted.task.channel == "a" and admitted.task.submit_intent_at is not None
     assert await outcomes_of(world, task.id) == [("a", AttemptOutcome.ACCEPTED, "job-1")]
     assert world.upstreams["b"].calls == []
+
+
+async def test_a_job_whose_create_named_no_pace_is_first_polled_at_the_default_pace(world: World) -> None:
+    world.upstreams["a"].will("submit", UpstreamJob("job-1"))  # no poll_after: the upstream says nothing
+    task = await world.new_task()
+    outcome = await world.run(await world.claim(task.id), FakeRun())
+    assert outcome.next_step is Step.POLL
+    assert outcome.delay_seconds == world.deps.settings.worker.default_poll_seconds == 7
+
+
+async def test_an_admission_records_the_attempt_with_the_intent_and_only_for_the_claims_holder(
+    world: World,
+) -> None:
+    task = await world.new_task()
+    claim = await world.claim(task.id)
+    admitted = await world.runtime.tasks.admit_to_send(
+        claim, channel="a", max_concurrent=None, now=world.clock.now_ms(), known_healthy=True,
+        attempt_key=task.submit_key,
+    )  # fmt: skip
+    assert not isinstance(admitted, str) and admitted.attempt is not None
+    assert admitted.claim.task.submit_intent_at is not None
+    assert await outcomes_of(world, task.id) == [("a", AttemptOutcome.PENDING, None)]
+    with pytest.raises(ClaimLost):  # a stale claim (its version is gone) records no attempt at all
+        await world.runtime.tasks.admit_to_send(
+            claim, channel="a", max_concurrent=1, now=world.clock.now_ms(), attempt_key=task.submit_key
+        )
+    assert len(await outcomes_of(world, task.id)) == 1
+
+
+class ShieldedRun(FakeRun):
+    """A FakeRun that knows whether the step is inside `submit_in_flight` (shielded from a cancel)."""
+
+    shielded = False
+
+    @contextmanager
+    def submit_in_flight(self, *, paid: bool) -> Iterator[None]:
+        self.shielded = paid
+        try:
+            yield
+        finally:
+            self.shielded = False
+
+
+async def test_an_accepted_jobs_id_is_recorded_while_the_submit_is_still_shielded_from_a_cancel(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client's cancel noticed between the create's answer and the attempt's settlement stopped the
+    step there: the job's id was lost (found again only by a lookup, or never)."""
+    world.upstreams["a"].will("submit", UpstreamJob("job-1", poll_after=2.0))
+    task = await world.new_task()
+    run = ShieldedRun()
+    shielded_at_settle: list[bool] = []
+    settle = world.deps.attempts.settle
+
+    async def recording(*args: Any, **kwargs: Any) -> bool:
+        shielded_at_settle.append(run.shielded)
+        return await settle(*args, **kwargs)
+
+    monkeypatch.setattr(world.deps.attempts, "settle", recording)
+    outcome = await world.run(await world.claim(task.id), run)
+    assert outcome.changes["upstream_id"] == "job-1"
+    assert shielded_at_settle == [True]
 
 
 async def test_a_proven_refusal_fails_over_to_the_next_channel(world: World) -> None:

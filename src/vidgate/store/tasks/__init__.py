@@ -20,8 +20,8 @@ The store is one class, `TaskStore`, made of one part per job (each part a modul
 - `queue`: claims, heartbeats, release, live claims;
 - wake-ups: on PostgreSQL a create, a client's cancel or delete and a release NOTIFY the workers in the
   transaction that made the task due (`_common.DUE_CHANNEL`; worker/wakeups.py listens);
-- `fenced`: the worker's fenced writes (`finish_step`, `repoll_later`, `advance`, `admit`,
-  `save_upstream_job`);
+- `fenced`: the worker's fenced writes (`finish_step`, `repoll_later`, `advance`, `admit` and
+  `admit_to_send` (with a paid create's attempt), `save_upstream_job`);
 - `client_ends`: the client's cancel and delete;
 - `retention`: the files due for deletion, and the record that they are gone;
 - `_common`: the state they share, the write transaction, and the hold resolution of an ended task.

@@ -6,7 +6,8 @@ terminal status resolves its hold in the same transaction (`_apply_in`)."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import BigInteger, Update, bindparam, case, func, insert, null, select, update
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from vidgate.domain.circuit import after_admission
 from vidgate.domain.lifecycle import STEP_FOR_A_LATE_JOB, check_transition
 from vidgate.domain.tasks import TERMINAL_STATUSES, Step, Task, TaskStatus
+from vidgate.store.attempts import Attempt, insert_attempt
 from vidgate.store.channels import lock_health, save_health
 from vidgate.store.dbtime import db_now_ms
 from vidgate.store.tables import task_events, tasks
@@ -23,6 +25,23 @@ from vidgate.store.task_rows import Claim, ClaimLost, row_to_task
 from vidgate.store.tasks._common import StoreBase, _never_lower, _occupies_slot
 
 _TERMINAL = [s.value for s in TERMINAL_STATUSES]
+
+
+@dataclass(frozen=True, slots=True)
+class FromNow:
+    """A time `ms` after the queue clock's now, as a fenced write's value: the database (or the injected
+    clock) works it out as the statement runs."""
+
+    ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A task admitted to a channel: the claim at its new version, and the attempt recorded with it
+    (None when no paid create is to be sent)."""
+
+    claim: Claim
+    attempt: Attempt | None
 
 
 class FencedWrites(StoreBase):
@@ -46,7 +65,7 @@ class FencedWrites(StoreBase):
         routine re-poll is not worth a row). The task is due again `delay_ms` from now.
         """
         release = {
-            "next_run_at": self.queue_clock.expr() + delay_ms,
+            "next_run_at": FromNow(delay_ms),
             "lease_owner": None,
             "lease_token": None,
             "lease_expires_at": None,
@@ -115,6 +134,30 @@ class FencedWrites(StoreBase):
         known_healthy: bool = False,
         charge: int | None = None,
     ) -> Claim | str:
+        """`admit_to_send` without an attempt: the claim at its new version, or the refusal's reason."""
+        admission = await self.admit_to_send(
+            claim,
+            channel=channel,
+            max_concurrent=max_concurrent,
+            now=now,
+            status=status,
+            known_healthy=known_healthy,
+            charge=charge,
+        )
+        return admission if isinstance(admission, str) else admission.claim
+
+    async def admit_to_send(
+        self,
+        claim: Claim,
+        *,
+        channel: str,
+        max_concurrent: int | None,
+        now: int,
+        status: TaskStatus | None = None,
+        known_healthy: bool = False,
+        charge: int | None = None,
+        attempt_key: str | None = None,
+    ) -> Admission | str:
         """Admit the task to `channel` and save the submit's intent, in one transaction: refused (the
         reason as a string) when the channel's circuit is open or all its `max_concurrent` slots are
         taken. The channel's health row is locked meanwhile, so concurrent admissions on other worker
@@ -122,50 +165,59 @@ class FencedWrites(StoreBase):
         `known_healthy` (the channel's circuit was closed a moment ago) with no slot limit skips the
         lock: nothing is counted, and a circuit that opened within that moment costs one more try.
         `charge`: what the task costs on this channel (micro-credits), captured if it completes.
-        Raises ClaimLost when the claim no longer holds."""
+        `attempt_key`: a paid create is about to be sent with this idempotency key; its attempt is
+        recorded in the same transaction (store/attempts.py), so the intent and the attempt are saved
+        together or not at all, and only by the claim's holder. Its numbering cannot race: the fenced
+        update of the task comes first and holds the task's row (SQLite: the single writer) until the
+        commit, so a second writer's fence fails. Raises ClaimLost when the claim no longer holds."""
         priced = {} if charge is None else {"charge_amount": charge}
-        if known_healthy and max_concurrent is None:
-            admitted_claim = await self.advance(
-                claim,
-                now=now,
-                status=status,
-                changes={"channel": channel, "submit_intent_at": self.queue_clock.expr(), **priced},
-                message=f"submitting to channel {channel}",
-            )
-            if admitted_claim is None:
-                raise ClaimLost()
-            return admitted_claim
         async with self._write() as conn:
-            queue_now = await self.queue_clock.now_ms(conn)
-            health = await lock_health(conn, channel, now=queue_now)
-            if not health.admits(queue_now):
-                return health.describe(queue_now)
-            if max_concurrent is not None:
-                busy = (
-                    await conn.execute(
-                        select(func.count())
-                        .select_from(tasks)
-                        .where(_occupies_slot(), tasks.c.channel == channel, tasks.c.id != claim.task.id)
-                    )
-                ).scalar_one()
-                if busy >= max_concurrent:
-                    return f"all {max_concurrent} slots are in use"
-            admitted = after_admission(health, queue_now, probe_ms=60_000)
-            if admitted != health:
-                await save_health(conn, channel, admitted, now=queue_now)
+            intent_at: int | FromNow = FromNow()
+            if not (known_healthy and max_concurrent is None):
+                slot = await self._take_a_slot(conn, claim, channel, max_concurrent)
+                if isinstance(slot, str):
+                    return slot
+                intent_at = slot
             row = await self._apply_in(
                 conn,
                 claim,
                 now=now,
                 step=claim.task.step,
                 status=status,
-                changes={"channel": channel, "submit_intent_at": queue_now, **priced},
+                changes={"channel": channel, "submit_intent_at": intent_at, **priced},
                 event_kind="step",
                 message=f"submitting to channel {channel}",
             )
             if row is None:
                 raise ClaimLost()  # rolls the health change back with it
-        return Claim(row_to_task(row), claim.worker)
+            attempt = None
+            if attempt_key is not None:
+                attempt = await insert_attempt(conn, self.queue_clock, claim.task.id, channel, attempt_key)
+        return Admission(Claim(row_to_task(row), claim.worker), attempt)
+
+    async def _take_a_slot(
+        self, conn: AsyncConnection, claim: Claim, channel: str, max_concurrent: int | None
+    ) -> int | str:
+        """In the admission's transaction: lock the channel's health row, check its circuit and its free
+        slots, and record the admission on the circuit. The queue's now, or why the channel refuses."""
+        queue_now = await self.queue_clock.now_ms(conn)
+        health = await lock_health(conn, channel, now=queue_now)
+        if not health.admits(queue_now):
+            return health.describe(queue_now)
+        if max_concurrent is not None:
+            busy = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(tasks)
+                    .where(_occupies_slot(), tasks.c.channel == channel, tasks.c.id != claim.task.id)
+                )
+            ).scalar_one()
+            if busy >= max_concurrent:
+                return f"all {max_concurrent} slots are in use"
+        admitted = after_admission(health, queue_now, probe_ms=60_000)
+        if admitted != health:
+            await save_health(conn, channel, admitted, now=queue_now)
+        return queue_now
 
     async def save_upstream_job(
         self, claim: Claim, *, now: int, upstream_id: str, memo: Mapping[str, Any]
@@ -245,32 +297,70 @@ class FencedWrites(StoreBase):
         current = claim.task
         target = status or current.status
         check_transition(current.status, target)
-        values: dict[str, Any] = {**_monotonic(changes), "step": step.value, "version": claim.version + 1}
+        values: dict[str, Any] = {**changes, "step": step.value, "version": claim.version + 1}
         status_changed = target != current.status
         if status_changed:
             values.update(status=target.value, status_update_time=max(now, current.status_update_time + 1))
             if target.is_terminal:
                 values["completed_at"] = now
-        query = update(tasks).where(*_fence(claim)).values(**values).returning(*tasks.c)
-        row = (await conn.execute(query)).mappings().first()
+        row = (await conn.execute(*self._fenced_update(claim, values))).mappings().first()
         if row is None:
             return None
         if status_changed and target.is_terminal:
             await self._resolve_hold(conn, row_to_task(row), now=now)
         if status_changed or event_kind is not None:
-            await conn.execute(
-                insert(task_events).values(
-                    task_id=current.id,
-                    at=now,
-                    kind="status" if status_changed else event_kind,
-                    from_status=current.status.value if status_changed else None,
-                    to_status=target.value if status_changed else None,
-                    step=step.value,
-                    worker=claim.worker,
-                    message=message,
-                )
-            )
+            event = {
+                "task_id": current.id,
+                "at": now,
+                "kind": "status" if status_changed else event_kind,
+                "from_status": current.status.value if status_changed else None,
+                "to_status": target.value if status_changed else None,
+                "step": step.value,
+                "worker": claim.worker,
+                "message": message,
+            }
+            await conn.execute(_INSERT_EVENT, event)
         return row
+
+    def _fenced_update(self, claim: Claim, values: Mapping[str, Any]) -> tuple[Update, dict[str, Any]]:
+        """The fenced UPDATE ... RETURNING of `values` (plain values, or `FromNow`), and its parameters."""
+        injected = self.queue_clock.clock
+        shape = tuple(sorted((key, isinstance(value, FromNow)) for key, value in values.items()))
+        params = {f"v_{k}": v.ms if isinstance(v, FromNow) else v for k, v in values.items()}
+        params.update(f_id=claim.task.id, f_version=claim.version, f_token=claim.token)
+        if injected is not None:
+            params["now"] = injected.now_ms()
+        return _fenced_statement(shape, injected is not None), params
+
+
+# A task's event, every column a bound parameter: built once, not per step.
+_INSERT_EVENT = insert(task_events)
+
+
+@functools.lru_cache(maxsize=256)
+def _fenced_statement(shape: tuple[tuple[str, bool], ...], injected_clock: bool) -> Update:
+    """`_apply_in`'s fenced UPDATE ... RETURNING for a set of changed columns (each with whether it is a
+    `FromNow`), built once with bound parameters (the fence's `f_id`, `f_version` and `f_token`,
+    `v_<column>` for each change; `now` for an injected clock): every step's commit runs one, and
+    building it and its cache key anew cost SQLAlchemy about as much as running it. The shapes are few
+    (the steps' outcomes change a handful of column sets)."""
+    now: Any = bindparam("now", type_=BigInteger()) if injected_clock else db_now_ms()
+    changes = {
+        key: now + bindparam(f"v_{key}", type_=BigInteger())
+        if from_now
+        else bindparam(f"v_{key}", type_=tasks.c[key].type)
+        for key, from_now in shape
+    }
+    return (
+        update(tasks)
+        .where(
+            tasks.c.id == bindparam("f_id"),
+            tasks.c.version == bindparam("f_version"),
+            tasks.c.lease_token == bindparam("f_token"),
+        )
+        .values(**_monotonic(changes))
+        .returning(*tasks.c)
+    )
 
 
 @functools.cache
@@ -298,14 +388,6 @@ def _repoll_statement(shape: tuple[tuple[str, bool], ...], injected_clock: bool)
             lease_token=None,
             lease_expires_at=None,
         )
-    )
-
-
-def _fence(claim: Claim) -> Sequence[Any]:
-    return (
-        tasks.c.id == claim.task.id,
-        tasks.c.version == claim.version,
-        tasks.c.lease_token == claim.token,
     )
 
 
