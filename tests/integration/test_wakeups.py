@@ -17,6 +17,8 @@ waits for the 60 s tick.
 
 from __future__ import annotations
 
+import gc
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,7 +32,7 @@ from tests.integration.worker_support import QUICK
 from vidgate.ids import parse_task_id
 from vidgate.runtime import Runtime, open_runtime
 from vidgate.worker.runner import Worker
-from vidgate.worker.wakeups import APPLICATION_NAME, listener_conninfo
+from vidgate.worker.wakeups import APPLICATION_NAME, listen_for_wakeups, listener_conninfo
 
 pytestmark = pytest.mark.anyio
 
@@ -134,3 +136,38 @@ async def test_a_lost_listen_connection_is_made_again(start_gateway, tmp_path, m
             # listens finds the task instead of the NOTIFY. Either way, no idle tick is waited for.
             task_id = await create_in(other)
             await submitted(gw.runtime, task_id)
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+async def test_a_listener_stopped_while_it_starts_to_listen_closes_its_connection(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that stops while its listener's LISTEN is under way (as after a reconnection) cancels it
+    there: the connection must still be closed, not left to the garbage collector (before, the exit of
+    `async with conn` had its rollback cancelled and skipped the close)."""
+    listening = anyio.Event()
+    execute = psycopg.AsyncConnection.execute
+
+    async def slow_listen(conn: psycopg.AsyncConnection, query: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(query).startswith("LISTEN"):
+            listening.set()
+            await anyio.sleep_forever()
+        return await execute(conn, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "execute", slow_listen)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listen_for_wakeups, db_url, lambda: None)
+        with anyio.fail_after(BOUND_S):
+            await listening.wait()
+        tg.cancel_scope.cancel()  # as a stopping worker cancels it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], "its connection was left open"
+    async with await psycopg.AsyncConnection.connect(listener_conninfo(db_url), autocommit=True) as admin:
+        cur = await admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND pid <> pg_backend_pid()"
+            " AND datname = current_database()",
+            [APPLICATION_NAME],
+        )
+        assert (await cur.fetchone()) == (0,)

@@ -64,7 +64,7 @@ async def listen_for_wakeups(
     while True:
         try:
             conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
-            async with conn:
+            try:
                 await conn.execute(f"LISTEN {DUE_CHANNEL}")
                 if not started:
                     started = True
@@ -75,6 +75,12 @@ async def listen_for_wakeups(
                 wake()  # what became due while nobody listened
                 async for _ in conn.notifies():
                     wake()
+            finally:
+                # Shielded: when the worker stops, this task is cancelled, and `async with conn` would
+                # have its exit's rollback cancelled too, skipping the close (the connection then stays
+                # open until the garbage collector finds it).
+                with anyio.CancelScope(shield=True):
+                    await conn.close()
         except (psycopg.Error, OSError) as exc:
             if not lost:  # once per outage, not once per try
                 log.warning(
