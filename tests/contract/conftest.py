@@ -1,14 +1,20 @@
-"""The contract suite's parts: the shipped fake upstream on loopback, and gateways with channels on it."""
+"""The contract suite's parts: the shipped fake upstream on loopback, gateways with channels on it, and
+what the per-vendor channel tests (`test_*_channel.py`) do alike: a SQLite-only database, prompts unique
+to a test, creates through either dialect, settling tasks, refusals at create, failing over."""
 
 from __future__ import annotations
 
 import base64
 import io
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import anyio
+import httpx
 import pytest
 from PIL import Image
 
@@ -115,3 +121,79 @@ def png_data_uri(width: int = 640, height: int = 960) -> str:
     buf = io.BytesIO()
     image.save(buf, "PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+# The per-vendor channel tests ---------------------------------------------------------------------
+
+StartGateway = Callable[..., AbstractAsyncContextManager[Any]]
+
+
+@pytest.fixture
+def sqlite_db_url(tmp_path: Path) -> str:
+    """SQLite only, for a channel test module that takes it as its `db_url` (`db_url = sqlite_db_url`):
+    the shared vendor contract runs every kind on PostgreSQL too."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'vidgate.db'}"
+
+
+def unique_prompt(words: str, directives: str = "") -> str:
+    """`words` made unique to the test (the fake counts faults per prompt), with the fake's directives."""
+    return f"{words} {uuid.uuid4().hex[:8]} {directives}".strip()
+
+
+async def create_task(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> str:
+    """POST `body` to `path` (`/v1/video/create` or `/v1/videos`); the id of the task it made."""
+    response = await client.post(path, json=body)
+    assert response.status_code == 200, response.text
+    task_id: str = response.json()["id"]
+    return task_id
+
+
+async def settle_all(gw: Any, client: httpx.AsyncClient, ids: list[str]) -> list[dict[str, Any]]:
+    """The tasks `ids` once each has settled, waited for side by side, in their order."""
+    from tests.contract.test_upstream_contract import settled  # it imports this module
+
+    finals: list[dict[str, Any]] = [{}] * len(ids)
+
+    async def settle(index: int) -> None:
+        finals[index] = await settled(gw, client, ids[index])
+
+    async with anyio.create_task_group() as tg:
+        for index in range(len(ids)):
+            tg.start_soon(settle, index)
+    return finals
+
+
+async def refused_params(
+    start_gateway: StartGateway, channel: ChannelSettings, bodies: list[dict[str, Any]]
+) -> list[str]:
+    """The `param` each unified create of `bodies` is refused with (each must be a 400), on a gateway
+    with `channel` and no worker."""
+    refused = []
+    async with start_gateway(**{**gateway_options(channel), "run_worker": False}) as gw:
+        async with gw.client(await gw.new_key()) as client:
+            for body in bodies:
+                response = await client.post("/v1/video/create", json=body)
+                assert response.status_code == 400, response.text
+                refused.append(response.json()["error"]["param"])
+    return refused
+
+
+async def failed_over(
+    start_gateway: StartGateway,
+    server: FakeServer,
+    refusing: ChannelSettings,
+    next_channel: ChannelSettings,
+    body: dict[str, Any],
+    refused_with: int,
+) -> None:
+    """A unified create of `body` that `refusing` turns down (HTTP `refused_with`, nothing made) is made
+    once, on `next_channel`, which the task completes on."""
+    from tests.contract.test_upstream_contract import settled  # it imports this module
+
+    async with start_gateway(**gateway_options(refusing, next_channel)) as gw:
+        async with gw.client(await gw.new_key()) as client:
+            final = await settled(gw, client, await create_task(client, "/v1/video/create", body))
+    assert final["status"] == "completed" and final["detail"]["channel"] == next_channel.name, final
+    text = body["prompt"]
+    assert [e.status for e in server.fake.journal.entries("rejected_create", text)] == [refused_with]
+    assert len(server.fake.journal.creates(text)) == 1

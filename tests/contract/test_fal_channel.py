@@ -7,17 +7,23 @@ rules are in the shared vendor contract (`test_vendor_contract.py`); these run o
 
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
 from typing import Any
 
-import anyio
-import httpx
 import pytest
 
 from tests.aggregator_presets import FAL_HAILUO, FAL_KLING_I2V, FAL_MODELS, FAL_VEO, FAL_WAN
-from tests.contract.conftest import FakeServer, gateway_options, png_data_uri, upstream_channel
-from tests.contract.test_upstream_contract import settled
+from tests.contract.conftest import (
+    FakeServer,
+    create_task,
+    failed_over,
+    gateway_options,
+    png_data_uri,
+    refused_params,
+    settle_all,
+    sqlite_db_url,
+    unique_prompt,
+    upstream_channel,
+)
 from vidgate.config import ChannelSettings
 
 pytestmark = pytest.mark.anyio
@@ -25,14 +31,11 @@ pytestmark = pytest.mark.anyio
 PUBLIC = {"veo": FAL_VEO, "kling": FAL_KLING_I2V, "hailuo": FAL_HAILUO, "wan": FAL_WAN}
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    """SQLite only: the shared vendor contract runs the kind on PostgreSQL too."""
-    return f"sqlite+aiosqlite:///{tmp_path / 'vidgate.db'}"
+db_url = sqlite_db_url  # SQLite only: the shared vendor contract runs the kind on PostgreSQL too
 
 
 def prompt(directives: str = "") -> str:
-    return f"a glass harbour at dawn {uuid.uuid4().hex[:8]} {directives}".strip()
+    return unique_prompt("a glass harbour at dawn", directives)
 
 
 def fal(server: FakeServer, name: str = "fal", **overrides: Any) -> ChannelSettings:
@@ -43,25 +46,6 @@ def fal(server: FakeServer, name: str = "fal", **overrides: Any) -> ChannelSetti
     )  # fmt: skip
 
 
-async def create(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> str:
-    response = await client.post(path, json=body)
-    assert response.status_code == 200, response.text
-    task_id: str = response.json()["id"]
-    return task_id
-
-
-async def settle_all(gw: Any, client: httpx.AsyncClient, ids: list[str]) -> list[dict[str, Any]]:
-    finals: list[dict[str, Any]] = [{}] * len(ids)
-
-    async def settle(index: int) -> None:
-        finals[index] = await settled(gw, client, ids[index])
-
-    async with anyio.create_task_group() as tg:
-        for index in range(len(ids)):
-            tg.start_soon(settle, index)
-    return finals
-
-
 async def test_both_dialects_make_text_image_last_frame_and_sound_videos(
     start_gateway, upstream: FakeServer
 ) -> None:
@@ -69,19 +53,19 @@ async def test_both_dialects_make_text_image_last_frame_and_sound_videos(
     async with start_gateway(**gateway_options(fal(upstream))) as gw:
         async with gw.client(await gw.new_key()) as client:
             ids = [
-                await create(client, "/v1/video/create", {
+                await create_task(client, "/v1/video/create", {
                     "model": "veo", "prompt": texts[0], "duration": 6, "aspect_ratio": "9:16",
                     "resolution": "1080p", "seed": 7, "negative_prompt": "rain", "generate_audio": False,
                 }),
-                await create(client, "/v1/video/create", {
+                await create_task(client, "/v1/video/create", {
                     "model": "kling", "prompt": texts[1], "duration": 10, "resolution": "1080p",
                     "images": [png_data_uri()], "last_frame": png_data_uri(720, 960),
                 }),
-                await create(client, "/v1/videos", {
+                await create_task(client, "/v1/videos", {
                     "model": "hailuo", "prompt": texts[2], "seconds": "6", "size": "1280x720",
                     "input_reference": {"image_url": png_data_uri()}, "last_frame": png_data_uri(600, 900),
                 }),
-                await create(client, "/v1/videos", {
+                await create_task(client, "/v1/videos", {
                     "model": "wan", "prompt": texts[3], "seconds": "5", "size": "854x480",
                     "enhance_prompt": True,
                 }),
@@ -125,16 +109,9 @@ async def test_what_a_mapping_cannot_carry_is_refused_at_create_naming_the_field
         ({"duration": 7}, "duration"),
         ({"resolution": "480p"}, "resolution"),
     ]
-    options = {**gateway_options(fal(upstream)), "run_worker": False}
-    async with start_gateway(**options) as gw:
-        async with gw.client(await gw.new_key()) as client:
-            refused = []
-            for fields, _ in cases:
-                body = {"model": "veo", "prompt": prompt(), "duration": 8, "resolution": "720p",
-                        "aspect_ratio": "16:9", **fields}  # fmt: skip
-                response = await client.post("/v1/video/create", json=body)
-                assert response.status_code == 400, response.text
-                refused.append(response.json()["error"]["param"])
+    asked = {"model": "veo", "duration": 8, "resolution": "720p", "aspect_ratio": "16:9"}
+    bodies = [{**asked, "prompt": prompt(), **fields} for fields, _ in cases]
+    refused = await refused_params(start_gateway, fal(upstream), bodies)
     assert refused == [param for _, param in cases]
     assert upstream.fake.journal.count("create") == 0
 
@@ -145,16 +122,5 @@ async def test_an_exhausted_balance_fails_over_to_the_next_channel(
     """fal locks an account whose balance ran out (403, nothing queued): the next channel is tried."""
     text = prompt()
     broke = fal(upstream, name="a", priority=0, headers={"X-Fake": "exhausted_balance=1000"})
-    async with start_gateway(**gateway_options(broke, fal(upstream, name="b", priority=1))) as gw:
-        async with gw.client(await gw.new_key()) as client:
-            body = {
-                "model": "veo",
-                "prompt": text,
-                "duration": 4,
-                "resolution": "720p",
-                "aspect_ratio": "16:9",
-            }
-            final = await settled(gw, client, await create(client, "/v1/video/create", body))
-    assert final["status"] == "completed" and final["detail"]["channel"] == "b", final
-    assert [e.status for e in upstream.fake.journal.entries("rejected_create", text)] == [403]
-    assert len(upstream.fake.journal.creates(text)) == 1
+    body = {"model": "veo", "prompt": text, "duration": 4, "resolution": "720p", "aspect_ratio": "16:9"}
+    await failed_over(start_gateway, upstream, broke, fal(upstream, name="b", priority=1), body, 403)

@@ -7,16 +7,24 @@ are in the shared vendor contract (`test_vendor_contract.py`); these run on SQLi
 
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 
-from tests.contract.conftest import FAKE_KEY, FakeServer, gateway_options, png_data_uri, upstream_channel
-from tests.contract.test_upstream_contract import settled
+from tests.contract.conftest import (
+    FAKE_KEY,
+    FakeServer,
+    create_task,
+    failed_over,
+    gateway_options,
+    png_data_uri,
+    refused_params,
+    settle_all,
+    sqlite_db_url,
+    unique_prompt,
+    upstream_channel,
+)
 from vidgate.config import ChannelSettings
 from vidgate.ids import parse_task_id
 
@@ -24,15 +32,11 @@ pytestmark = pytest.mark.anyio
 V16, V26, V3 = "kling-v1-6", "kling-v2-6", "kling-v3"
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    """SQLite only: the shared vendor contract runs the kind on PostgreSQL too."""
-    return f"sqlite+aiosqlite:///{tmp_path / 'vidgate.db'}"
+db_url = sqlite_db_url  # SQLite only: the shared vendor contract runs the kind on PostgreSQL too
 
 
 def prompt(directives: str = "") -> str:
-    """A prompt unique to the test (the fake counts faults per prompt), with the fake's directives."""
-    return f"a paper lantern on a river {uuid.uuid4().hex[:8]} {directives}".strip()
+    return unique_prompt("a paper lantern on a river", directives)
 
 
 def kling(server: FakeServer, name: str = "kling", **overrides: Any) -> ChannelSettings:
@@ -42,19 +46,16 @@ def kling(server: FakeServer, name: str = "kling", **overrides: Any) -> ChannelS
     )
 
 
+# What a unified create carries unless a test says otherwise (and its prompt).
+BASE = {"model": V16, "duration": 5, "aspect_ratio": "16:9", "resolution": "720p"}
+
+
 async def unified(client: httpx.AsyncClient, text: str, **fields: Any) -> str:
-    body = {"model": V16, "prompt": text, "duration": 5, "aspect_ratio": "16:9", "resolution": "720p"}
-    response = await client.post("/v1/video/create", json={**body, **fields})
-    assert response.status_code == 200, response.text
-    task_id: str = response.json()["id"]
-    return task_id
+    return await create_task(client, "/v1/video/create", {**BASE, "prompt": text, **fields})
 
 
 async def openai(client: httpx.AsyncClient, text: str, **fields: Any) -> str:
-    response = await client.post("/v1/videos", json={"prompt": text, **fields})
-    assert response.status_code == 200, response.text
-    video_id: str = response.json()["id"]
-    return video_id
+    return await create_task(client, "/v1/videos", {"prompt": text, **fields})
 
 
 async def submit_key(gw: Any, task_id: str) -> str:
@@ -92,14 +93,7 @@ async def test_both_dialects_make_text_image_last_frame_and_sound_videos(
                     last_frame=png_data_uri(600, 900),
                 ),
             ]
-            finals: list[dict[str, Any]] = [{}] * len(ids)
-
-            async def settle(index: int) -> None:
-                finals[index] = await settled(gw, client, ids[index])
-
-            async with anyio.create_task_group() as tg:
-                for index in range(len(ids)):
-                    tg.start_soon(settle, index)
+            finals = await settle_all(gw, client, ids)
             keys = [await submit_key(gw, task_id) for task_id in ids]
     assert [f["status"] for f in finals] == ["completed"] * 4, finals
     assert all(f["video_url"].startswith(gw.base_url) and f["detail"]["channel"] == "kling" for f in finals)
@@ -139,15 +133,11 @@ async def test_what_no_kling_model_can_make_is_refused_at_create_naming_the_fiel
         ({"generate_audio": True}, "generate_audio"),  # v1.6 is silent
         ({"duration": 6}, "duration"),
     ]
-    options = {**gateway_options(kling(upstream)), "run_worker": False}
-    async with start_gateway(**options) as gw:
-        async with gw.client(await gw.new_key()) as client:
-            refused = []
-            for fields, _ in cases:
-                body = {"model": V16, "prompt": prompt(), "duration": 5, "resolution": "720p", **fields}
-                response = await client.post("/v1/video/create", json=body)
-                assert response.status_code == 400, response.text
-                refused.append(response.json()["error"]["param"])
+    bodies = [
+        {"model": V16, "prompt": prompt(), "duration": 5, "resolution": "720p", **fields}
+        for fields, _ in cases
+    ]
+    refused = await refused_params(start_gateway, kling(upstream), bodies)
     assert refused == [param for _, param in cases]
     assert upstream.fake.journal.count("create") == 0
 
@@ -161,9 +151,5 @@ async def test_a_refusal_inside_an_http_200_fails_over_to_the_next_channel(
     refusing = kling(
         upstream, name="a", priority=0, headers={"X-Fake": "http200_error=1000; kling_code=1102"}
     )
-    async with start_gateway(**gateway_options(refusing, kling(upstream, name="b", priority=1))) as gw:
-        async with gw.client(await gw.new_key()) as client:
-            final = await settled(gw, client, await unified(client, text))
-    assert final["status"] == "completed" and final["detail"]["channel"] == "b", final
-    assert [e.status for e in upstream.fake.journal.entries("rejected_create", text)] == [200]
-    assert len(upstream.fake.journal.creates(text)) == 1
+    body = {**BASE, "prompt": text}
+    await failed_over(start_gateway, upstream, refusing, kling(upstream, name="b", priority=1), body, 200)

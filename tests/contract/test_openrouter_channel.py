@@ -6,30 +6,33 @@ credits) fails over. The paid-once rules are in the shared vendor contract; thes
 
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.contract.conftest import FakeServer, gateway_options, png_data_uri, upstream_channel
-from tests.contract.test_fal_channel import settle_all
-from tests.contract.test_upstream_contract import settled
+from tests.contract.conftest import (
+    FakeServer,
+    create_task,
+    failed_over,
+    gateway_options,
+    png_data_uri,
+    refused_params,
+    settle_all,
+    sqlite_db_url,
+    unique_prompt,
+    upstream_channel,
+)
 from vidgate.config import ChannelSettings
 
 pytestmark = pytest.mark.anyio
 PUBLIC = {"veo": "google/veo-3.1", "sora-pro": "openai/sora-2-pro"}
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    """SQLite only: the shared vendor contract runs the kind on PostgreSQL too."""
-    return f"sqlite+aiosqlite:///{tmp_path / 'vidgate.db'}"
+db_url = sqlite_db_url  # SQLite only: the shared vendor contract runs the kind on PostgreSQL too
 
 
 def prompt(directives: str = "") -> str:
-    return f"a night train through snow {uuid.uuid4().hex[:8]} {directives}".strip()
+    return unique_prompt("a night train through snow", directives)
 
 
 def openrouter(server: FakeServer, name: str = "openrouter", **overrides: Any) -> ChannelSettings:
@@ -39,13 +42,6 @@ def openrouter(server: FakeServer, name: str = "openrouter", **overrides: Any) -
     )  # fmt: skip
 
 
-async def create(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> str:
-    response = await client.post(path, json=body)
-    assert response.status_code == 200, response.text
-    task_id: str = response.json()["id"]
-    return task_id
-
-
 async def test_both_dialects_make_text_frames_references_and_sound_videos(
     start_gateway, upstream: FakeServer
 ) -> None:
@@ -53,19 +49,19 @@ async def test_both_dialects_make_text_frames_references_and_sound_videos(
     async with start_gateway(**gateway_options(openrouter(upstream))) as gw:
         async with gw.client(await gw.new_key()) as client:
             ids = [
-                await create(client, "/v1/video/create", {
+                await create_task(client, "/v1/video/create", {
                     "model": "veo", "prompt": texts[0], "duration": 6, "aspect_ratio": "9:16",
                     "resolution": "720p", "seed": 7, "generate_audio": False,
                 }),
-                await create(client, "/v1/videos", {
+                await create_task(client, "/v1/videos", {
                     "model": "veo", "prompt": texts[1], "seconds": "8", "size": "1920x1080",
                     "input_reference": {"image_url": png_data_uri()}, "last_frame": png_data_uri(600, 900),
                 }),
-                await create(client, "/v1/video/create", {
+                await create_task(client, "/v1/video/create", {
                     "model": "veo", "prompt": texts[2], "duration": 8, "aspect_ratio": "16:9",
                     "resolution": "720p", "images": [png_data_uri(), png_data_uri(400, 400)],
                 }),
-                await create(client, "/v1/videos", {
+                await create_task(client, "/v1/videos", {
                     "model": "sora-pro", "prompt": texts[3], "seconds": "12", "size": "1024x1792",
                 }),
             ]  # fmt: skip
@@ -104,16 +100,9 @@ async def test_what_the_model_cannot_make_is_refused_at_create_naming_the_field(
         ),  # always with sound
         ({"negative_prompt": "rain"}, "negative_prompt"),  # only through the provider's passthrough
     ]
-    options = {**gateway_options(openrouter(upstream)), "run_worker": False}
-    async with start_gateway(**options) as gw:
-        async with gw.client(await gw.new_key()) as client:
-            refused = []
-            for fields, _ in cases:
-                body = {"model": "veo", "prompt": prompt(), "duration": 8, "resolution": "720p",
-                        "aspect_ratio": "16:9", **fields}  # fmt: skip
-                response = await client.post("/v1/video/create", json=body)
-                assert response.status_code == 400, response.text
-                refused.append(response.json()["error"]["param"])
+    asked = {"model": "veo", "duration": 8, "resolution": "720p", "aspect_ratio": "16:9"}
+    bodies = [{**asked, "prompt": prompt(), **fields} for fields, _ in cases]
+    refused = await refused_params(start_gateway, openrouter(upstream), bodies)
     assert refused == [param for _, param in cases]
     assert upstream.fake.journal.count("create") == 0
 
@@ -121,16 +110,5 @@ async def test_what_the_model_cannot_make_is_refused_at_create_naming_the_field(
 async def test_a_lack_of_credits_fails_over_to_the_next_channel(start_gateway, upstream: FakeServer) -> None:
     text = prompt()
     broke = openrouter(upstream, name="a", priority=0, headers={"X-Fake": "payment_required=1000"})
-    async with start_gateway(**gateway_options(broke, openrouter(upstream, name="b", priority=1))) as gw:
-        async with gw.client(await gw.new_key()) as client:
-            body = {
-                "model": "veo",
-                "prompt": text,
-                "duration": 4,
-                "resolution": "720p",
-                "aspect_ratio": "16:9",
-            }
-            final = await settled(gw, client, await create(client, "/v1/video/create", body))
-    assert final["status"] == "completed" and final["detail"]["channel"] == "b", final
-    assert [e.status for e in upstream.fake.journal.entries("rejected_create", text)] == [402]
-    assert len(upstream.fake.journal.creates(text)) == 1
+    body = {"model": "veo", "prompt": text, "duration": 4, "resolution": "720p", "aspect_ratio": "16:9"}
+    await failed_over(start_gateway, upstream, broke, openrouter(upstream, name="b", priority=1), body, 402)

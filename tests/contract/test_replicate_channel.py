@@ -6,31 +6,34 @@ The paid-once rules are in the shared vendor contract; these run on SQLite only.
 
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.aggregator_presets import REPLICATE_KLING, REPLICATE_MODELS, REPLICATE_VEO
-from tests.contract.conftest import FakeServer, gateway_options, png_data_uri, upstream_channel
-from tests.contract.test_fal_channel import settle_all
-from tests.contract.test_upstream_contract import settled
+from tests.contract.conftest import (
+    FakeServer,
+    create_task,
+    failed_over,
+    gateway_options,
+    png_data_uri,
+    refused_params,
+    settle_all,
+    sqlite_db_url,
+    unique_prompt,
+    upstream_channel,
+)
 from vidgate.config import ChannelSettings
 
 pytestmark = pytest.mark.anyio
 PUBLIC = {"veo-fast": REPLICATE_VEO, "kling": REPLICATE_KLING}
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    """SQLite only: the shared vendor contract runs the kind on PostgreSQL too."""
-    return f"sqlite+aiosqlite:///{tmp_path / 'vidgate.db'}"
+db_url = sqlite_db_url  # SQLite only: the shared vendor contract runs the kind on PostgreSQL too
 
 
 def prompt(directives: str = "") -> str:
-    return f"a copper kite over salt flats {uuid.uuid4().hex[:8]} {directives}".strip()
+    return unique_prompt("a copper kite over salt flats", directives)
 
 
 def replicate(server: FakeServer, name: str = "replicate", **overrides: Any) -> ChannelSettings:
@@ -41,13 +44,6 @@ def replicate(server: FakeServer, name: str = "replicate", **overrides: Any) -> 
     )  # fmt: skip
 
 
-async def create(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> str:
-    response = await client.post(path, json=body)
-    assert response.status_code == 200, response.text
-    task_id: str = response.json()["id"]
-    return task_id
-
-
 async def test_both_dialects_make_text_image_last_frame_and_sound_videos(
     start_gateway, upstream: FakeServer
 ) -> None:
@@ -55,15 +51,15 @@ async def test_both_dialects_make_text_image_last_frame_and_sound_videos(
     async with start_gateway(**gateway_options(replicate(upstream))) as gw:
         async with gw.client(await gw.new_key()) as client:
             ids = [
-                await create(client, "/v1/video/create", {
+                await create_task(client, "/v1/video/create", {
                     "model": "veo-fast", "prompt": texts[0], "duration": 4, "aspect_ratio": "9:16",
                     "resolution": "1080p", "seed": 7, "negative_prompt": "fog", "generate_audio": False,
                 }),
-                await create(client, "/v1/videos", {
+                await create_task(client, "/v1/videos", {
                     "model": "veo-fast", "prompt": texts[1], "seconds": "8", "size": "1280x720",
                     "input_reference": {"image_url": png_data_uri()}, "last_frame": png_data_uri(600, 900),
                 }),
-                await create(client, "/v1/video/create", {
+                await create_task(client, "/v1/video/create", {
                     "model": "kling", "prompt": texts[2], "duration": 10, "resolution": "1080p",
                     "aspect_ratio": "1:1", "images": [png_data_uri()], "generate_audio": True,
                 }),
@@ -104,16 +100,9 @@ async def test_what_a_mapping_cannot_carry_is_refused_at_create_naming_the_field
         ({"duration": 5}, "duration"),
         ({"aspect_ratio": "1:1"}, "aspect_ratio"),
     ]
-    options = {**gateway_options(replicate(upstream)), "run_worker": False}
-    async with start_gateway(**options) as gw:
-        async with gw.client(await gw.new_key()) as client:
-            refused = []
-            for fields, _ in cases:
-                body = {"model": "veo-fast", "prompt": prompt(), "duration": 8, "resolution": "720p",
-                        "aspect_ratio": "16:9", **fields}  # fmt: skip
-                response = await client.post("/v1/video/create", json=body)
-                assert response.status_code == 400, response.text
-                refused.append(response.json()["error"]["param"])
+    asked = {"model": "veo-fast", "duration": 8, "resolution": "720p", "aspect_ratio": "16:9"}
+    bodies = [{**asked, "prompt": prompt(), **fields} for fields, _ in cases]
+    refused = await refused_params(start_gateway, replicate(upstream), bodies)
     assert refused == [param for _, param in cases]
     assert upstream.fake.journal.count("create") == 0
 
@@ -122,10 +111,5 @@ async def test_a_lack_of_credit_fails_over_to_the_next_channel(start_gateway, up
     """Replicate answers 402 "Insufficient credit" before making a prediction: the next channel is tried."""
     text = prompt()
     broke = replicate(upstream, name="a", priority=0, headers={"X-Fake": "payment_required=1000"})
-    async with start_gateway(**gateway_options(broke, replicate(upstream, name="b", priority=1))) as gw:
-        async with gw.client(await gw.new_key()) as client:
-            body = {"model": "veo-fast", "prompt": text, "duration": 6, "resolution": "720p"}
-            final = await settled(gw, client, await create(client, "/v1/video/create", body))
-    assert final["status"] == "completed" and final["detail"]["channel"] == "b", final
-    assert [e.status for e in upstream.fake.journal.entries("rejected_create", text)] == [402]
-    assert len(upstream.fake.journal.creates(text)) == 1
+    body = {"model": "veo-fast", "prompt": text, "duration": 6, "resolution": "720p"}
+    await failed_over(start_gateway, upstream, broke, replicate(upstream, name="b", priority=1), body, 402)

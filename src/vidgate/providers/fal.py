@@ -54,6 +54,7 @@ from vidgate.providers.base import (
 from vidgate.providers.capabilities import model_capabilities
 from vidgate.providers.input_images import image_reference
 from vidgate.providers.input_mapping import InputMapping, build_input, check_mappings, dig_path
+from vidgate.providers.job_polls import UnknownStatuses, poll_body
 from vidgate.providers.registry import ChannelConfigError, ProviderDeps
 from vidgate.providers.result_links import copy_result_link
 from vidgate.providers.upstream_http import (
@@ -65,7 +66,6 @@ from vidgate.providers.upstream_http import (
     parse_retry_after,
     probe_verdict,
     raise_for_status,
-    shown_word,
     unreachable,
     upstream_text,
 )
@@ -154,7 +154,7 @@ class FalProvider:
         self.client = deps.http.client_for(channel, auth=auth)
         assert channel.base_url is not None  # needs_base_url
         self.base = channel.base_url
-        self._unknown_statuses: set[str] = set()
+        self.unknown_statuses = UnknownStatuses(channel, log)
         max_images = channel.max_images if channel.max_images is not None else self.default_max_images
         self.capabilities = model_capabilities(channel, type(self), max_images)
 
@@ -247,18 +247,12 @@ class FalProvider:
         urls = self.urls_of(job)
         with mapped_transport_errors("poll"):
             response = await self.client.get(urls["status_url"], timeout=self.channel.poll_timeout_seconds)
-        if response.status_code == 404:
-            raise ProviderError("upstream_job_lost", "poll: fal no longer knows the request (HTTP 404)")
-        raise_for_status(response, "poll")
-        body = json_or_none(response)
-        if not isinstance(body, dict):
-            raise ProviderError(
-                "upstream_bad_response", "poll: the channel's answer is not JSON", retryable=True
-            )
+        body = poll_body(response, lost="fal no longer knows the request")
         status = read_status(body, poll_after=self.options.poll_seconds)
         if status is None:
-            self._log_unknown_status(body.get("status"))
-            return UpstreamStatus(UpstreamState.RUNNING, poll_after=self.options.poll_seconds)
+            return self.unknown_statuses.still_running(
+                body.get("status"), poll_after=self.options.poll_seconds
+            )
         if status.state is not UpstreamState.SUCCEEDED:
             return status
         return await self.completed(job, urls["response_url"])
@@ -286,12 +280,6 @@ class FalProvider:
                 error_message="fal's result has no video URL where the mapping says (result).",
             )
         return UpstreamStatus(UpstreamState.SUCCEEDED, progress=100, result_url=url, watermarked=False)
-
-    def _log_unknown_status(self, status: Any) -> None:
-        word = shown_word(self.channel, status)
-        if word not in self._unknown_statuses:
-            self._unknown_statuses.add(word)
-            log.warning("unknown upstream status; polling on", channel=self.channel.name, status=word)
 
     # result -----------------------------------------------------------------------------------
 

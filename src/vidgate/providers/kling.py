@@ -58,6 +58,7 @@ from vidgate.providers.base import (
 )
 from vidgate.providers.capabilities import model_capabilities, uncarried_correction
 from vidgate.providers.input_images import image_reference
+from vidgate.providers.job_polls import UnknownStatuses
 from vidgate.providers.kling_models import ASPECT_RATIOS, KlingModel, kling_model
 from vidgate.providers.registry import ChannelConfigError, ProviderDeps
 from vidgate.providers.result_links import copy_result_link
@@ -69,7 +70,6 @@ from vidgate.providers.upstream_http import (
     parse_retry_after,
     probe_verdict,
     raise_for_status,
-    shown_word,
     unreachable,
     upstream_text,
 )
@@ -243,7 +243,7 @@ class KlingProvider:
         self.auth = KlingToken(access, secret, channel.redactor)
         self.client = deps.http.client_for(channel, auth=self.auth)
         self.root = api_root(channel)
-        self._unknown_statuses: set[str] = set()
+        self.unknown_statuses = UnknownStatuses(channel, log)
         max_images = channel.max_images if channel.max_images is not None else self.default_max_images
         self.capabilities = model_capabilities(channel, type(self), max_images)
 
@@ -362,11 +362,9 @@ class KlingProvider:
         data = await self._task(job, "poll")
         status = read_task(data, poll_after=self.options.poll_seconds)
         if status is None:
-            word = shown_word(self.channel, data.get("task_status"))
-            if word not in self._unknown_statuses:
-                self._unknown_statuses.add(word)
-                log.warning("unknown upstream status; polling on", channel=self.channel.name, status=word)
-            return UpstreamStatus(UpstreamState.RUNNING, poll_after=self.options.poll_seconds)
+            return self.unknown_statuses.still_running(
+                data.get("task_status"), poll_after=self.options.poll_seconds
+            )
         return status
 
     async def _task(self, job: UpstreamJob, what: str) -> dict[str, Any]:

@@ -54,6 +54,7 @@ from vidgate.providers.base import (
 )
 from vidgate.providers.capabilities import uncarried_correction
 from vidgate.providers.input_images import image_reference
+from vidgate.providers.job_polls import UnknownStatuses
 from vidgate.providers.minimax_models import IMAGE_RATIOS, TEXT_RATIO, MiniMaxModel, minimax_model
 from vidgate.providers.registry import ChannelConfigError, ProviderDeps
 from vidgate.providers.result_links import copy_result_link
@@ -64,7 +65,6 @@ from vidgate.providers.upstream_http import (
     parse_retry_after,
     probe_verdict,
     raise_for_status,
-    shown_word,
     unreachable,
     upstream_text,
 )
@@ -176,7 +176,7 @@ class MiniMaxProvider:
         self.image_mode = channel.image_input or "url"
         self.client = deps.http.client_for(channel)
         self.root = _api_root(channel)
-        self._unknown_statuses: set[str] = set()
+        self.unknown_statuses = UnknownStatuses(channel, log)
 
     # create -----------------------------------------------------------------------------------
 
@@ -272,8 +272,9 @@ class MiniMaxProvider:
         if response.is_success and isinstance(body, dict) and isinstance(body.get("status"), str):
             status = read_query(body, poll_after=self.options.poll_seconds)
             if status is None:
-                self._log_unknown_status(body.get("status"))
-                return UpstreamStatus(UpstreamState.RUNNING, poll_after=self.options.poll_seconds)
+                return self.unknown_statuses.still_running(
+                    body.get("status"), poll_after=self.options.poll_seconds
+                )
             if status.state is UpstreamState.SUCCEEDED:
                 return await self._with_link(body)
             return status
@@ -321,12 +322,6 @@ class MiniMaxProvider:
         return UpstreamStatus(
             UpstreamState.SUCCEEDED, progress=100, result_url=url, watermarked=self.options.watermark
         )
-
-    def _log_unknown_status(self, status: Any) -> None:
-        word = shown_word(self.channel, status)
-        if word not in self._unknown_statuses:
-            self._unknown_statuses.add(word)
-            log.warning("unknown upstream status; polling on", channel=self.channel.name, status=word)
 
     # result -----------------------------------------------------------------------------------
 

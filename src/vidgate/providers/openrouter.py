@@ -48,6 +48,7 @@ from vidgate.providers.base import (
 )
 from vidgate.providers.capabilities import model_capabilities, uncarried_correction
 from vidgate.providers.input_images import image_reference
+from vidgate.providers.job_polls import UnknownStatuses, poll_body
 from vidgate.providers.openrouter_models import openrouter_capabilities
 from vidgate.providers.registry import ChannelConfigError, ProviderDeps
 from vidgate.providers.upstream_http import (
@@ -60,7 +61,6 @@ from vidgate.providers.upstream_http import (
     parse_retry_after,
     probe_verdict,
     raise_for_status,
-    shown_word,
     unreachable,
     upstream_text,
 )
@@ -121,7 +121,7 @@ class OpenRouterProvider:
         self.client = deps.http.client_for(channel)
         assert channel.base_url is not None  # needs_base_url
         self.base = channel.base_url
-        self._unknown_statuses: set[str] = set()
+        self.unknown_statuses = UnknownStatuses(channel, log)
         max_images = channel.max_images if channel.max_images is not None else self.default_max_images
         self.capabilities = model_capabilities(channel, type(self), max_images)
 
@@ -196,18 +196,12 @@ class OpenRouterProvider:
         url = (isinstance(given, str) and self.own_url(given)) or f"videos/{quote(job.upstream_id, safe='')}"
         with mapped_transport_errors("poll"):
             response = await self.client.get(url, timeout=self.channel.poll_timeout_seconds)
-        if response.status_code == 404:
-            raise ProviderError("upstream_job_lost", "poll: OpenRouter no longer knows the job (HTTP 404)")
-        raise_for_status(response, "poll")
-        body = json_or_none(response)
-        if not isinstance(body, dict):
-            raise ProviderError(
-                "upstream_bad_response", "poll: the channel's answer is not JSON", retryable=True
-            )
+        body = poll_body(response, lost="OpenRouter no longer knows the job")
         status = job_status(body, poll_after=self.options.poll_seconds)
         if status is None:
-            self._log_unknown_status(body.get("status"))
-            return UpstreamStatus(UpstreamState.RUNNING, poll_after=self.options.poll_seconds)
+            return self.unknown_statuses.still_running(
+                body.get("status"), poll_after=self.options.poll_seconds
+            )
         if status.state is UpstreamState.SUCCEEDED:
             return UpstreamStatus(
                 UpstreamState.SUCCEEDED,
@@ -224,12 +218,6 @@ class OpenRouterProvider:
         first = unsigned[0] if isinstance(unsigned, list) and unsigned else None
         own = self.own_url(first) if isinstance(first, str) else None
         return own or f"{self.base}/videos/{quote(job.upstream_id, safe='')}/content?index=0"
-
-    def _log_unknown_status(self, status: Any) -> None:
-        word = shown_word(self.channel, status)
-        if word not in self._unknown_statuses:
-            self._unknown_statuses.add(word)
-            log.warning("unknown upstream status; polling on", channel=self.channel.name, status=word)
 
     # result -----------------------------------------------------------------------------------
 

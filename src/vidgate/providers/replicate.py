@@ -67,6 +67,7 @@ from vidgate.providers.input_mapping import (
     sent_scalars,
     submission_seed,
 )
+from vidgate.providers.job_polls import UnknownStatuses, poll_body
 from vidgate.providers.registry import ChannelConfigError, ProviderDeps
 from vidgate.providers.result_links import copy_result_link
 from vidgate.providers.upstream_http import (
@@ -78,7 +79,6 @@ from vidgate.providers.upstream_http import (
     parse_retry_after,
     probe_verdict,
     raise_for_status,
-    shown_word,
     unreachable,
     upstream_text,
 )
@@ -163,7 +163,7 @@ class ReplicateProvider:
         self.client = deps.http.client_for(channel)
         assert channel.base_url is not None  # needs_base_url
         self.base = channel.base_url
-        self._unknown_statuses: set[str] = set()
+        self.unknown_statuses = UnknownStatuses(channel, log)
         max_images = channel.max_images if channel.max_images is not None else self.default_max_images
         self.capabilities = model_capabilities(channel, type(self), max_images)
 
@@ -227,30 +227,16 @@ class ReplicateProvider:
             response = await self.client.get(
                 f"predictions/{quote(job.upstream_id, safe='')}", timeout=self.channel.poll_timeout_seconds
             )
-        if response.status_code == 404:
-            raise ProviderError(
-                "upstream_job_lost", "poll: Replicate no longer knows the prediction (HTTP 404)"
-            )
-        raise_for_status(response, "poll")
-        body = json_or_none(response)
-        if not isinstance(body, dict):
-            raise ProviderError(
-                "upstream_bad_response", "poll: the channel's answer is not JSON", retryable=True
-            )
+        body = poll_body(response, lost="Replicate no longer knows the prediction")
         model = job.memo.get("model")
         mapping = self.options.models.get(model) if isinstance(model, str) else None
         path = mapping.result if mapping is not None and mapping.result is not None else ""
         status = prediction_status(body, result_path=path, poll_after=self.options.poll_seconds)
         if status is None:
-            self._log_unknown_status(body.get("status"))
-            return UpstreamStatus(UpstreamState.RUNNING, poll_after=self.options.poll_seconds)
+            return self.unknown_statuses.still_running(
+                body.get("status"), poll_after=self.options.poll_seconds
+            )
         return status
-
-    def _log_unknown_status(self, status: Any) -> None:
-        word = shown_word(self.channel, status)
-        if word not in self._unknown_statuses:
-            self._unknown_statuses.add(word)
-            log.warning("unknown upstream status; polling on", channel=self.channel.name, status=word)
 
     # result -----------------------------------------------------------------------------------
 

@@ -4,8 +4,7 @@ through `httpx.ASGITransport`, on a hand-driven clock)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +12,18 @@ import httpx
 import pytest
 
 from tests.aggregator_presets import FAL_HAILUO, FAL_KLING_I2V, FAL_MODELS, FAL_SEEDANCE, FAL_VEO, FAL_WAN
-from tests.unit.providers.adapter_support import StubFetcher
+from tests.unit.providers.adapter_support import (
+    Clock,
+    StubFetcher,
+    adapter_on,
+    asgi,
+    fake_upstream,
+    input_image,
+    submit_request,
+)
 from tests.unit.providers.adapter_support import step_context as ctx
 from vidgate.config import ChannelSettings, Settings
 from vidgate.domain.routing import ChannelTraits
-from vidgate.domain.tasks import WatermarkMode
 from vidgate.providers.base import (
     InputImage,
     ProviderError,
@@ -27,26 +33,15 @@ from vidgate.providers.base import (
     UpstreamState,
 )
 from vidgate.providers.fal import FalProvider, app_root, create_refusal, read_result_error, read_status
-from vidgate.providers.registry import ProviderDeps, check_channels, profile_for
+from vidgate.providers.registry import check_channels, profile_for
 from vidgate.providers.secrets_guard import SecretScrubbing
-from vidgate.providers.upstream_http import UpstreamHttp
 from vidgate.redaction import REDACTED
-from vidgate.store.blobs import LocalBlobStore
 from vidgate.testing.fake_upstream import FakeUpstream
 
 pytestmark = pytest.mark.anyio
 
 KEY = "fal-key-0123456789abcdef"
-T0 = 1_700_000_000.0
 MODELS = [FAL_VEO, FAL_KLING_I2V, FAL_WAN, FAL_SEEDANCE, FAL_HAILUO]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def channel(**overrides: Any) -> ChannelSettings:
@@ -62,58 +57,23 @@ def channel(**overrides: Any) -> ChannelSettings:
     return ChannelSettings(**values)
 
 
-def request(
-    model: str = FAL_VEO, prompt: str = "a lighthouse", seconds: int = 8, **fields: Any
-) -> SubmitRequest:
-    size = fields.pop("size", (1280, 720))
-    return SubmitRequest(
-        task_id="01task",
-        idempotency_key="01task-0",
-        model=model,
-        prompt=prompt,
-        width=size[0],
-        height=size[1],
-        seconds=seconds,
-        watermark_mode=WatermarkMode.PREFER_CLEAN,
-        private=False,
-        **fields,
-    )
+def request(model: str = FAL_VEO, **fields: Any) -> SubmitRequest:
+    return submit_request(model, **{"prompt": "a lighthouse", "seconds": 8, **fields})
 
 
 def image(index: int, source: str = "https://img.example/a.png") -> InputImage:
-    return InputImage(index, source, f"inputs/01task/{index}.png", 640, 360)
+    return input_image(index, source)
 
 
-@asynccontextmanager
-async def provider_on(
+def provider_on(
     transport: httpx.AsyncBaseTransport, tmp_path: Path, fetcher: Any = None, **overrides: Any
-) -> AsyncIterator[FalProvider]:
-    ch = channel(**overrides)
-    deps = ProviderDeps(
-        Settings(data_dir=tmp_path, channels=[ch]),
-        LocalBlobStore(tmp_path / "media"),
-        fetcher or StubFetcher(),
-        UpstreamHttp(transport),
-    )
-    provider = FalProvider(ch, deps)
-    try:
-        yield provider
-    finally:
-        await provider.aclose()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+) -> AbstractAsyncContextManager[FalProvider]:
+    return adapter_on(FalProvider, channel(**overrides), transport, tmp_path, fetcher)
 
 
 @pytest.fixture
 def fake(clock: Clock) -> FakeUpstream:
-    return FakeUpstream(api_key=KEY, clock=clock, ready_seconds=10, cdn_base_url="http://cdn.fal.test")
-
-
-def asgi(fake: FakeUpstream) -> httpx.ASGITransport:
-    return httpx.ASGITransport(fake.app)
+    return fake_upstream(KEY, clock, "http://cdn.fal.test")
 
 
 # Declarations -------------------------------------------------------------------------------------

@@ -4,24 +4,31 @@ through `httpx.ASGITransport`, on a hand-driven clock for the jobs; tokens live 
 
 from __future__ import annotations
 
-import io
 import time
 import warnings
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 import pytest
-from PIL import Image
 
-from tests.unit.providers.adapter_support import StubFetcher
+from tests.unit.providers.adapter_support import (
+    T0,
+    Clock,
+    StubFetcher,
+    adapter_on,
+    body_of,
+    captured,
+    fake_upstream,
+    submit_request,
+    uploaded_image,
+)
+from tests.unit.providers.adapter_support import input_image as image
 from tests.unit.providers.adapter_support import step_context as ctx
 from vidgate.config import ChannelSettings, Settings
 from vidgate.domain.capabilities import AudioSupport, GenerationAsk, sizes_for
-from vidgate.domain.tasks import WatermarkMode
 from vidgate.providers.base import (
     InputImage,
     ProviderError,
@@ -35,31 +42,19 @@ from vidgate.providers.kling import KlingProvider, KlingToken, kling_error, read
 from vidgate.providers.kling_models import kling_model
 from vidgate.providers.registry import (
     ChannelConfigError,
-    ProviderDeps,
     channel_options,
     check_channels,
     profile_for,
 )
 from vidgate.providers.secrets_guard import SecretScrubbing
-from vidgate.providers.upstream_http import UpstreamHttp
 from vidgate.redaction import REDACTED, Redactor
-from vidgate.store.blobs import LocalBlobStore
 from vidgate.testing.fake_upstream import FakeUpstream
 
 pytestmark = pytest.mark.anyio
 
 ACCESS = "ak-kling-access-0123456789"
 SECRET = "sk-kling-secret-9876543210-abcdefghij"  # Kling's are 32 characters
-T0 = 1_700_000_000.0
 MODELS = ["kling-v1", "kling-v1-6", "kling-v2-1", "kling-v2-6", "kling-v2-1-master", "kling-v3"]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def channel(**overrides: Any) -> ChannelSettings:
@@ -74,82 +69,27 @@ def channel(**overrides: Any) -> ChannelSettings:
     return ChannelSettings(**values)
 
 
-def request(
-    model: str = "kling-v1-6",
-    prompt: str = "a red fox in the snow",
-    size: tuple[int, int] = (1280, 720),
-    seconds: int = 5,
-    key: str = "01task-0",
-    **fields: Any,
-) -> SubmitRequest:
-    return SubmitRequest(
-        task_id="01task",
-        idempotency_key=key,
-        model=model,
-        prompt=prompt,
-        width=size[0],
-        height=size[1],
-        seconds=seconds,
-        watermark_mode=WatermarkMode.PREFER_CLEAN,
-        private=False,
-        **fields,
-    )
+# What a create answers, for the tests that only read the wire.
+CREATED = {"code": 0, "data": {"task_id": "860000000000000001"}}
 
 
-def image(
-    index: int, source: str = "https://img.example/fox.png", size: tuple[int, int] = (640, 360)
-) -> InputImage:
-    return InputImage(index, source, f"inputs/01task/{index}.png", *size)
+def request(model: str = "kling-v1-6", **fields: Any) -> SubmitRequest:
+    return submit_request(model, **{"prompt": "a red fox in the snow", "seconds": 5, **fields})
 
 
 async def stored_image(tmp_path: Path, index: int, size: tuple[int, int] = (960, 540)) -> InputImage:
-    buf = io.BytesIO()
-    Image.new("RGB", size, (200, 40, 40)).save(buf, "PNG")
-    await LocalBlobStore(tmp_path / "media").put_bytes(buf.getvalue(), f"inputs/01task/{index}.png")
-    return InputImage(index, "upload", f"inputs/01task/{index}.png", *size)
+    return await uploaded_image(tmp_path, index, size, (200, 40, 40))
 
 
-@asynccontextmanager
-async def provider_on(
+def provider_on(
     transport: httpx.AsyncBaseTransport, tmp_path: Path, fetcher: Any = None, **overrides: Any
-) -> AsyncIterator[KlingProvider]:
-    ch = channel(**overrides)
-    deps = ProviderDeps(
-        Settings(data_dir=tmp_path, channels=[ch]),
-        LocalBlobStore(tmp_path / "media"),
-        fetcher or StubFetcher(),
-        UpstreamHttp(transport),
-    )
-    provider = KlingProvider(ch, deps)
-    try:
-        yield provider
-    finally:
-        await provider.aclose()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+) -> AbstractAsyncContextManager[KlingProvider]:
+    return adapter_on(KlingProvider, channel(**overrides), transport, tmp_path, fetcher)
 
 
 @pytest.fixture
 def fake(clock: Clock) -> FakeUpstream:
-    return FakeUpstream(api_key=SECRET, clock=clock, ready_seconds=10, cdn_base_url="http://cdn.kling.test")
-
-
-def captured(answer: dict[str, Any] | None = None) -> tuple[list[httpx.Request], httpx.MockTransport]:
-    seen: list[httpx.Request] = []
-
-    def handler(req: httpx.Request) -> httpx.Response:
-        seen.append(req)
-        return httpx.Response(200, json=answer or {"code": 0, "data": {"task_id": "860000000000000001"}})
-
-    return seen, httpx.MockTransport(handler)
-
-
-def body_of(req: httpx.Request) -> dict[str, Any]:
-    parsed: dict[str, Any] = httpx.Response(200, content=req.content).json()
-    return parsed
+    return fake_upstream(SECRET, clock, "http://cdn.kling.test")
 
 
 # The model table and the routing it gives ----------------------------------------------------------
@@ -244,7 +184,7 @@ def test_a_correction_kling_cannot_carry_is_an_error_at_start_naming_channel_mod
 async def test_sound_follows_the_channels_corrections(tmp_path: Path) -> None:
     """A silent model the operator says makes sound (Kling added it, say) gets `sound` as routing allowed."""
     corrected = {"kling-v1-6": {"audio": "optional"}}
-    async with provider_on(captured()[1], tmp_path, capabilities=corrected) as provider:
+    async with provider_on(captured(CREATED)[1], tmp_path, capabilities=corrected) as provider:
         _, body = await provider.create_body(request(generate_audio=True))
     assert body["sound"] == "on"
 
@@ -282,7 +222,7 @@ def test_a_token_is_an_hs256_jwt_renewed_before_it_expires_and_kept_out_of_messa
 
 
 async def test_a_text_to_video_create_carries_the_fields_kling_documents(tmp_path: Path) -> None:
-    seen, transport = captured()
+    seen, transport = captured(CREATED)
     async with provider_on(transport, tmp_path) as provider:
         job = await provider.submit(
             request(size=(1080, 1920), seconds=10, passthrough={"negative_prompt": "blur"}), ctx(tmp_path)
@@ -305,7 +245,7 @@ async def test_a_text_to_video_create_carries_the_fields_kling_documents(tmp_pat
 
 @pytest.mark.parametrize("base_url", ["http://kling.test", "http://kling.test/v1/"])
 async def test_the_base_url_is_the_host_with_or_without_v1(tmp_path: Path, base_url: str) -> None:
-    seen, transport = captured()
+    seen, transport = captured(CREATED)
     async with provider_on(transport, tmp_path, base_url=base_url) as provider:
         await provider.submit(request(), ctx(tmp_path))
     assert [r.url.path for r in seen] == ["/v1/videos/text2video"]
@@ -314,7 +254,7 @@ async def test_the_base_url_is_the_host_with_or_without_v1(tmp_path: Path, base_
 async def test_sound_is_always_said_on_a_model_with_sound_and_never_sent_to_a_silent_one(
     tmp_path: Path,
 ) -> None:
-    async with provider_on(captured()[1], tmp_path) as provider:
+    async with provider_on(captured(CREATED)[1], tmp_path) as provider:
         _, loud = await provider.create_body(request("kling-v2-6", size=(1920, 1080), generate_audio=True))
         _, quiet = await provider.create_body(request("kling-v2-6", size=(1280, 720)))
         _, v3 = await provider.create_body(request("kling-v3", seconds=7, generate_audio=True))
@@ -331,7 +271,7 @@ async def test_images_go_as_the_clients_url_or_bare_base64_with_the_last_frame_a
     tmp_path: Path,
 ) -> None:
     first = await stored_image(tmp_path, 0)
-    async with provider_on(captured()[1], tmp_path) as provider:
+    async with provider_on(captured(CREATED)[1], tmp_path) as provider:
         route, by_url = await provider.create_body(
             request(size=(1920, 1080), images=(image(0),), last_frame=image(1, "https://img.example/end.png"))
         )
@@ -345,7 +285,7 @@ async def test_images_go_as_the_clients_url_or_bare_base64_with_the_last_frame_a
 
 
 async def test_what_kling_cannot_take_is_refused_before_sending(tmp_path: Path) -> None:
-    seen, transport = captured()
+    seen, transport = captured(CREATED)
     async with provider_on(transport, tmp_path) as provider:
         refusals = {}
         for name, req in {
@@ -663,7 +603,7 @@ async def test_a_failed_status_shape_and_an_unknown_status_keep_polling(
 
 
 async def test_kling_has_no_cancel(tmp_path: Path) -> None:
-    seen, transport = captured()
+    seen, transport = captured(CREATED)
     async with provider_on(transport, tmp_path) as provider:
         await provider.cancel(UpstreamJob("860000000000000001", memo={"route": "text2video"}))
     assert not seen

@@ -4,17 +4,24 @@ against (driven through `httpx.ASGITransport`, on a hand-driven clock)."""
 
 from __future__ import annotations
 
-import io
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
 
-from tests.unit.providers.adapter_support import StubFetcher
+from tests.unit.providers.adapter_support import (
+    Clock,
+    StubFetcher,
+    adapter_on,
+    body_of,
+    captured,
+    fake_upstream,
+    submit_request,
+    uploaded_image,
+)
+from tests.unit.providers.adapter_support import input_image as image
 from tests.unit.providers.adapter_support import step_context as ctx
 from vidgate.config import ChannelSettings, Settings
 from vidgate.domain.capabilities import AudioSupport, GenerationAsk, sizes_for
@@ -31,31 +38,19 @@ from vidgate.providers.minimax import MiniMaxProvider, minimax_error, read_query
 from vidgate.providers.minimax_models import minimax_model
 from vidgate.providers.registry import (
     ChannelConfigError,
-    ProviderDeps,
     channel_options,
     check_channels,
     profile_for,
 )
 from vidgate.providers.secrets_guard import SecretScrubbing
-from vidgate.providers.upstream_http import UpstreamHttp
 from vidgate.redaction import REDACTED
-from vidgate.store.blobs import LocalBlobStore
 from vidgate.testing.fake_upstream import FakeUpstream
 
 pytestmark = pytest.mark.anyio
 
 KEY = "sk-minimax-test-0123456789"
-T0 = 1_700_000_000.0
 HAILUO_23, HAILUO_02, FAST = "MiniMax-Hailuo-2.3", "MiniMax-Hailuo-02", "MiniMax-Hailuo-2.3-Fast"
 MODELS = [HAILUO_23, HAILUO_02, FAST, "T2V-01", "I2V-01", "S2V-01"]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def channel(**overrides: Any) -> ChannelSettings:
@@ -71,81 +66,27 @@ def channel(**overrides: Any) -> ChannelSettings:
     return ChannelSettings(**values)
 
 
-def request(
-    model: str = HAILUO_23,
-    prompt: str = "a red fox in the snow",
-    size: tuple[int, int] = (1280, 720),
-    seconds: int = 6,
-    **fields: Any,
-) -> SubmitRequest:
-    return SubmitRequest(
-        task_id="01task",
-        idempotency_key="01task-0",
-        model=model,
-        prompt=prompt,
-        width=size[0],
-        height=size[1],
-        seconds=seconds,
-        watermark_mode=fields.pop("watermark_mode", WatermarkMode.PREFER_CLEAN),
-        private=False,
-        **fields,
-    )
+# What a create answers, for the tests that only read the wire.
+CREATED = {"task_id": "106916112212032", "base_resp": {"status_code": 0}}
 
 
-def image(
-    index: int, source: str = "https://img.example/fox.png", size: tuple[int, int] = (640, 360)
-) -> InputImage:
-    return InputImage(index, source, f"inputs/01task/{index}.png", *size)
+def request(model: str = HAILUO_23, **fields: Any) -> SubmitRequest:
+    return submit_request(model, **{"prompt": "a red fox in the snow", "seconds": 6, **fields})
 
 
 async def stored_image(tmp_path: Path, index: int, size: tuple[int, int] = (960, 540)) -> InputImage:
-    buf = io.BytesIO()
-    Image.new("RGB", size, (40, 160, 40)).save(buf, "PNG")
-    await LocalBlobStore(tmp_path / "media").put_bytes(buf.getvalue(), f"inputs/01task/{index}.png")
-    return InputImage(index, "upload", f"inputs/01task/{index}.png", *size)
+    return await uploaded_image(tmp_path, index, size, (40, 160, 40))
 
 
-@asynccontextmanager
-async def provider_on(
+def provider_on(
     transport: httpx.AsyncBaseTransport, tmp_path: Path, fetcher: Any = None, **overrides: Any
-) -> AsyncIterator[MiniMaxProvider]:
-    ch = channel(**overrides)
-    deps = ProviderDeps(
-        Settings(data_dir=tmp_path, channels=[ch]),
-        LocalBlobStore(tmp_path / "media"),
-        fetcher or StubFetcher(),
-        UpstreamHttp(transport),
-    )
-    provider = MiniMaxProvider(ch, deps)
-    try:
-        yield provider
-    finally:
-        await provider.aclose()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+) -> AbstractAsyncContextManager[MiniMaxProvider]:
+    return adapter_on(MiniMaxProvider, channel(**overrides), transport, tmp_path, fetcher)
 
 
 @pytest.fixture
 def fake(clock: Clock) -> FakeUpstream:
-    return FakeUpstream(api_key=KEY, clock=clock, ready_seconds=10, cdn_base_url="http://cdn.minimax.test")
-
-
-def captured() -> tuple[list[httpx.Request], httpx.MockTransport]:
-    seen: list[httpx.Request] = []
-
-    def handler(req: httpx.Request) -> httpx.Response:
-        seen.append(req)
-        return httpx.Response(200, json={"task_id": "106916112212032", "base_resp": {"status_code": 0}})
-
-    return seen, httpx.MockTransport(handler)
-
-
-def body_of(req: httpx.Request) -> dict[str, Any]:
-    parsed: dict[str, Any] = httpx.Response(200, content=req.content).json()
-    return parsed
+    return fake_upstream(KEY, clock, "http://cdn.minimax.test")
 
 
 # The model table -------------------------------------------------------------------------------------
@@ -222,7 +163,7 @@ def test_a_correction_minimax_cannot_carry_is_an_error_at_start() -> None:
 
 
 async def test_a_text_to_video_create(tmp_path: Path) -> None:
-    seen, transport = captured()
+    seen, transport = captured(CREATED)
     async with provider_on(transport, tmp_path) as provider:
         job = await provider.submit(request(seconds=10, enhance_prompt=False), ctx(tmp_path))
     assert job.upstream_id == "106916112212032"
@@ -240,7 +181,7 @@ async def test_a_text_to_video_create(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("base_url", ["http://minimax.test", "http://minimax.test/v1"])
 async def test_the_base_url_is_the_host_with_or_without_v1(tmp_path: Path, base_url: str) -> None:
-    seen, transport = captured()
+    seen, transport = captured(CREATED)
     async with provider_on(transport, tmp_path, base_url=base_url) as provider:
         await provider.submit(request(), ctx(tmp_path))
     assert [r.url.path for r in seen] == ["/v1/video_generation"]
@@ -248,7 +189,7 @@ async def test_the_base_url_is_the_host_with_or_without_v1(tmp_path: Path, base_
 
 async def test_images_go_as_first_frame_last_frame_or_subject(tmp_path: Path) -> None:
     uploaded = await stored_image(tmp_path, 0)
-    async with provider_on(captured()[1], tmp_path) as provider:
+    async with provider_on(captured(CREATED)[1], tmp_path) as provider:
         by_url = await provider.create_body(request(HAILUO_02, size=(1920, 1080), images=(image(0),)))
         both = await provider.create_body(
             request(HAILUO_02, images=(uploaded,), last_frame=image(1, "https://img.example/end.png"))
@@ -263,7 +204,7 @@ async def test_images_go_as_first_frame_last_frame_or_subject(tmp_path: Path) ->
 
 
 async def test_what_minimax_cannot_take_is_refused_before_sending(tmp_path: Path) -> None:
-    seen, transport = captured()
+    seen, transport = captured(CREATED)
     refusals = {}
     async with provider_on(transport, tmp_path, options={"watermark": True}) as provider:
         for name, req in {
@@ -468,7 +409,7 @@ async def test_the_fake_refuses_what_minimax_refuses(fake: FakeUpstream) -> None
 
 
 async def test_minimax_has_no_cancel_and_no_lookup(tmp_path: Path) -> None:
-    seen, transport = captured()
+    seen, transport = captured(CREATED)
     async with provider_on(transport, tmp_path) as provider:
         await provider.cancel(UpstreamJob("106916112212032"))
         assert await provider.find_jobs(request()) == ()

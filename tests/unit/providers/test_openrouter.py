@@ -4,20 +4,25 @@ jobs become, the content download, and the OpenRouter fake it is tested against 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.unit.providers.adapter_support import StubFetcher
+from tests.unit.providers.adapter_support import (
+    Clock,
+    adapter_on,
+    asgi,
+    fake_upstream,
+    input_image,
+    submit_request,
+)
 from tests.unit.providers.adapter_support import step_context as ctx
 from vidgate.config import ChannelSettings, Settings
 from vidgate.domain.capabilities import AudioSupport
 from vidgate.domain.routing import ChannelTraits
-from vidgate.domain.tasks import WatermarkMode
 from vidgate.providers.base import (
     InputImage,
     ProviderError,
@@ -28,27 +33,16 @@ from vidgate.providers.base import (
     UpstreamState,
 )
 from vidgate.providers.openrouter import OpenRouterProvider, create_refusal, job_status
-from vidgate.providers.registry import ChannelConfigError, ProviderDeps, check_channels, profile_for
+from vidgate.providers.registry import ChannelConfigError, check_channels, profile_for
 from vidgate.providers.secrets_guard import SecretScrubbing
-from vidgate.providers.upstream_http import UpstreamHttp
 from vidgate.redaction import REDACTED
-from vidgate.store.blobs import LocalBlobStore
 from vidgate.testing.fake_upstream import FakeUpstream
 
 pytestmark = pytest.mark.anyio
 
 KEY = "sk-or-v1-fake-0123456789"
-T0 = 1_700_000_000.0
 VEO = "google/veo-3.1"
 SORA_PRO = "openai/sora-2-pro"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def channel(**overrides: Any) -> ChannelSettings:
@@ -63,56 +57,23 @@ def channel(**overrides: Any) -> ChannelSettings:
     return ChannelSettings(**values)
 
 
-def request(model: str = VEO, prompt: str = "a lighthouse", seconds: int = 8, **fields: Any) -> SubmitRequest:
-    size = fields.pop("size", (1280, 720))
-    return SubmitRequest(
-        task_id="01task",
-        idempotency_key="01task-0",
-        model=model,
-        prompt=prompt,
-        width=size[0],
-        height=size[1],
-        seconds=seconds,
-        watermark_mode=WatermarkMode.PREFER_CLEAN,
-        private=False,
-        **fields,
-    )
+def request(model: str = VEO, **fields: Any) -> SubmitRequest:
+    return submit_request(model, **{"prompt": "a lighthouse", "seconds": 8, **fields})
 
 
 def image(index: int, source: str = "https://img.example/a.png") -> InputImage:
-    return InputImage(index, source, f"inputs/01task/{index}.png", 640, 360)
+    return input_image(index, source)
 
 
-@asynccontextmanager
-async def provider_on(
-    transport: httpx.AsyncBaseTransport, tmp_path: Path, **overrides: Any
-) -> AsyncIterator[OpenRouterProvider]:
-    ch = channel(**overrides)
-    deps = ProviderDeps(
-        Settings(data_dir=tmp_path, channels=[ch]),
-        LocalBlobStore(tmp_path / "media"),
-        StubFetcher(),
-        UpstreamHttp(transport),
-    )
-    provider = OpenRouterProvider(ch, deps)
-    try:
-        yield provider
-    finally:
-        await provider.aclose()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def provider_on(
+    transport: httpx.AsyncBaseTransport, tmp_path: Path, fetcher: Any = None, **overrides: Any
+) -> AbstractAsyncContextManager[OpenRouterProvider]:
+    return adapter_on(OpenRouterProvider, channel(**overrides), transport, tmp_path, fetcher)
 
 
 @pytest.fixture
 def fake(clock: Clock) -> FakeUpstream:
-    return FakeUpstream(api_key=KEY, clock=clock, ready_seconds=10, cdn_base_url="http://storage.test")
-
-
-def asgi(fake: FakeUpstream) -> httpx.ASGITransport:
-    return httpx.ASGITransport(fake.app)
+    return fake_upstream(KEY, clock, "http://storage.test")
 
 
 def test_the_table_knows_veo_and_sora_and_the_channel_describes_the_rest() -> None:

@@ -4,8 +4,7 @@ become, the lookup after a lost answer, cancel, and the Replicate fake it is tes
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +12,17 @@ import httpx
 import pytest
 
 from tests.aggregator_presets import REPLICATE_KLING, REPLICATE_MODELS, REPLICATE_VEO
-from tests.unit.providers.adapter_support import StubFetcher
+from tests.unit.providers.adapter_support import (
+    Clock,
+    StubFetcher,
+    adapter_on,
+    asgi,
+    fake_upstream,
+    submit_request,
+)
 from tests.unit.providers.adapter_support import step_context as ctx
 from vidgate.config import ChannelSettings, Settings
 from vidgate.domain.routing import ChannelTraits
-from vidgate.domain.tasks import WatermarkMode
 from vidgate.providers.base import (
     InputImage,
     ProviderError,
@@ -26,32 +31,21 @@ from vidgate.providers.base import (
     UpstreamOutcomeUnknown,
     UpstreamState,
 )
-from vidgate.providers.registry import ChannelConfigError, ProviderDeps, check_channels, profile_for
+from vidgate.providers.registry import ChannelConfigError, check_channels, profile_for
 from vidgate.providers.replicate import (
     ReplicateProvider,
     create_refusal,
     prediction_status,
     progress_in_logs,
 )
-from vidgate.providers.upstream_http import UpstreamHttp
-from vidgate.store.blobs import LocalBlobStore
 from vidgate.testing.fake_upstream import FakeUpstream
 from vidgate.testing.fake_upstream.replicate_input import VERSIONS
 
 pytestmark = pytest.mark.anyio
 
 KEY = "r8_fake_token_0123456789"
-T0 = 1_700_000_000.0
 VEO_VERSION = next(v for v, m in VERSIONS.items() if m == REPLICATE_VEO)
 PINNED = f"{REPLICATE_VEO}:{VEO_VERSION}"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def channel(**overrides: Any) -> ChannelSettings:
@@ -68,60 +62,19 @@ def channel(**overrides: Any) -> ChannelSettings:
     return ChannelSettings(**values)
 
 
-def request(
-    model: str = REPLICATE_VEO,
-    prompt: str = "a lighthouse",
-    seconds: int = 8,
-    key: str = "01task-0",
-    **fields: Any,
-) -> SubmitRequest:
-    size = fields.pop("size", (1280, 720))
-    return SubmitRequest(
-        task_id="01task",
-        idempotency_key=key,
-        model=model,
-        prompt=prompt,
-        width=size[0],
-        height=size[1],
-        seconds=seconds,
-        watermark_mode=WatermarkMode.PREFER_CLEAN,
-        private=False,
-        **fields,
-    )
+def request(model: str = REPLICATE_VEO, **fields: Any) -> SubmitRequest:
+    return submit_request(model, **{"prompt": "a lighthouse", "seconds": 8, **fields})
 
 
-@asynccontextmanager
-async def provider_on(
+def provider_on(
     transport: httpx.AsyncBaseTransport, tmp_path: Path, fetcher: Any = None, **overrides: Any
-) -> AsyncIterator[ReplicateProvider]:
-    ch = channel(**overrides)
-    deps = ProviderDeps(
-        Settings(data_dir=tmp_path, channels=[ch]),
-        LocalBlobStore(tmp_path / "media"),
-        fetcher or StubFetcher(),
-        UpstreamHttp(transport),
-    )
-    provider = ReplicateProvider(ch, deps)
-    try:
-        yield provider
-    finally:
-        await provider.aclose()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+) -> AbstractAsyncContextManager[ReplicateProvider]:
+    return adapter_on(ReplicateProvider, channel(**overrides), transport, tmp_path, fetcher)
 
 
 @pytest.fixture
 def fake(clock: Clock) -> FakeUpstream:
-    return FakeUpstream(
-        api_key=KEY, clock=clock, ready_seconds=10, cdn_base_url="http://replicate.delivery.test"
-    )
-
-
-def asgi(fake: FakeUpstream) -> httpx.ASGITransport:
-    return httpx.ASGITransport(fake.app)
+    return fake_upstream(KEY, clock, "http://replicate.delivery.test")
 
 
 def test_the_kind_cancels_and_looks_up_unless_told_not_to() -> None:

@@ -4,8 +4,7 @@ and the Ark fake it is tested against (driven through `httpx.ASGITransport`, on 
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +12,20 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.unit.providers.adapter_support import StubFetcher
+from tests.unit.providers.adapter_support import (
+    Clock,
+    StubFetcher,
+    adapter_on,
+    captured,
+    fake_upstream,
+    submit_request,
+)
+from tests.unit.providers.adapter_support import input_image as image
 from tests.unit.providers.adapter_support import step_context as ctx
-from vidgate.config import ChannelSettings, Settings
+from vidgate.config import ChannelSettings
 from vidgate.domain.capabilities import AudioSupport, sizes_for
-from vidgate.domain.tasks import WatermarkMode
 from vidgate.net.fetch import FetchFailed
 from vidgate.providers.base import (
-    InputImage,
     ProviderError,
     ResultExpired,
     SubmitRequest,
@@ -30,30 +35,20 @@ from vidgate.providers.base import (
     UpstreamStatus,
 )
 from vidgate.providers.capabilities import model_capabilities
-from vidgate.providers.registry import ChannelConfigError, ProviderDeps, channel_options, profile_for
+from vidgate.providers.registry import ChannelConfigError, channel_options, profile_for
 from vidgate.providers.seedance import SeedanceProvider, create_refusal, prompt_text, task_status
 from vidgate.providers.seedance_models import family_of, seedance_capabilities
-from vidgate.providers.upstream_http import UpstreamHttp
 from vidgate.store.blobs import LocalBlobStore
 from vidgate.testing.fake_upstream import FakeUpstream
 
 pytestmark = pytest.mark.anyio
 
 KEY = "sk-ark-test"
-T0 = 1_700_000_000.0
 LITE_I2V = "seedance-1-0-lite-i2v-250428"
 PRO = "seedance-1-0-pro-250528"
 PRO_FAST = "seedance-1-0-pro-fast-251015"
 PRO_15 = "seedance-1-5-pro-251215"
 MODELS = [LITE_I2V, PRO, PRO_FAST, PRO_15, "doubao-seedance-1-0-lite-t2v-250428"]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def channel(**overrides: Any) -> ChannelSettings:
@@ -68,68 +63,23 @@ def channel(**overrides: Any) -> ChannelSettings:
     return ChannelSettings(**values)
 
 
-def request(
-    model: str = LITE_I2V,
-    prompt: str = "a red fox in the snow",
-    size: tuple[int, int] = (1280, 720),
-    seconds: int = 5,
-    key: str = "01task-0",
-    **fields: Any,
-) -> SubmitRequest:
-    return SubmitRequest(
-        task_id="01task",
-        idempotency_key=key,
-        model=model,
-        prompt=prompt,
-        width=size[0],
-        height=size[1],
-        seconds=seconds,
-        watermark_mode=WatermarkMode.PREFER_CLEAN,
-        private=False,
-        **fields,
-    )
+# What a create answers, for the tests that only read the wire.
+CREATED = {"id": "cgt-20250101000000-abcde"}
 
 
-def image(index: int, source: str = "https://img.example/fox.png") -> InputImage:
-    return InputImage(index, source, f"inputs/01task/{index}.png", 640, 360)
+def request(model: str = LITE_I2V, **fields: Any) -> SubmitRequest:
+    return submit_request(model, **{"prompt": "a red fox in the snow", "seconds": 5, **fields})
 
 
-@asynccontextmanager
-async def provider_on(
+def provider_on(
     transport: httpx.AsyncBaseTransport, tmp_path: Path, fetcher: Any = None, **overrides: Any
-) -> AsyncIterator[SeedanceProvider]:
-    ch = channel(**overrides)
-    deps = ProviderDeps(
-        Settings(data_dir=tmp_path, channels=[ch]),
-        LocalBlobStore(tmp_path / "media"),
-        fetcher or StubFetcher(),
-        UpstreamHttp(transport),
-    )
-    provider = SeedanceProvider(ch, deps)
-    try:
-        yield provider
-    finally:
-        await provider.aclose()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+) -> AbstractAsyncContextManager[SeedanceProvider]:
+    return adapter_on(SeedanceProvider, channel(**overrides), transport, tmp_path, fetcher)
 
 
 @pytest.fixture
 def fake(clock: Clock) -> FakeUpstream:
-    return FakeUpstream(api_key=KEY, clock=clock, ready_seconds=10, cdn_base_url="http://cdn.ark.test")
-
-
-def captured() -> tuple[list[httpx.Request], httpx.MockTransport]:
-    seen: list[httpx.Request] = []
-
-    def handler(req: httpx.Request) -> httpx.Response:
-        seen.append(req)
-        return httpx.Response(200, json={"id": "cgt-20250101000000-abcde"})
-
-    return seen, httpx.MockTransport(handler)
+    return fake_upstream(KEY, clock, "http://cdn.ark.test")
 
 
 # The model table -----------------------------------------------------------------------------------
@@ -203,7 +153,7 @@ def test_options_refuse_typos_and_fields_the_adapter_sends_itself() -> None:
 
 
 async def test_a_text_to_video_create_carries_every_parameter_as_body_fields(tmp_path: Path) -> None:
-    seen, transport = captured()
+    seen, transport = captured(CREATED)
     async with provider_on(transport, tmp_path) as provider:
         job = await provider.submit(request(prompt="a fox --rs 1080p --dur 12", seconds=6), ctx(tmp_path))
     assert job.upstream_id == "cgt-20250101000000-abcde"
@@ -230,13 +180,13 @@ async def test_a_text_to_video_create_carries_every_parameter_as_body_fields(tmp
 async def test_sizes_become_a_ratio_and_a_resolution(
     tmp_path: Path, size: tuple[int, int], ratio: str, resolution: str
 ) -> None:
-    async with provider_on(captured()[1], tmp_path) as provider:
+    async with provider_on(captured(CREATED)[1], tmp_path) as provider:
         body = await provider.create_body(request(size=size))
     assert (body["ratio"], body["resolution"]) == (ratio, resolution)
 
 
 async def test_a_size_without_a_name_is_refused_before_sending(tmp_path: Path) -> None:
-    seen, transport = captured()
+    seen, transport = captured(CREATED)
     async with provider_on(transport, tmp_path) as provider:
         with pytest.raises(ProviderError) as caught:
             await provider.submit(request(size=(1024, 1792)), ctx(tmp_path))
@@ -244,7 +194,7 @@ async def test_a_size_without_a_name_is_refused_before_sending(tmp_path: Path) -
 
 
 async def test_image_roles_first_frame_last_frame_and_references(tmp_path: Path) -> None:
-    async with provider_on(captured()[1], tmp_path) as provider:
+    async with provider_on(captured(CREATED)[1], tmp_path) as provider:
         one = await provider.create_body(request(images=(image(0),)))
         both = await provider.create_body(
             request(images=(image(0),), last_frame=image(1, "https://img.example/end.png"))
@@ -264,7 +214,7 @@ async def test_one_image_may_be_a_reference_and_camera_fixed_never_goes_with_ref
     tmp_path: Path,
 ) -> None:
     options = {"one_image_as": "reference_image", "camera_fixed": True}
-    async with provider_on(captured()[1], tmp_path, options=options) as provider:
+    async with provider_on(captured(CREATED)[1], tmp_path, options=options) as provider:
         body = await provider.create_body(request(images=(image(0),)))
         frames = await provider.create_body(request(model=PRO, images=(image(0),)))  # no references there
     assert body["content"][1]["role"] == "reference_image" and "camera_fixed" not in body
@@ -279,7 +229,7 @@ async def test_the_operators_capabilities_decide_the_roles_and_the_sound(tmp_pat
         "model_map": {"fox-video": "ep-20250601-abc"},
         "capabilities": {"fox-video": {"reference_images": 3, "audio": "optional"}},
     }
-    async with provider_on(captured()[1], tmp_path, **overrides) as provider:
+    async with provider_on(captured(CREATED)[1], tmp_path, **overrides) as provider:
         refs = await provider.create_body(
             request(model="fox-video", images=(image(0), image(1)), generate_audio=False)
         )
@@ -294,13 +244,13 @@ async def test_an_image_without_a_url_goes_as_a_data_uri(tmp_path: Path) -> None
     Image.new("RGB", (64, 36), (200, 40, 40)).save(buf, "PNG")
     blobs = LocalBlobStore(tmp_path / "media")
     await blobs.put_bytes(buf.getvalue(), "inputs/01task/0.png")
-    async with provider_on(captured()[1], tmp_path) as provider:
+    async with provider_on(captured(CREATED)[1], tmp_path) as provider:
         body = await provider.create_body(request(images=(image(0, "upload"),)))
     assert body["content"][1]["image_url"]["url"].startswith("data:image/png;base64,")
 
 
 async def test_seed_is_the_clients_or_one_tied_to_the_submission(tmp_path: Path) -> None:
-    async with provider_on(captured()[1], tmp_path) as provider:
+    async with provider_on(captured(CREATED)[1], tmp_path) as provider:
         chosen = await provider.create_body(request(passthrough={"seed": 7}))
         first = await provider.create_body(request(key="01task-0"))
         again = await provider.create_body(request(key="01task-0"))
@@ -311,13 +261,13 @@ async def test_seed_is_the_clients_or_one_tied_to_the_submission(tmp_path: Path)
     assert first["seed"] == again["seed"] != resubmitted["seed"]
     assert 0 <= first["seed"] < 2**32
     assert caught.value.code == "invalid_seed" and not caught.value.retryable
-    async with provider_on(captured()[1], tmp_path, options={"seed_tag": False}) as untagged:
+    async with provider_on(captured(CREATED)[1], tmp_path, options={"seed_tag": False}) as untagged:
         assert "seed" not in await untagged.create_body(request())
 
 
 async def test_generate_audio_goes_only_to_models_that_make_sound(tmp_path: Path) -> None:
     options = {"service_tier": "flex", "execution_expires_after": 7200, "watermark": True}
-    async with provider_on(captured()[1], tmp_path, options=options) as provider:
+    async with provider_on(captured(CREATED)[1], tmp_path, options=options) as provider:
         audio = await provider.create_body(request(model=PRO_15, generate_audio=False))
         silent = await provider.create_body(request(model=PRO, generate_audio=False))
     assert audio["generate_audio"] is False and "generate_audio" not in silent
@@ -471,7 +421,7 @@ async def test_a_dead_result_link_asks_for_a_fresh_poll(
     tmp_path: Path, error: Exception, expected: Any
 ) -> None:
     status = UpstreamStatus(UpstreamState.SUCCEEDED, result_url="https://tos.example/v.mp4")
-    async with provider_on(captured()[1], tmp_path, StubFetcher(error)) as provider:
+    async with provider_on(captured(CREATED)[1], tmp_path, StubFetcher(error)) as provider:
         with pytest.raises(ProviderError) as caught:
             await provider.fetch(UpstreamJob("cgt-1"), status, tmp_path, ctx(tmp_path))
     if isinstance(expected, str):
