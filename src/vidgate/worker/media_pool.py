@@ -1,8 +1,8 @@
 """Where a worker does the CPU-heavy part of a result copy: probing the video and making its previews.
 
-In worker processes of their own (`worker.media_processes`; unset, the default: one per core; 0 runs the
-same functions on threads of this process), so that a burst of results never holds the GIL the event
-loop needs for polls and submits: the loop only waits on a future.
+In worker processes of their own (`worker.media_processes`; unset, the default: one per usable core, at
+most `media_concurrency`; 0 runs the same functions on threads of this process), so that a burst of
+results never holds the GIL the event loop needs for polls and submits: the loop only waits on a future.
 The bound on queued media work is the worker's `media_concurrency` (the runner claims no more media
 steps than that), so the pool's queue never grows past it.
 
