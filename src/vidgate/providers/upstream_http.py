@@ -76,10 +76,9 @@ class MeteredClient(httpx.AsyncClient):
     requests into httpx's connection pool at once than it has connections (`admitted`).
 
     Why the gate: httpcore's pool looks at every (queued request, connection) pair each time a request
-    arrives or a connection frees, so hundreds of polls queued on a pool of 32 connections cost the
-    worker's event loop a quadratic amount of CPU (a fifth of a tracking worker's CPU in
-    bench/upstream_polling.py). Waiting here costs nothing per waiter, in arrival order, within the
-    same pool timeout.
+    arrives or a connection frees, so the CPU of each request grows with the queue when hundreds of
+    polls wait for a pool of 32 connections (bench/upstream_pool_queue.py). Waiting here costs nothing
+    per waiter, in arrival order, within the same pool timeout.
     """
 
     def __init__(self, *, channel: str, admitted: int, **kwargs: Any) -> None:
