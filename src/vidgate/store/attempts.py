@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from sqlalchemy import BigInteger, Insert, bindparam, func, insert, select, update
+from sqlalchemy import Insert, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from vidgate.store.db import with_retries, write_transaction
-from vidgate.store.dbtime import QueueClock, db_now_ms
+from vidgate.store.dbtime import QueueClock, prepared_now
 from vidgate.store.tables import upstream_attempts
 
 _MAX_ERROR_CHARS = 500
@@ -150,10 +150,13 @@ async def insert_attempt(
     """In `conn`'s transaction, record a create about to be sent: `pending`, the task's next number and
     the send time worked out by the database as it inserts (one statement). A second writer numbering
     the same task at once fails the unique (task, number) with an IntegrityError."""
-    query = _insert_statement(queue_clock.clock is not None)
-    params: dict[str, Any] = {"a_task_id": task_id, "a_channel": channel, "a_key": idempotency_key}
-    if queue_clock.clock is not None:
-        params["now"] = queue_clock.clock.now_ms()
+    query = _insert_statement(queue_clock.injected)
+    params = {
+        "a_task_id": task_id,
+        "a_channel": channel,
+        "a_key": idempotency_key,
+        **queue_clock.now_params(),
+    }
     return _attempt((await conn.execute(query, params)).mappings().one())
 
 
@@ -174,7 +177,7 @@ def _insert_statement(injected_clock: bool) -> Insert:
             number=number,
             channel=bindparam("a_channel", type_=upstream_attempts.c.channel.type),
             idempotency_key=bindparam("a_key", type_=upstream_attempts.c.idempotency_key.type),
-            sent_at=bindparam("now", type_=BigInteger()) if injected_clock else db_now_ms(),
+            sent_at=prepared_now(injected_clock),
             outcome=AttemptOutcome.PENDING.value,
         )
         .returning(*upstream_attempts.c)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, literal, select
+from sqlalchemy import BigInteger, bindparam, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
@@ -38,11 +38,25 @@ def _now_sqlite(element: db_now_ms, compiler: Any, **kw: Any) -> str:
     return "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
 
 
+def prepared_now(injected_clock: bool) -> ColumnElement[int]:
+    """'Now' in a statement built once and cached: the database's clock, or (an injected clock) the bound
+    parameter `now`, which `QueueClock.now_params` fills at each run."""
+    return bindparam("now", type_=BigInteger()) if injected_clock else db_now_ms()
+
+
 class QueueClock:
     """'Now' for queue and lease decisions: the database's clock, or an injected one (tests)."""
 
     def __init__(self, clock: Clock | None = None) -> None:
         self.clock = clock
+
+    @property
+    def injected(self) -> bool:
+        return self.clock is not None
+
+    def now_params(self) -> dict[str, int]:
+        """The parameters a statement built with `prepared_now(self.injected)` needs at each run."""
+        return {} if self.clock is None else {"now": self.clock.now_ms()}
 
     def expr(self) -> ColumnElement[int]:
         if self.clock is None:

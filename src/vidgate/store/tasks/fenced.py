@@ -19,7 +19,7 @@ from vidgate.domain.lifecycle import STEP_FOR_A_LATE_JOB, check_transition
 from vidgate.domain.tasks import TERMINAL_STATUSES, Step, Task, TaskStatus
 from vidgate.store.attempts import Attempt, insert_attempt
 from vidgate.store.channels import lock_health, save_health
-from vidgate.store.dbtime import db_now_ms
+from vidgate.store.dbtime import prepared_now
 from vidgate.store.tables import task_events, tasks
 from vidgate.store.task_rows import Claim, ClaimLost, row_to_task
 from vidgate.store.tasks._common import StoreBase, _never_lower, _occupies_slot
@@ -85,13 +85,10 @@ class FencedWrites(StoreBase):
         """`finish_step` for a poll that found the job still running (the hot path): one statement (in
         autocommit on PostgreSQL: one round trip), no event, nothing read back. False when the claim was
         lost."""
-        injected = self.queue_clock.clock
         shape = tuple(sorted((key, value is None) for key, value in changes.items()))
-        query = _repoll_statement(shape, injected is not None)
+        query = _repoll_statement(shape, self.queue_clock.injected)
         params = {f"v_{key}": value for key, value in changes.items() if value is not None}
-        params.update(f_id=claim.task.id, f_version=claim.version, f_token=claim.token, delay_ms=delay_ms)
-        if injected is not None:
-            params["now"] = injected.now_ms()
+        params.update(_fence_params(claim), delay_ms=delay_ms, **self.queue_clock.now_params())
         if self.engine.dialect.name != "postgresql":
             # SQLite: a plain write transaction is as cheap (no round trips), and its connections must
             # keep the isolation handling db.create_engine gave them (AUTOCOMMIT would reset it).
@@ -324,17 +321,26 @@ class FencedWrites(StoreBase):
 
     def _fenced_update(self, claim: Claim, values: Mapping[str, Any]) -> tuple[Update, dict[str, Any]]:
         """The fenced UPDATE ... RETURNING of `values` (plain values, or `FromNow`), and its parameters."""
-        injected = self.queue_clock.clock
         shape = tuple(sorted((key, isinstance(value, FromNow)) for key, value in values.items()))
         params = {f"v_{k}": v.ms if isinstance(v, FromNow) else v for k, v in values.items()}
-        params.update(f_id=claim.task.id, f_version=claim.version, f_token=claim.token)
-        if injected is not None:
-            params["now"] = injected.now_ms()
-        return _fenced_statement(shape, injected is not None), params
+        params.update(_fence_params(claim), **self.queue_clock.now_params())
+        return _fenced_statement(shape, self.queue_clock.injected), params
 
 
 # A task's event, every column a bound parameter: built once, not per step.
 _INSERT_EVENT = insert(task_events)
+
+# The fence of a worker's write, as bound parameters (`_fence_params`): the row is still the version it
+# claimed, under its token.
+_FENCE = (
+    tasks.c.id == bindparam("f_id"),
+    tasks.c.version == bindparam("f_version"),
+    tasks.c.lease_token == bindparam("f_token"),
+)
+
+
+def _fence_params(claim: Claim) -> dict[str, Any]:
+    return {"f_id": claim.task.id, "f_version": claim.version, "f_token": claim.token}
 
 
 @functools.lru_cache(maxsize=256)
@@ -344,23 +350,14 @@ def _fenced_statement(shape: tuple[tuple[str, bool], ...], injected_clock: bool)
     `v_<column>` for each change; `now` for an injected clock): every step's commit runs one, and
     building it and its cache key anew cost SQLAlchemy about as much as running it. The shapes are few
     (the steps' outcomes change a handful of column sets)."""
-    now: Any = bindparam("now", type_=BigInteger()) if injected_clock else db_now_ms()
+    now: Any = prepared_now(injected_clock)
     changes = {
         key: now + bindparam(f"v_{key}", type_=BigInteger())
         if from_now
         else bindparam(f"v_{key}", type_=tasks.c[key].type)
         for key, from_now in shape
     }
-    return (
-        update(tasks)
-        .where(
-            tasks.c.id == bindparam("f_id"),
-            tasks.c.version == bindparam("f_version"),
-            tasks.c.lease_token == bindparam("f_token"),
-        )
-        .values(**_monotonic(changes))
-        .returning(*tasks.c)
-    )
+    return update(tasks).where(*_FENCE).values(**_monotonic(changes)).returning(*tasks.c)
 
 
 @functools.cache
@@ -369,17 +366,13 @@ def _repoll_statement(shape: tuple[tuple[str, bool], ...], injected_clock: bool)
     built once with bound parameters (the fence's `f_id`, `f_version` and `f_token`, `delay_ms`,
     `v_<column>` for each change that is not NULL; `now` for an injected clock): the hot path, where
     building a statement and its cache key cost as much as running it."""
-    now: Any = bindparam("now", type_=BigInteger()) if injected_clock else db_now_ms()
+    now: Any = prepared_now(injected_clock)
     changes = {
         key: null() if is_null else bindparam(f"v_{key}", type_=tasks.c[key].type) for key, is_null in shape
     }
     return (
         update(tasks)
-        .where(
-            tasks.c.id == bindparam("f_id"),
-            tasks.c.version == bindparam("f_version"),
-            tasks.c.lease_token == bindparam("f_token"),
-        )
+        .where(*_FENCE)
         .values(
             **_monotonic(changes),
             version=tasks.c.version + 1,  # the fence holds it at `version`

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Integer, Update, bindparam, case, or_, select, text, tuple_, update
 
 from vidgate.domain.tasks import Step, Task, TaskStatus
-from vidgate.store.dbtime import db_now_ms
+from vidgate.store.dbtime import prepared_now
 from vidgate.store.tables import DUE_WHERE, tasks
 from vidgate.store.task_rows import Claim, LeaseCheck, row_to_task
 from vidgate.store.tasks._common import StoreBase, _never_lower
@@ -53,13 +53,10 @@ class TaskQueue(StoreBase):
         for word (`DUE_WHERE`, literals rather than bound values), so that both planners can tell the
         index covers the query; with bound values SQLite scanned the whole table at every claim.
         """
-        injected = self.queue_clock.clock
         params: dict[str, Any] = {"worker": worker, "limit": limit, "lease_ms": lease_ms}
-        params["token"] = _new_token()
-        if injected is not None:
-            params["now"] = injected.now_ms()
+        params.update(token=_new_token(), **self.queue_clock.now_params())
         claim = _claim_statement(
-            frozenset(only) if only else None, frozenset(skip) if skip else None, injected is not None
+            frozenset(only) if only else None, frozenset(skip) if skip else None, self.queue_clock.injected
         )
         async with self._write() as conn:
             rows = (await conn.execute(claim, params)).mappings().all()
@@ -141,7 +138,7 @@ def _claim_statement(
     """The claim statement for these step filters, built once with bound parameters (`worker`, `limit`,
     `token`, `lease_ms`; `now` for an injected clock, else the database's clock): building it and working
     out its cache key anew cost SQLAlchemy as much as running it."""
-    now: Any = bindparam("now", type_=BigInteger()) if injected_clock else db_now_ms()
+    now = prepared_now(injected_clock)
     due = (
         select(tasks.c.id)
         .where(
