@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
+from tests.file_order import longest_files_first
 from tests.helpers import scripted_channel
 from vidgate.clock import Clock
 from vidgate.config import Settings, WorkerSettings
@@ -23,6 +24,11 @@ from vidgate.private_files import make_private_file
 PG_URL = os.environ.get("VIDGATE_TEST_PG_URL")
 # CI sets this so that a missing PostgreSQL fails the run instead of silently skipping half the suite.
 PG_REQUIRED = os.environ.get("VIDGATE_TEST_REQUIRE_PG") == "1"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items[:] = longest_files_first(items, config.rootpath)
 
 
 @pytest.fixture(autouse=True, scope="session")

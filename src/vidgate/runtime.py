@@ -27,11 +27,8 @@ from vidgate.store.create_batch import SqliteCreateWriter
 from vidgate.store.fast_reads import FastReads
 from vidgate.store.keys import KeyStore
 from vidgate.store.ledger import RefundPolicy
+from vidgate.store.schema import prepare_database
 from vidgate.store.tasks import TaskStore
-
-
-class SchemaOutOfDate(RuntimeError):
-    pass
 
 
 @dataclass
@@ -61,24 +58,6 @@ def open_blob_store(settings: Settings) -> BlobStore:
 
         return S3BlobStore.from_settings(settings)
     return LocalBlobStore(settings.media_dir)
-
-
-async def prepare_database(settings: Settings) -> None:
-    """Upgrade the schema when allowed (the embedded default), else insist that it is current."""
-    url = settings.resolved_database_url
-    if settings.should_auto_migrate:
-        await db.upgrade(url)
-        return
-    engine = db.create_engine(url)
-    try:
-        current = await db.current_revision(engine)
-    finally:
-        await engine.dispose()
-    if current != db.head_revision():
-        raise SchemaOutOfDate(
-            f"the database schema is at {current or 'nothing'}, not {db.head_revision()}: "
-            "run `vidgate db upgrade` (or set VIDGATE_AUTO_MIGRATE=true)"
-        )
 
 
 @asynccontextmanager

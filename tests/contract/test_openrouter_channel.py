@@ -82,8 +82,11 @@ async def test_both_dialects_make_text_frames_references_and_sound_videos(
     assert (framed["resolution"], framed["generate_audio"]) == ("1080p", True)
     assert len(refs["input_references"]) == 2 and "frame_images" not in refs
     assert tall["size"] == "1024x1792" and "resolution" not in tall and "generate_audio" not in tall
-    # The content endpoint streamed each video from the provider's storage once.
-    assert [e.status for e in upstream.fake.journal.entries("content")] == [200] * 4
+    # Each video came from the content endpoint (the provider's storage). A download cut short is
+    # retried (it costs nothing upstream), so a loaded machine may fetch one twice.
+    content = upstream.fake.journal.entries("content")
+    assert {e.status for e in content} == {200}
+    assert {e.job for e in content} == {m[0].job for m in made}
 
 
 async def test_what_the_model_cannot_make_is_refused_at_create_naming_the_field(

@@ -30,6 +30,7 @@ import contextlib
 import itertools
 import os
 import random
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -509,28 +510,60 @@ def killer_loop(
     seed: int,
     actions: Mapping[float, Callable[[], bool]] | None = None,
 ) -> int:
-    """Kill a random process of `roles` with SIGKILL every few seconds and restart it, until no task is
-    busy (or the deadline passes). `actions`: run each once its time (seconds from the start) has come,
-    again later while it answers False. Returns how many kills there were."""
+    """Kill a random process of `roles` with SIGKILL a few seconds into its work and restart it, until no
+    task is busy (or the deadline passes). `actions`: run each once its time (seconds from the start) has
+    come, again later while it answers False. Returns how many kills there were.
+
+    A process's few seconds count from its worker's start, not from its spawn: start-up (imports,
+    migrations) takes 3 s on an idle 2-core machine and more on a loaded one, so a clock from the spawn
+    would kill most processes before they did any work and the test would measure the machine's load."""
     rng = random.Random(seed)
-    running = {name: dep.start(*args, log_name=name) for name, args in roles}
+    lives = {name: _Life.start(dep, name, args) for name, args in roles}
     kills = 0
     start = time.monotonic()
     deadline = start + deadline_s
-    next_kill = start + rng.uniform(*every)
     pending = sorted((actions or {}).items())
     while pending or busy_count(url):
         assert time.monotonic() < deadline, "the tasks did not all end in time"
         now = time.monotonic()
         pending = [(at, act) for at, act in pending if now < start + at or not act()]
-        if now >= next_kill:
-            name, args = rng.choice(roles)
-            Deployment.kill9(running[name])
+        for life in lives.values():
+            life.notice_start(dep, rng, every)
+        ripe = [name for name, life in lives.items() if life.kill_at is not None and now >= life.kill_at]
+        if ripe:
+            name = rng.choice(ripe)
+            Deployment.kill9(lives[name].proc)
             kills += 1
-            running[name] = dep.start(*args, log_name=name)
-            next_kill = time.monotonic() + rng.uniform(*every)
+            lives[name] = _Life.start(dep, name, lives[name].args)
         time.sleep(0.25)
     return kills
+
+
+@dataclass
+class _Life:
+    """One process of a role, from its spawn to its SIGKILL."""
+
+    proc: subprocess.Popen[bytes]
+    args: tuple[str, ...]
+    name: str
+    starts_before: int  # "worker started" lines in the role's log before this process was spawned
+    kill_at: float | None = None  # set once this process's worker has started
+
+    @classmethod
+    def start(cls, dep: Deployment, name: str, args: tuple[str, ...]) -> _Life:
+        before = _worker_starts(dep, name)
+        return cls(dep.start(*args, log_name=name), args, name, before)
+
+    def notice_start(self, dep: Deployment, rng: random.Random, every: tuple[float, float]) -> None:
+        if self.kill_at is not None:
+            return
+        assert self.proc.poll() is None, f"{self.name} exited by itself: {dep.log(self.name)[-3000:]}"
+        if _worker_starts(dep, self.name) > self.starts_before:
+            self.kill_at = time.monotonic() + rng.uniform(*every)
+
+
+def _worker_starts(dep: Deployment, name: str) -> int:
+    return dep.log(name).count('"worker started"')
 
 
 def cancel_actions(dep: Deployment, key: str, plan: Plan, seed: int) -> dict[float, Callable[[], bool]]:

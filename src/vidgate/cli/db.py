@@ -17,7 +17,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
     """Bring the database schema up to date (idempotent)."""
     from vidgate.store import db
 
-    settings = load_settings()
+    settings = load_settings(check_channels=False)
     db.upgrade_sync(settings.resolved_database_url, revision)
     say_rich(f"database at revision {revision}")
 
@@ -29,7 +29,7 @@ def db_current() -> None:
 
     from vidgate.store import db
 
-    settings = load_settings()
+    settings = load_settings(check_channels=False)
 
     async def current() -> str | None:
         engine = db.create_engine(settings.resolved_database_url)

@@ -66,11 +66,11 @@ def key_object(key: ApiKey) -> dict[str, Any]:
 def _with_keys(action: Callable[[KeyStore, int], Awaitable[T]]) -> T:
     """Run `action(keystore, now)` against the configured database (schema prepared first)."""
     from vidgate.clock import SystemClock
-    from vidgate.runtime import prepare_database
     from vidgate.store import db
     from vidgate.store.keys import KeyStore
+    from vidgate.store.schema import prepare_database
 
-    settings = load_settings()
+    settings = load_settings(check_channels=False)
 
     async def main() -> T:
         await prepare_database(settings)
@@ -217,7 +217,7 @@ def keys_revoke(key_id: KeyId, json_output: JsonOption = False) -> None:
     if json_output:
         print_json(key_object(record))
         return
-    seconds = load_settings().key_cache_seconds
+    seconds = load_settings(check_channels=False).key_cache_seconds
     say_rich(f"revoked {key_id}; running servers refuse it within {seconds:g} s (their key cache)")
 
 
@@ -236,7 +236,7 @@ def keys_limits(
         creates_per_minute=creates_per_minute,
         max_active_tasks=max_active_tasks,
     )
-    settings = load_settings()
+    settings = load_settings(check_channels=False)
     record = _with_keys(lambda keys, now: keys.set_limits(key_id, changes))
     if record is None:
         say_rich(f"[red]no key with id {key_id}[/red]")

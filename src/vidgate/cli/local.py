@@ -20,15 +20,21 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """The settings, with every channel checked against its kind; a problem exits 2 with one line."""
+def load_settings(*, check_channels: bool = True, **overrides: Any) -> Settings:
+    """The settings, with every channel checked against its kind; a problem exits 2 with one line.
+
+    `check_channels=False` for the commands that touch only the database (keys, the schema): a channel
+    file half-way through an edit does not lock an operator out of them, and they start without
+    importing every channel's adapter."""
     from vidgate.config import Settings
-    from vidgate.providers.registry import ChannelConfigError, check_channels
 
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-        check_channels(settings)
-    except (ValueError, ChannelConfigError) as exc:  # a bad setting: say which, without a traceback
+        if check_channels:
+            from vidgate.providers.registry import check_channels as check
+
+            check(settings)
+    except ValueError as exc:  # a bad setting or channel (ChannelConfigError): say which, no traceback
         say_rich(f"[red]invalid settings:[/red] {exc}")
         raise typer.Exit(2) from exc
     return settings
@@ -38,7 +44,7 @@ def run_or_exit(fn: Callable[[], Awaitable[T]]) -> T:
     """Run an async command; an out-of-date schema is a message and exit 1, not a traceback."""
     import anyio
 
-    from vidgate.runtime import SchemaOutOfDate
+    from vidgate.store.schema import SchemaOutOfDate
 
     try:
         return anyio.run(fn)

@@ -41,7 +41,7 @@ def serve(
     from vidgate.api.http_server import uvicorn_options
     from vidgate.api.signals import run_uvicorn
     from vidgate.logs import configure_logging
-    from vidgate.runtime import SchemaOutOfDate, prepare_database
+    from vidgate.store.schema import SchemaOutOfDate, prepare_database
 
     settings = load_settings(host=host, port=port, http_workers=workers)
     configure_logging(settings)
