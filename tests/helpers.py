@@ -14,6 +14,8 @@ import httpx
 from vidgate.config import ChannelSettings
 from vidgate.domain.requests import VideoSpec
 from vidgate.domain.tasks import Step, Task, TaskStatus, WatermarkMode
+from vidgate.store.attempts import Attempt, insert_attempt
+from vidgate.store.db import write_transaction
 
 TERMINAL = ("completed", "failed", "cancelled")
 SPEC = VideoSpec("sora-2", "p", (), 720, 1280, 10, WatermarkMode.PREFER_CLEAN)
@@ -95,3 +97,10 @@ def task_row(**changes: Any) -> Task:
         version=1, submissions=0, callback_attempts=0,
     )  # fmt: skip
     return replace(Task(**defaults), **changes)
+
+
+async def record_attempt(runtime: Any, task_id: str, channel: str, idempotency_key: str) -> Attempt:
+    """An upstream attempt recorded as a submit records it (`insert_attempt`, in a write transaction),
+    for tests that set up what earlier submits left."""
+    async with write_transaction(runtime.engine) as conn:
+        return await insert_attempt(conn, runtime.attempts.queue_clock, task_id, channel, idempotency_key)

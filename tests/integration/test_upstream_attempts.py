@@ -9,9 +9,9 @@ from typing import Any
 import anyio
 import pytest
 from sqlalchemy import update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from tests.helpers import new_task, scripted_channel, until, worker_running
+from tests.helpers import new_task, record_attempt, scripted_channel, until, worker_running
 from tests.integration.worker_support import QUICK, accepted_upstream, done, ops, run_to_rest
 from vidgate.domain.tasks import TaskStatus
 from vidgate.store.attempts import AttemptOutcome, AttemptStore, accepted_job, paid_creates
@@ -24,9 +24,9 @@ pytestmark = pytest.mark.anyio
 
 async def test_attempts_are_numbered_settled_once_and_never_share_a_job(gateway: Any) -> None:
     store: AttemptStore = gateway.runtime.attempts
-    first = await store.begin("t1", "up", "t1-0")
-    second = await store.begin("t1", "up", "t1-0")  # a replay of the same submission
-    other = await store.begin("t2", "up", "t2-0")
+    first = await record_attempt(gateway.runtime, "t1", "up", "t1-0")
+    second = await record_attempt(gateway.runtime, "t1", "up", "t1-0")  # a replay of the same submission
+    other = await record_attempt(gateway.runtime, "t2", "up", "t2-0")
     assert (first.number, second.number, other.number) == (1, 2, 1)
     assert first.outcome is AttemptOutcome.PENDING and first.sent_at > 0
 
@@ -49,17 +49,27 @@ async def test_attempts_are_numbered_settled_once_and_never_share_a_job(gateway:
     assert await store.owned("up", ["job-1", "job-2", "job-3"]) == {"job-1", "job-2"}
 
 
-async def test_concurrent_writers_number_a_tasks_attempts_without_gaps_or_twins(gateway: Any) -> None:
-    store: AttemptStore = gateway.runtime.attempts
+async def test_two_writers_never_give_one_task_two_attempts_with_one_number(gateway: Any) -> None:
+    """A submit records its attempt while it holds the task's fenced claim, so two writers never number
+    one task at once. Were they to, the unique (task, number) refuses the loser rather than record
+    twins (PostgreSQL; SQLite's single writer numbers them one after the other)."""
     numbers: list[int] = []
+    refused = 0
 
     async def one() -> None:
-        numbers.append((await store.begin("t3", "up", "t3-0")).number)
+        nonlocal refused
+        try:
+            numbers.append((await record_attempt(gateway.runtime, "t3", "up", "t3-0")).number)
+        except IntegrityError:
+            refused += 1
 
     async with anyio.create_task_group() as tg:
         for _ in range(8):
             tg.start_soon(one)
-    assert sorted(numbers) == list(range(1, 9))
+    assert len(numbers) + refused == 8 and numbers
+    assert len(set(numbers)) == len(numbers)
+    kept = await gateway.runtime.attempts.for_task("t3")
+    assert sorted(a.number for a in kept) == sorted(numbers)
 
 
 async def test_a_job_accepted_while_the_lease_ran_out_is_kept_not_paid_for_again(

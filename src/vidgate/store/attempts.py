@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import enum
 import functools
-import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 from sqlalchemy import Insert, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -31,7 +29,6 @@ from vidgate.store.dbtime import QueueClock, prepared_now
 from vidgate.store.tables import upstream_attempts
 
 _MAX_ERROR_CHARS = 500
-_NUMBERING_ROUNDS = 64
 
 
 class AttemptOutcome(enum.StrEnum):
@@ -71,20 +68,6 @@ class AttemptStore:
     def __init__(self, engine: AsyncEngine, queue_clock: QueueClock) -> None:
         self.engine = engine
         self.queue_clock = queue_clock
-
-    async def begin(self, task_id: str, channel: str, idempotency_key: str) -> Attempt:
-        """Record a create about to be sent (the next number for the task, sent now). A submit records
-        its attempt with its admission instead (`TaskStore.admit_to_send`): one transaction, fenced."""
-        # Writers numbering the same task at once: each round one wins and the others take the next
-        # number, so N writers need N rounds.
-        for _ in range(_NUMBERING_ROUNDS):
-            try:
-                async with write_transaction(self.engine) as conn:
-                    return await insert_attempt(conn, self.queue_clock, task_id, channel, idempotency_key)
-            except IntegrityError:
-                await anyio.sleep(random.uniform(0, 0.005))  # out of step with the others
-                continue
-        raise RuntimeError(f"could not number an upstream attempt of task {task_id}")
 
     async def settle(
         self,

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from tests.helpers import record_attempt
 from tests.unit.worker.conftest import WorldFactory
 from tests.unit.worker.world import SPEC, FakeFetcher, World
 from vidgate import signing
@@ -286,7 +287,7 @@ async def test_cancel_gives_up_after_its_last_try_and_says_so(world: World) -> N
 
 async def test_cancel_finds_and_stops_the_job_of_a_submit_whose_outcome_was_unknown(world: World) -> None:
     task = await world.new_task()
-    attempt = await world.runtime.attempts.begin(task.id, "a", task.submit_key)
+    attempt = await record_attempt(world.runtime, task.id, "a", task.submit_key)
     assert await world.runtime.attempts.settle(attempt, AttemptOutcome.UNKNOWN, error=("timeout", "lost"))
     world.upstreams["a"].will("find_jobs", [UpstreamJob("job-found")]).will("cancel", None)
     outcome = await world.run_as(

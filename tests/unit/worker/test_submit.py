@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from tests.helpers import scripted_channel
+from tests.helpers import record_attempt, scripted_channel
 from tests.unit.worker.conftest import QUICK, WorldFactory, channels
 from tests.unit.worker.world import FakeRun, World
 from vidgate.domain.tasks import Step, TaskStatus
@@ -161,7 +161,7 @@ async def test_when_every_channel_refuses_retryably_the_task_tries_again_later(w
 
 async def test_a_job_id_another_task_already_holds_is_not_taken(world: World) -> None:
     other = await world.new_task()
-    held = await world.runtime.attempts.begin(other.id, "a", other.submit_key)
+    held = await record_attempt(world.runtime, other.id, "a", other.submit_key)
     assert await world.runtime.attempts.settle(held, AttemptOutcome.ACCEPTED, upstream_id="job-1")
     world.upstreams["a"].will("submit", UpstreamJob("job-1"))
     task = await world.new_task()
@@ -226,7 +226,7 @@ async def test_an_unknown_outcome_never_fails_over_and_keeps_the_intent(world: W
 
 async def test_after_an_unknown_outcome_the_found_job_no_other_task_owns_is_adopted(world: World) -> None:
     other = await world.new_task()
-    held = await world.runtime.attempts.begin(other.id, "a", other.submit_key)
+    held = await record_attempt(world.runtime, other.id, "a", other.submit_key)
     assert await world.runtime.attempts.settle(held, AttemptOutcome.ACCEPTED, upstream_id="job-twin")
     upstream = world.upstreams["a"]
     upstream.will("submit", LOST).will("find_jobs", [UpstreamJob("job-twin"), UpstreamJob("job-mine")])
@@ -323,7 +323,7 @@ async def test_a_new_submission_is_not_sent_once_the_paid_creates_reach_the_cap(
 ) -> None:
     async with make_world(worker=QUICK.model_copy(update={"max_paid_creates": cap})) as world:
         task = await world.new_task()
-        made = await world.runtime.attempts.begin(task.id, "a", task.submit_key)
+        made = await record_attempt(world.runtime, task.id, "a", task.submit_key)
         assert await world.runtime.attempts.settle(made, AttemptOutcome.ACCEPTED, upstream_id="job-0")
         claim = await world.claim(task.id)  # that job failed retryably: a deliberate new submission
         resubmit = world.steps.retries.resubmit(claim.task, "server_error", "the job failed")
