@@ -43,7 +43,9 @@ run: $(VENV)/.installed
 # Test files run on this many processes (pytest-xdist), each file whole on one of them (its module
 # fixtures built once). Three on a 2-core machine: much of a test's time is spent waiting (loopback HTTP,
 # child processes, polling), so a third process keeps the cores busy (the whole run: 1284 s with two,
-# 1116 s with three).
+# 1116 s with three). `--no-loadscope-reorder` keeps the order tests/file_order.py sets (the longest
+# files first); xdist's own puts the files with the most tests first, which left the few long
+# end-to-end files, each spawning servers, to run together at the end.
 TEST_PROCESSES ?= 3
 
 ## Install and run every test. PostgreSQL tests run when VIDGATE_TEST_PG_URL is set; as root, a local
@@ -53,7 +55,7 @@ test: $(VENV)/.installed-test
 		export VIDGATE_TEST_PG_URL=$$(scripts/start-postgres); \
 	fi; \
 	if [ -z "$$VIDGATE_TEST_PG_URL" ]; then echo "note: PostgreSQL tests are skipped (no VIDGATE_TEST_PG_URL)"; fi; \
-	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench

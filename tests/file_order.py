@@ -1,10 +1,11 @@
-"""The order test files run in under pytest-xdist (`--dist loadfile` hands whole files to the processes
-in collection order): the longest first, from `tests/file_durations.json`.
+"""The order test files run in under pytest-xdist (`--dist loadfile --no-loadscope-reorder` hands whole
+files to the processes in collection order): the longest first, from `tests/file_durations.json`.
 
-In the plain alphabetical order every process ran the contract files at once (each mostly waiting on
-timers: a quarter of the cores busy), then the end-to-end files at once (each spawning servers: the
-cores oversubscribed, and timing-sensitive tests slowed past their bounds). Longest first mixes the
-two kinds and leaves the short files to fill the end, so no process runs alone for minutes.
+xdist's own order (the files with the most tests first) left the end-to-end files, a few long tests
+each that spawn servers, to the end: they ran together on oversubscribed cores, slowing timing-bound
+tests past their bounds, with one process often running alone for minutes. Longest first mixes files
+that mostly wait on timers (the contract suites) with those that spawn processes, and leaves the
+short files to fill the end.
 
 `scripts/file-durations` rewrites the table from a run's JUnit XML; a file missing from it counts as
 `UNKNOWN_SECONDS` (a new file runs in the middle, not last)."""

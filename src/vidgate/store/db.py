@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -115,8 +116,11 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         # Hand transaction control to SQLAlchemy's begin hook below (the pysqlite/aiosqlite recipe).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # Switched only when it is not yet WAL (a file older than `_make_wal`): a switch locks the file.
+        cursor.execute("PRAGMA journal_mode")
+        if cursor.fetchone()[0].lower() != "wal":
+            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -153,7 +157,20 @@ def upgrade_sync(url: str, revision: str = "head") -> None:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
         make_private_file(Path(parsed.database))
+        _make_wal(Path(parsed.database))
     command.upgrade(alembic_config(url), revision)
+
+
+def _make_wal(path: Path) -> None:
+    """Put a SQLite file in WAL mode before anything else opens it (the mode is kept in the file).
+    Connections would switch it themselves, but a switch takes an exclusive lock: a reader of the same
+    file that then tried to write was refused at once ("database is locked", SQLite's deadlock
+    avoidance, no busy wait), as when the API and a worker opened a new database together."""
+    conn = sqlite3.connect(path, timeout=30)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+    finally:
+        conn.close()
 
 
 async def upgrade(url: str, revision: str = "head") -> None:
