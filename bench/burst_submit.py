@@ -46,11 +46,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from bench_support import cpu_seconds, percentile, postgres_server, scratch_database
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -76,20 +76,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and its waited-for children (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] if ordered else float("nan")
 
 
 def wait_answers(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -138,32 +124,6 @@ class FakeUpstream:
         """When each job was made (the fake's clock: CLOCK_MONOTONIC, as `time.monotonic` here)."""
         entries = httpx.get(f"{self.url}/_fake/journal", params={"op": "create"}, timeout=30).json()
         return [float(e["at"]) for e in entries if e["op"] == "create"]
-
-
-def make_database(kind: str, tmp: Path) -> tuple[str, str | None]:
-    if kind == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp / 'bench.db'}", None
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    url = os.environ.get("VIDGATE_TEST_PG_URL")
-    if not url:
-        raise SystemExit("--db postgres needs VIDGATE_TEST_PG_URL (scripts/start-postgres prints one)")
-    name = f"vgburst_{uuid.uuid4().hex[:10]}"
-    admin = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return make_url(url).set(database=name).render_as_string(hide_password=False), admin
-
-
-def drop_database(admin: str | None, url: str) -> None:
-    if admin is None:
-        return
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
 
 
 def gateway_env(
@@ -262,36 +222,36 @@ def run_gateway(
     fake.reset()
     with tempfile.TemporaryDirectory(prefix="vidgate-burst-") as tmp_name:
         tmp = Path(tmp_name)
-        url, admin = make_database(db_kind, tmp)
+        server = None if db_kind == "sqlite" else postgres_server()
         procs: list[subprocess.Popen[bytes]] = []
-        try:
-            port = free_port()
-            env = gateway_env(args, src, url, tmp / "data", port, fake.url)
-            base = f"http://127.0.0.1:{port}"
-            log = open(tmp / "gateway.log", "ab")  # noqa: SIM115 - closed below
-            serve_args = ["serve"] if topology == "serve" else ["serve", "--no-worker"]
-            procs.append(subprocess.Popen([sys.executable, "-m", "vidgate", *serve_args], env=env,
-                                          stdout=log, stderr=log))  # fmt: skip
-            wait_answers(f"{base}/healthz", procs[0])
-            if topology == "split":
-                procs.append(subprocess.Popen([sys.executable, "-m", "vidgate", "worker"], env=env,
+        with scratch_database(server, tmp, "vgburst") as url:
+            try:
+                port = free_port()
+                env = gateway_env(args, src, url, tmp / "data", port, fake.url)
+                base = f"http://127.0.0.1:{port}"
+                log = open(tmp / "gateway.log", "ab")  # noqa: SIM115 - closed below
+                serve_args = ["serve"] if topology == "serve" else ["serve", "--no-worker"]
+                procs.append(subprocess.Popen([sys.executable, "-m", "vidgate", *serve_args], env=env,
                                               stdout=log, stderr=log))  # fmt: skip
-            key = subprocess.run(
-                [sys.executable, "-m", "vidgate", "keys", "create", "--name", "bench"],
-                env=env, capture_output=True, text=True, check=True,
-            ).stdout.strip().splitlines()[-1]  # fmt: skip
-            time.sleep(1.0)  # let the worker process start before the burst (it is not timed)
-            cpu_before = sum(cpu_seconds(p.pid) for p in procs)
-            answered, started, errors, made, probes = asyncio.run(burst(args, base, key, fake))
-            cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu_before
-            for proc in procs:
-                if proc.poll() is not None:
-                    raise SystemExit(f"{label}: a gateway process died; see its log:\n"
-                                     + (tmp / "gateway.log").read_text()[-3000:])  # fmt: skip
-        finally:
-            for proc in procs:
-                stop(proc)
-            drop_database(admin, url)
+                wait_answers(f"{base}/healthz", procs[0])
+                if topology == "split":
+                    procs.append(subprocess.Popen([sys.executable, "-m", "vidgate", "worker"], env=env,
+                                                  stdout=log, stderr=log))  # fmt: skip
+                key = subprocess.run(
+                    [sys.executable, "-m", "vidgate", "keys", "create", "--name", "bench"],
+                    env=env, capture_output=True, text=True, check=True,
+                ).stdout.strip().splitlines()[-1]  # fmt: skip
+                time.sleep(1.0)  # let the worker process start before the burst (it is not timed)
+                cpu_before = sum(cpu_seconds(p.pid) for p in procs)
+                answered, started, errors, made, probes = asyncio.run(burst(args, base, key, fake))
+                cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu_before
+                for proc in procs:
+                    if proc.poll() is not None:
+                        raise SystemExit(f"{label}: a gateway process died; see its log:\n"
+                                         + (tmp / "gateway.log").read_text()[-3000:])  # fmt: skip
+            finally:
+                for proc in procs:
+                    stop(proc)
             gateway_log = (tmp / "gateway.log").read_text(errors="replace")
     logged_errors = gateway_log.count('"level":"error"')
     if logged_errors:

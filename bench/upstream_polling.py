@@ -46,7 +46,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,9 +54,8 @@ from pathlib import Path
 import anyio
 import httpx
 import numpy as np
-import psycopg
+from bench_support import cpu_seconds, percentile, scratch_database
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.engine import make_url
 
 from vidgate.clock import SystemClock
 from vidgate.domain.requests import VideoSpec
@@ -71,23 +69,6 @@ from vidgate.testing.fake_upstream import FakeUpstream
 from vidgate.testing.server import bind_loopback, serving
 
 FAKE_KEY = "sk-bench"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time of a process and of every process under it (the media pool's), alive or waited for."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except FileNotFoundError:
-        return 0.0
-    # utime + stime, and cutime + cstime of the children it has already waited for
-    own = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-    return own + sum(cpu_seconds(int(child)) for child in children)
 
 
 def make_real_size_clip(path: Path, width: int = 720, height: int = 1280, seconds: int = 10) -> Path:
@@ -130,23 +111,6 @@ class Measured:
     polls: list[int]
     span: float
     all_done: bool
-
-
-def make_database(url: str | None, tmp: Path) -> tuple[str, str | None]:
-    if url is None or url == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp / 'bench.db'}", None
-    name = f"vgbench_{uuid.uuid4().hex[:10]}"
-    admin = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return make_url(url).set(database=name).render_as_string(hide_password=False), admin
-
-
-def drop_database(admin: str | None, url: str) -> None:
-    if admin is None:
-        return
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
 
 
 async def create_tasks(url: str, prompts: list[str]) -> list[str]:
@@ -244,8 +208,7 @@ async def run_once(
         f"bench {i} #ready={rng.uniform(args.ready - 2, args.ready + 2):.2f}" for i in range(args.tasks)
     ]
     tmp.mkdir()
-    url, admin = make_database(args.db, tmp)
-    try:
+    with scratch_database(None if args.db in (None, "sqlite") else args.db, tmp, "vgbench") as url:
         fake = FakeUpstream(
             api_key=FAKE_KEY,
             clock=time.time,
@@ -263,8 +226,6 @@ async def run_once(
             elapsed, cpu = await measure(args, url, fake_url, tmp, src)
             served = await served_at(url)
         return measurements(label, fake, elapsed, cpu, served)
-    finally:
-        drop_database(admin, url)
 
 
 async def measure(
