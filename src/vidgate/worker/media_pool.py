@@ -1,4 +1,5 @@
-"""Where a worker does the CPU-heavy part of a result copy: probing the video and making its previews.
+"""Where a worker does the CPU-heavy part of a result copy: probing the video and making its previews
+(`inspect_video`, one call for both).
 
 In worker processes of their own (`worker.media_processes`; unset, the default: one per usable core, at
 most `media_concurrency`; 0 runs the same functions on threads of this process), so that a burst of
@@ -26,6 +27,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -67,6 +69,24 @@ def usable_cores(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     return max(1, cores)
 
 
+@dataclass(frozen=True)
+class Inspected:
+    """What a result copy learns from the video: its facts, and its previews."""
+
+    info: VideoInfo
+    thumbnail: bytes  # WebP
+    spritesheet: bytes  # JPEG
+
+
+def inspect_video(video: Path) -> Inspected:
+    """Probe an MP4, then make its previews: one call into the pool for both (a call costs a round trip
+    to another process, and the file is read once into the page cache for the two). `NotAVideo` when
+    either finds no playable video."""
+    info = probe_mp4(video)
+    thumbnail, spritesheet = previews_from_mp4(video)
+    return Inspected(info, thumbnail, spritesheet)
+
+
 def _start_pool_process(parent: int) -> None:
     """A pool process's initializer: lower its priority (`NICENESS`), and start a daemon thread that ends
     the process once `parent` is gone (its parent is then some other process: init, or a subreaper)."""
@@ -106,11 +126,8 @@ class MediaPool:
     def __init__(self, processes: int) -> None:
         self.processes = processes
 
-    async def probe(self, video: Path) -> VideoInfo:
-        return await self._run(probe_mp4, video)
-
-    async def previews(self, video: Path) -> tuple[bytes, bytes]:
-        return await self._run(previews_from_mp4, video)
+    async def inspect(self, video: Path) -> Inspected:
+        return await self._run(inspect_video, video)
 
     async def _run(self, function: Callable[[Path], T], video: Path) -> T:
         if self.processes == 0:

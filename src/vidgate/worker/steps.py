@@ -24,7 +24,7 @@ from vidgate.domain.lifecycle import step_after_cancel, step_after_end
 from vidgate.domain.requests import BLOB_REF_PREFIX
 from vidgate.domain.tasks import Step, Task, TaskError, TaskStatus, WatermarkMode, delivered_watermark
 from vidgate.media.images import ImageRejected, decode_image
-from vidgate.media.probe import NotAVideo, VideoInfo, differences
+from vidgate.media.probe import NotAVideo, differences
 from vidgate.media.sniff import sniff_image
 from vidgate.net.fetch import IMAGE, ContentRejected, FetchFailed
 from vidgate.net.policy import UrlRejected
@@ -43,7 +43,7 @@ from vidgate.store.keys import webhook_secret_generation
 from vidgate.store.task_rows import Claim, ClaimLost
 from vidgate.views import webhook_event
 from vidgate.worker.deps import Retries, StepDeps
-from vidgate.worker.media_pool import MediaPool, processes_for
+from vidgate.worker.media_pool import Inspected, MediaPool, processes_for
 from vidgate.worker.outcomes import (
     Outcome,
     StepFailed,
@@ -230,7 +230,8 @@ class Steps:
             if status.stored is not None:
                 stored = status.stored
             else:
-                result, info = await self._copy_result(task, status, ctx)
+                result, inspected = await self._copy_result(task, status, ctx)
+                info = inspected.info
                 memo = dict(task.upstream_state or {})
                 memo["video"] = info.facts()
                 found = differences(info, width=task.width, height=task.height, seconds=task.seconds)
@@ -239,7 +240,7 @@ class Steps:
                 if found:
                     warning = f"the channel's video {' and '.join(found)}"
                     memo["warnings"] = [*(w for w in memo.get("warnings", []) if w != warning), warning]
-                stored = await self._store_result(task, result)
+                stored = await self._store_result(task, result, inspected)
         except ResultExpired as exc:
             return self.retries.retry(
                 task, exc.code, exc.message, step=Step.POLL
@@ -255,22 +256,22 @@ class Steps:
 
     async def _copy_result(
         self, task: Task, status: UpstreamStatus, ctx: StepContext
-    ) -> tuple[FetchedResult, VideoInfo]:
-        """The channel's result in the step's scratch directory, proven an MP4, and what it really is."""
+    ) -> tuple[FetchedResult, Inspected]:
+        """The channel's result in the step's scratch directory, proven an MP4 that decodes, what it
+        really is, and its previews."""
         assert task.channel is not None and task.upstream_id is not None
         job = UpstreamJob(task.upstream_id, memo=task.upstream_state or {})
         result = await self.deps.providers(task.channel).fetch(job, status, ctx.work_dir, ctx)
         try:
-            info = await self.media.probe(result.video)
+            return result, await self.media.inspect(result.video)
         except NotAVideo as exc:
             raise ProviderError(
                 "invalid_upstream_video", f"The channel's result is not a playable MP4: {exc}", retryable=True
             ) from exc
-        return result, info
 
-    async def _store_result(self, task: Task, result: FetchedResult) -> StoredMedia:
+    async def _store_result(self, task: Task, result: FetchedResult, inspected: Inspected) -> StoredMedia:
         """The video, its thumbnail and its spritesheet into storage."""
-        thumbnail, spritesheet = await self.media.previews(result.video)
+        thumbnail, spritesheet = inspected.thumbnail, inspected.spritesheet
         if result.thumbnail is not None:
             upstream_thumbnail = await anyio.Path(result.thumbnail).read_bytes()
             if sniff_image(upstream_thumbnail[:64]) == "image/webp":

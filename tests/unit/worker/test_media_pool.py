@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from vidgate.media.previews import previews_from_mp4
-from vidgate.media.probe import probe_mp4
+from vidgate.media.probe import NotAVideo, probe_mp4
 from vidgate.providers.base import ProviderError
 from vidgate.testing.clips import make_clip
 from vidgate.worker.media_pool import NICENESS, MediaPool, processes_for, usable_cores
@@ -31,8 +31,16 @@ async def test_probe_and_previews_run_in_another_process_with_the_same_answers(t
     clip = make_clip(tmp_path / "clip.mp4", width=64, height=36, seconds=2)
     pool = MediaPool(1)
     assert await pool._run(pid_of, clip) != os.getpid()
-    assert await pool.probe(clip) == probe_mp4(clip)
-    assert await pool.previews(clip) == previews_from_mp4(clip)
+    inspected = await pool.inspect(clip)
+    assert inspected.info == probe_mp4(clip)
+    assert (inspected.thumbnail, inspected.spritesheet) == previews_from_mp4(clip)
+
+
+async def test_a_file_that_is_no_video_is_refused_by_the_pool_as_by_the_probe(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"<html>an error page, not a video</html>")
+    with pytest.raises(NotAVideo):
+        await MediaPool(1).inspect(junk)
 
 
 def niceness(_: Path) -> int:
@@ -81,7 +89,7 @@ from pathlib import Path
 from vidgate.worker import media_pool
 
 async def main():
-    await media_pool.MediaPool(2).probe(Path(sys.argv[1]))
+    await media_pool.MediaPool(2).inspect(Path(sys.argv[1]))
     print(*media_pool._pools[2]._processes, flush=True)
     await asyncio.Event().wait()
 
