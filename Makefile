@@ -21,19 +21,22 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 DIFFUSION ?= $(VIDGATE_TEST_REQUIRE_DIFFUSION)
 TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
 TORCH_REQUIREMENT := $(shell grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
+WITH_DIFFUSION := $(filter-out 0,$(DIFFUSION))
+comma := ,
 
-$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed $(if $(filter-out 0,$(DIFFUSION)),$(VENV)/.installed-diffusion)
-	$(BIN)/pip install -q -e '.[test]'
+# One pip run for the project and its extras, not one each: every run builds the project and resolves
+# every dependency again.
+$(VENV)/.installed-test: pyproject.toml $(if $(WITH_DIFFUSION),$(VENV)/.installed-torch) | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test$(if $(WITH_DIFFUSION),$(comma)diffusion)]'
 	@$(BIN)/python -c 'import importlib.util as u, sys; sys.exit(u.find_spec("diffusers") is None)' || \
 		echo "note: the diffusion engine's tests will be skipped; 'make test DIFFUSION=1' installs torch's CPU build for them"
-	touch $@
+	touch $(VENV)/.installed $@
 
-$(VENV)/.installed-diffusion: pyproject.toml $(VENV)/.installed
+$(VENV)/.installed-torch: pyproject.toml | $(BIN)/python
 	@test -n '$(TORCH_REQUIREMENT)' || { echo "Makefile: no torch==VERSION pin found in pyproject.toml" >&2; exit 1; }
 	@# One retry: where the index cannot be reached, pip goes on with its other sources (a local wheel
 	@# folder, a mirror) instead of backing off five times for each of torch's dependencies.
 	$(BIN)/pip install -q --retries 1 --index-url $(TORCH_INDEX_URL) '$(TORCH_REQUIREMENT)'
-	$(BIN)/pip install -q -e '.[diffusion]'
 	touch $@
 
 ## Install and serve on the embedded defaults: SQLite + ./data + the built-in animate engine.
@@ -88,12 +91,14 @@ bench-http: $(VENV)/.installed-test
 bench-streaming: $(VENV)/.installed-test
 	$(BIN)/python bench/streaming.py
 
-## The full chaos test: 300 tasks, 3 workers on PostgreSQL, SIGKILLs every few seconds.
+## The full chaos test (300 tasks, 3 workers on PostgreSQL, SIGKILLs every few seconds) and the full
+## multi-worker run (520 tasks, 3 workers); `make test` runs short forms of both.
 chaos: $(VENV)/.installed-test
 	@if [ -z "$$VIDGATE_TEST_PG_URL" ] && [ "$$(id -u)" = 0 ]; then \
 		export VIDGATE_TEST_PG_URL=$$(scripts/start-postgres); \
 	fi; \
-	VIDGATE_CHAOS_TASKS=300 VIDGATE_CHAOS_SQLITE_TASKS=100 $(BIN)/pytest -s -m chaos tests/e2e/test_chaos.py
+	VIDGATE_CHAOS_TASKS=300 VIDGATE_CHAOS_SQLITE_TASKS=100 VIDGATE_MULTIWORKER_TASKS=520 \
+		$(BIN)/pytest -s tests/e2e/test_chaos.py tests/e2e/test_multiworker.py
 
 ## The deployment checks (docs/deploy.md, tests/deploy): compose.yaml and the Kubernetes manifests
 ## validated, then the image built with podman from a Debian base made by debootstrap and smoke-tested
