@@ -46,6 +46,14 @@ _MIME_BY_FORMAT: Final = {
 }
 SUPPORTED_FORMATS: Final = tuple(_MIME_BY_FORMAT)
 
+# Every image decoded here is untrusted: Pillow's warning about one over Image.MAX_IMAGE_PIXELS is an
+# error (no stray stderr line), set once for the process at import, and `decode_image` checks that limit
+# itself as well. Not a `warnings.catch_warnings()` around each decode:
+# decodes run on worker threads, and before Python 3.14 that swaps the one process-wide filter list,
+# dropping what another thread set meanwhile (in one CI run FastAPI's own silencing of a pydantic
+# warning while it built a route, which the tests' filterwarnings=error turned into a 500).
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+
 _ALPHA_MODES: Final = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _WIDE_INT_MODES: Final = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 
@@ -78,19 +86,17 @@ def decode_image(
     """
     if not data:
         raise ImageRejected("invalid_image", "the image is empty")
-    with warnings.catch_warnings():
-        # Local, not process-global: Image.MAX_IMAGE_PIXELS and the warning filters belong to
-        # whoever imported Pillow first, and tests (filterwarnings=error) or other code may change them.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            im = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
-        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-            raise ImageRejected("image_too_large", f"the image has too many pixels ({exc})") from exc
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise ImageRejected("invalid_image", "the data is not a supported image") from exc
-        with im:
-            _check_pixels(im, max_pixels)
-            return _normalise(im, background)
+    try:
+        im = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ImageRejected("image_too_large", f"the image has too many pixels ({exc})") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageRejected("invalid_image", "the data is not a supported image") from exc
+    with im:
+        # Pillow's own limit too, when it is lower: its warning is only as strong as the process's
+        # warning filters, which whoever embeds vidgate may set to ignore.
+        _check_pixels(im, min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels))
+        return _normalise(im, background)
 
 
 def _check_pixels(im: Image.Image, max_pixels: int) -> None:

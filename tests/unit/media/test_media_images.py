@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
 import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -173,6 +176,40 @@ def test_decompression_bomb_is_rejected_as_too_large() -> None:
     with pytest.raises(ImageRejected) as info:
         decode_image(data)
     assert info.value.code == "image_too_large"
+
+
+def test_decoding_leaves_the_process_warning_filters_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decodes run on worker threads while the event loop's thread may be inside its own
+    `catch_warnings` (FastAPI builds a route in one). A decode that swapped the process-wide filter list
+    dropped that thread's filters: a warning FastAPI silences became a 500 in CI."""
+    filters = warnings.filters
+    same_list_while_decoding = []
+
+    def open_and_look(*args: object, **kwargs: object) -> Image.Image:
+        same_list_while_decoding.append(warnings.filters is filters)
+        return real_open(*args, **kwargs)  # type: ignore[arg-type]
+
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", open_and_look)
+    decode_image(encoded(noisy_rgb(), "PNG"))
+    assert same_list_while_decoding == [True]
+
+
+def test_a_bomb_is_refused_outside_the_tests_warning_filters(tmp_path: Path) -> None:
+    """Where no filter makes warnings errors (a server), Pillow's bomb warning is still a refusal, with
+    nothing written to stderr; 100 MP is over Pillow's limit and under the one asked for here."""
+    (tmp_path / "bomb.png").write_bytes(png_1bit(10_000, 10_000))
+    probe = (
+        "import sys; from vidgate.media.images import ImageRejected, decode_image\n"
+        "try:\n"
+        "    decode_image(open(sys.argv[1], 'rb').read(), max_pixels=200_000_000)\n"
+        "except ImageRejected as exc:\n"
+        "    print(exc.code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "bomb.png")], capture_output=True, text=True, check=True
+    )
+    assert (done.stdout.strip(), done.stderr) == ("image_too_large", "")
 
 
 def test_pixel_limit_is_checked_before_any_pixel_is_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
