@@ -6,12 +6,16 @@ SRC := src/vidgate
 
 .PHONY: run test lint bench bench-polling bench-fifo bench-http bench-streaming chaos clean
 
+# --no-compile: pip would byte-compile every module of every package it installs (torch alone: 20 of its
+# 29 s here); Python compiles, and caches, the few a process imports when it first imports them.
+PIP_INSTALL := $(BIN)/pip install -q --no-compile
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(PIP_INSTALL) -e .
 	touch $@
 
 # The `diffusion` extra (torch, diffusers: the diffusion engine's tests) only when asked, as on
@@ -27,7 +31,7 @@ comma := ,
 # One pip run for the project and its extras, not one each: every run builds the project and resolves
 # every dependency again.
 $(VENV)/.installed-test: pyproject.toml $(if $(WITH_DIFFUSION),$(VENV)/.installed-torch) | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test$(if $(WITH_DIFFUSION),$(comma)diffusion)]'
+	$(PIP_INSTALL) -e '.[test$(if $(WITH_DIFFUSION),$(comma)diffusion)]'
 	@$(BIN)/python -c 'import importlib.util as u, sys; sys.exit(u.find_spec("diffusers") is None)' || \
 		echo "note: the diffusion engine's tests will be skipped; 'make test DIFFUSION=1' installs torch's CPU build for them"
 	touch $(VENV)/.installed $@
@@ -36,7 +40,7 @@ $(VENV)/.installed-torch: pyproject.toml | $(BIN)/python
 	@test -n '$(TORCH_REQUIREMENT)' || { echo "Makefile: no torch==VERSION pin found in pyproject.toml" >&2; exit 1; }
 	@# One retry: where the index cannot be reached, pip goes on with its other sources (a local wheel
 	@# folder, a mirror) instead of backing off five times for each of torch's dependencies.
-	$(BIN)/pip install -q --retries 1 --index-url $(TORCH_INDEX_URL) '$(TORCH_REQUIREMENT)'
+	$(PIP_INSTALL) --retries 1 --index-url $(TORCH_INDEX_URL) '$(TORCH_REQUIREMENT)'
 	touch $@
 
 ## Install and serve on the embedded defaults: SQLite + ./data + the built-in animate engine.
