@@ -1,5 +1,6 @@
 """Chaos: many tasks with injected upstream faults, while worker processes are killed with SIGKILL every
-few seconds and restarted. At the end:
+few seconds and restarted (for the first half of the tasks' deadline; then they finish in peace). At
+the end:
 
 - every task is terminal in the state its fault calls for on its channel, and its events form a path;
 - paid submits you can trust (docs/channels.md "Paid submits"), from the fake upstream's journal (every
@@ -272,23 +273,25 @@ class DbState:
     states: dict[str, tuple[str, str | None]]
     paths: dict[str, list[tuple[str, str]]]
     attempts: dict[str, list[Attempt]]
+    trails: dict[str, list[str]]  # each task's events, `kind: message` (for a failure's report)
+    steps: dict[str, str]  # the step each task stands at
 
 
 async def _rows(url: str) -> DbState:
     engine = db.create_engine(url)
     try:
         async with engine.connect() as conn:
-            states = {
-                r[0]: (r[1], r[2])
-                for r in await conn.execute(select(tasks.c.id, tasks.c.status, tasks.c.error_code))
-            }
-            query = select(
-                task_events.c.task_id, task_events.c.kind, task_events.c.from_status, task_events.c.to_status
-            )
+            states, steps = {}, {}
+            for r in await conn.execute(select(tasks.c.id, tasks.c.status, tasks.c.error_code, tasks.c.step)):
+                states[r[0]], steps[r[0]] = (r[1], r[2]), r[3]
+            e = task_events.c
+            query = select(e.task_id, e.kind, e.from_status, e.to_status, e.message)
             paths: dict[str, list[tuple[str, str]]] = collections.defaultdict(list)
-            for task_id, kind, from_status, to_status in await conn.execute(query.order_by(task_events.c.id)):
+            trails: dict[str, list[str]] = collections.defaultdict(list)
+            for task_id, kind, from_status, to_status, message in await conn.execute(query.order_by(e.id)):
                 if kind in ("created", "status"):
                     paths[task_id].append((from_status or "", to_status))
+                trails[task_id].append(f"{kind}: {message or to_status}")
             a = upstream_attempts.c
             attempts: dict[str, list[Attempt]] = collections.defaultdict(list)
             rows = await conn.execute(
@@ -298,7 +301,7 @@ async def _rows(url: str) -> DbState:
             )
             for row in rows:
                 attempts[row[0]].append(Attempt(*row))
-        return DbState(states, paths, attempts)
+        return DbState(states, paths, attempts, trails, steps)
     finally:
         await engine.dispose()
 
@@ -374,8 +377,9 @@ class Tally:
         return "\n".join(lines)
 
 
-def check_outcome(url: str, plan: Plan, upstream: FakeUpstreamProcess, tally: Tally) -> None:
-    """Each task's end and event path, then the paid-submit invariant over the journal and attempts."""
+def check_outcome(url: str, plan: Plan, upstream: FakeUpstreamProcess, tally: Tally, run: str = "") -> None:
+    """Each task's end and event path, then the paid-submit invariant over the journal and attempts.
+    `run`: how the run went (kills, starts), printed first if anything is wrong."""
     rows = asyncio.run(_rows(url))
     problems = []
     for task_id, planned in plan.tasks.items():
@@ -383,7 +387,11 @@ def check_outcome(url: str, plan: Plan, upstream: FakeUpstreamProcess, tally: Ta
         expected = planned.fault.expect(planned.kind)
         got = (status, code if status == "failed" else None)
         if not expected.allows(*got) and not _killed_mid_create(planned, rows, task_id, got):
-            problems.append(f"{task_id} {planned.kind} {planned.label!r}: ended {status}/{code}")
+            trail = " | ".join(rows.trails[task_id][-4:])
+            problems.append(
+                f"{task_id} {planned.kind} {planned.label!r}: ended {status}/{code} at step "
+                f"{rows.steps[task_id]}; last events: {trail}"
+            )
         path = rows.paths[task_id]
         if not path or path[0] != ("", "pending"):
             problems.append(f"{task_id}: events do not start with created/pending: {path}")
@@ -394,7 +402,7 @@ def check_outcome(url: str, plan: Plan, upstream: FakeUpstreamProcess, tally: Ta
         if terminal != [status]:
             problems.append(f"{task_id}: terminal events {terminal}, final status {status}")
     problems += check_jobs(plan, rows, upstream, tally)
-    assert not problems, "\n".join(problems[:60])
+    assert not problems, "\n".join([run, *problems[:60]])
 
 
 def _killed_mid_create(planned: Planned, rows: DbState, task_id: str, got: tuple[str, str | None]) -> bool:
@@ -506,6 +514,7 @@ def killer_loop(
     url: str,
     *,
     every: tuple[float, float],
+    kill_for: float,
     deadline_s: float,
     seed: int,
     actions: Mapping[float, Callable[[], bool]] | None = None,
@@ -517,7 +526,11 @@ def killer_loop(
     Only a process that has worked a few seconds (`every` again) since its worker started is killed: a
     start-up (imports, migrations) takes 3 s on an idle 2-core machine and more on a loaded one, so
     counting from the spawn would kill most processes before they did any work, and whether the tasks
-    end in time would measure the machine's load."""
+    end in time would measure the machine's load.
+
+    Kills stop `kill_for` seconds after the start, and the processes then work undisturbed until every
+    task has ended: on a loaded machine a step can take longer than a process lives (a result copy's
+    first call into a fresh worker's media processes starts them), and it would then never finish."""
     rng = random.Random(seed)
     lives = {name: _Life.start(dep, name, args) for name, args in roles}
     kills = 0
@@ -532,7 +545,7 @@ def killer_loop(
         for life in lives.values():
             life.notice_start(dep, rng, every)
         ripe = [name for name, life in lives.items() if life.kill_at is not None and now >= life.kill_at]
-        if ripe and now >= next_kill:
+        if ripe and now >= next_kill and now < start + kill_for:
             name = rng.choice(ripe)
             Deployment.kill9(lives[name].proc)
             kills += 1
@@ -593,6 +606,13 @@ def cancel_actions(dep: Deployment, key: str, plan: Plan, seed: int) -> dict[flo
     return {rng.uniform(2, latest) + i * 1e-6: cancel(t) for i, t in enumerate(plan.cancels)}
 
 
+def run_report(dep: Deployment, names: list[str], kills: int) -> str:
+    """The kills, and how often each role's worker started (a start-up slower than the kill pace shows
+    as few starts; a worker stuck after its start as starts with no progress in the task events)."""
+    starts = {name: _worker_starts(dep, name) for name in names}
+    return f"{kills} SIGKILLs; worker starts per role: {starts}"
+
+
 def summary(what: str, tasks_count: int, kills: int, started: float, tally: Tally) -> str:
     took = time.monotonic() - started
     return f"\n{what}: {tasks_count} tasks, {kills} SIGKILLs, {took:.0f} s\n{tally.report()}"
@@ -619,12 +639,13 @@ def test_chaos_three_workers_on_postgres_killed_at_random(tmp_path: Path, pg_adm
             roles,
             url,
             every=(1.5, 3.5),
+            kill_for=deadline_s / 2,
             deadline_s=deadline_s + 120 + PG_TASKS,
             seed=11,
             actions=cancel_actions(dep, key, plan, seed=13),
         )
         tally = Tally()
-        check_outcome(url, plan, upstream, tally)
+        check_outcome(url, plan, upstream, tally, run=run_report(dep, [name for name, _ in roles], kills))
         check_charges(url, plan)
         print(summary("chaos (postgres, 3 workers)", len(plan.tasks), kills, started, tally))
     for i in range(3):
@@ -651,12 +672,13 @@ def test_chaos_one_serving_process_on_sqlite_killed_at_random(tmp_path: Path) ->
             [("serve", ("serve",))],
             url,
             every=(2.0, 5.0),
+            kill_for=deadline_s / 2,
             deadline_s=deadline_s + 120 + SQLITE_TASKS,
             seed=5,
             actions=cancel_actions(dep, key, plan, seed=17),
         )
         tally = Tally()
-        check_outcome(url, plan, upstream, tally)
+        check_outcome(url, plan, upstream, tally, run=run_report(dep, ["serve"], kills))
         check_charges(url, plan)
         print(summary("chaos (sqlite, 1 process)", len(plan.tasks), kills, started, tally))
     assert "Traceback" not in dep.log("serve"), dep.log("serve")[-3000:]
