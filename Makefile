@@ -56,10 +56,10 @@ run: $(VENV)/.installed
 TEST_PROCESSES ?= 3
 
 ## Install and run every test. PostgreSQL tests run when VIDGATE_TEST_PG_URL is set; as root, a local
-## PostgreSQL is installed and started for them (scripts/start-postgres).
+## PostgreSQL is installed and started for them, without fsync (scripts/start-postgres --throwaway).
 test: $(VENV)/.installed-test
 	@if [ -z "$$VIDGATE_TEST_PG_URL" ] && [ "$$(id -u)" = 0 ]; then \
-		export VIDGATE_TEST_PG_URL=$$(scripts/start-postgres); \
+		export VIDGATE_TEST_PG_URL=$$(scripts/start-postgres --throwaway); \
 	fi; \
 	if [ -z "$$VIDGATE_TEST_PG_URL" ]; then echo "note: PostgreSQL tests are skipped (no VIDGATE_TEST_PG_URL)"; fi; \
 	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder
@@ -99,7 +99,7 @@ bench-streaming: $(VENV)/.installed-test
 ## multi-worker run (520 tasks, 3 workers); `make test` runs short forms of both.
 chaos: $(VENV)/.installed-test
 	@if [ -z "$$VIDGATE_TEST_PG_URL" ] && [ "$$(id -u)" = 0 ]; then \
-		export VIDGATE_TEST_PG_URL=$$(scripts/start-postgres); \
+		export VIDGATE_TEST_PG_URL=$$(scripts/start-postgres --throwaway); \
 	fi; \
 	VIDGATE_CHAOS_TASKS=300 VIDGATE_CHAOS_SQLITE_TASKS=100 VIDGATE_MULTIWORKER_TASKS=520 \
 		$(BIN)/pytest -s tests/e2e/test_chaos.py tests/e2e/test_multiworker.py
