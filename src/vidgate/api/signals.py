@@ -13,14 +13,22 @@ the signal handler itself: a write to stderr interrupted there by another would 
 
 `serve --workers N` (api.supervisor) runs this same server in each child, on the socket its parent bound,
 and forwards each signal it gets to every child: so the two stages hold there too.
+
+Once uvicorn has stopped for a SIGINT, further SIGINTs do nothing: uvicorn raises each signal it handled
+again after it put the previous handler back, and one that came during a forced stop may still be
+waiting in the event loop's wake-up pipe when the loop closes. With Python's handler (or asyncio's) either
+raised KeyboardInterrupt inside the loop's close, which then failed ("Cannot close a running event
+loop") and the process exited 1 after a clean stop.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -76,7 +84,21 @@ def run_uvicorn(
     already bound (by a supervisor) when given. Exits with uvicorn's startup-failure status if the app
     or the server did not start."""
     server = TwoStageServer(uvicorn.Config(app, **options), app, on_started)
-    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it stopped for
+    if threading.current_thread() is threading.main_thread():  # signals are handled there only
+        signal.signal(signal.SIGINT, _interrupt_until_stopping(server))
+    with contextlib.suppress(KeyboardInterrupt):  # a Ctrl-C before uvicorn handles signals
         server.run(sockets)
     if not server.started:
         sys.exit(STARTUP_FAILURE)
+
+
+def _interrupt_until_stopping(server: uvicorn.Server) -> Callable[[int, FrameType | None], None]:
+    """The SIGINT handler outside uvicorn's own (before it starts, and after it has stopped): a
+    KeyboardInterrupt, as Python's, until the server is stopping; then nothing (see the module's
+    docstring). Not Python's own handler, so asyncio's runner does not put its own in place either."""
+
+    def on_sigint(sig: int, frame: FrameType | None) -> None:
+        if not server.should_exit:
+            raise KeyboardInterrupt
+
+    return on_sigint
