@@ -51,9 +51,11 @@ run: $(VENV)/.installed
 # fixtures built once). Three on a 2-core machine: much of a test's time is spent waiting (loopback HTTP,
 # child processes, polling), so a third process keeps the cores busy (the whole run: 1284 s with two,
 # 1116 s with three). Four were faster again (tests 763 s against 872 s) but put files together that had
-# never shared a process, and one such run failed: a socket of one test closed under another. `--no-loadscope-reorder` keeps the order tests/file_order.py sets (the longest
-# files first); xdist's own puts the files with the most tests first, which left the few long
-# end-to-end files, each spawning servers, to run together at the end.
+# never shared a process, and one such run failed: a socket's descriptor was closed by code that did not
+# own it (not found yet).
+# `--no-loadscope-reorder` keeps the order tests/file_order.py sets (the longest files first); xdist's
+# own puts the files with the most tests first, which left the few long end-to-end files, each spawning
+# servers, to run together at the end.
 TEST_PROCESSES ?= 3
 
 ## Install and run every test. PostgreSQL tests run when VIDGATE_TEST_PG_URL is set; as root, a local

@@ -16,9 +16,9 @@ and forwards each signal it gets to every child: so the two stages hold there to
 
 Once uvicorn has stopped for a SIGINT, further SIGINTs do nothing: uvicorn raises each signal it handled
 again after it put the previous handler back, and one that came during a forced stop may still be
-waiting in the event loop's wake-up pipe when the loop closes. With Python's handler (or asyncio's) either
-raised KeyboardInterrupt inside the loop's close, which then failed ("Cannot close a running event
-loop") and the process exited 1 after a clean stop.
+waiting in the event loop's wake-up pipe when the loop closes. With Python's handler (or asyncio's),
+either one raised KeyboardInterrupt inside the loop's close; the close then failed ("Cannot close a
+running event loop"), and the process exited 1 after a clean stop.
 """
 
 from __future__ import annotations

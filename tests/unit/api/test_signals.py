@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-# A server stopped by a SIGINT it sends itself once it has started, then a late SIGINT, as one that
+# A server stopped by a SIGINT it sends itself while it starts, then a late SIGINT, as one that
 # waited in the event loop's wake-up pipe reaches Python's handler while the loop closes.
 LATE_SIGINT = textwrap.dedent(
     """
