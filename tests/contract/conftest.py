@@ -114,6 +114,15 @@ def gateway_options(*channels: ChannelSettings, **worker: Any) -> dict[str, Any]
     }
 
 
+def assert_each_video_copied(server: FakeServer, texts: list[str]) -> None:
+    """The vendor's storage (the CDN links) served the video of each prompt, every answer a 200. A copy
+    cut short is tried again (a download costs nothing upstream), so a loaded machine may fetch one
+    twice: how many times is not part of the contract."""
+    downloads = [e for e in server.fake.journal.entries("download") if e.dialect == "files"]
+    assert {e.status for e in downloads} == {200}, [(e.prompt, e.status) for e in downloads]
+    assert {e.prompt for e in downloads} == set(texts)
+
+
 def png_data_uri(width: int = 640, height: int = 960) -> str:
     image = Image.new("RGB", (width, height), (30, 90, 160))
     for x in range(0, width, 32):

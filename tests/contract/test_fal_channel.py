@@ -14,6 +14,7 @@ import pytest
 from tests.aggregator_presets import FAL_HAILUO, FAL_KLING_I2V, FAL_MODELS, FAL_VEO, FAL_WAN
 from tests.contract.conftest import (
     FakeServer,
+    assert_each_video_copied,
     create_task,
     failed_over,
     gateway_options,
@@ -92,8 +93,7 @@ async def test_both_dialects_make_text_image_last_frame_and_sound_videos(
     assert (hailuo["resolution"], hailuo["duration"]) == ("768P", "6") and "end_image_url" in hailuo
     assert (wan["resolution"], wan["aspect_ratio"], wan["enable_prompt_expansion"]) == ("480p", "16:9", True)
     assert all(m[0].detail["problems"] == [] for m in made)  # every input as the model's schema takes it
-    downloads = [e.status for e in upstream.fake.journal.entries("download") if e.dialect == "files"]
-    assert downloads == [200] * 4  # each CDN link copied once
+    assert_each_video_copied(upstream, texts)
 
 
 async def test_what_a_mapping_cannot_carry_is_refused_at_create_naming_the_field(

@@ -15,6 +15,7 @@ import pytest
 from tests.contract.conftest import (
     FAKE_KEY,
     FakeServer,
+    assert_each_video_copied,
     create_task,
     failed_over,
     gateway_options,
@@ -118,8 +119,7 @@ async def test_both_dialects_make_text_image_last_frame_and_sound_videos(
     assert reference["image_tail"] == "base64" and reference["sound"] == "off"
     # Each create named its submission: what a lost answer is looked up by.
     assert [d["external_task_id"] for d in (text, framed, loud, reference)] == keys
-    downloads = [e.status for e in upstream.fake.journal.entries("download") if e.dialect == "files"]
-    assert downloads == [200] * 4  # every CDN link copied once
+    assert_each_video_copied(upstream, texts)
 
 
 async def test_what_no_kling_model_can_make_is_refused_at_create_naming_the_field(

@@ -13,6 +13,7 @@ import pytest
 from tests.aggregator_presets import REPLICATE_KLING, REPLICATE_MODELS, REPLICATE_VEO
 from tests.contract.conftest import (
     FakeServer,
+    assert_each_video_copied,
     create_task,
     failed_over,
     gateway_options,
@@ -85,8 +86,7 @@ async def test_both_dialects_make_text_image_last_frame_and_sound_videos(
     )  # a seed tied to the submission
     assert kling["model"] == REPLICATE_KLING and kling["start_image"].startswith("data:image/png")
     assert (kling["duration"], kling["aspect_ratio"], kling["generate_audio"]) == (10, "1:1", True)
-    downloads = [e.status for e in upstream.fake.journal.entries("download") if e.dialect == "files"]
-    assert downloads == [200] * 3
+    assert_each_video_copied(upstream, texts)
 
 
 async def test_what_a_mapping_cannot_carry_is_refused_at_create_naming_the_field(
