@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import fields, replace
@@ -104,3 +107,15 @@ async def record_attempt(runtime: Any, task_id: str, channel: str, idempotency_k
     for tests that set up what earlier submits left."""
     async with write_transaction(runtime.engine) as conn:
         return await insert_attempt(conn, runtime.attempts.queue_clock, task_id, channel, idempotency_key)
+
+
+def modules_after(code: str) -> set[str]:
+    """sys.modules once `code` has run in a fresh interpreter (printed as the last line of stdout)."""
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def among(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in names))

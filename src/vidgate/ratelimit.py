@@ -17,22 +17,23 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import structlog
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
-from redis.asyncio import ConnectionPool
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from vidgate import metrics
 from vidgate.config import Settings
 from vidgate.errors import RateLimited
 from vidgate.store.keys import ApiKey
+
+if TYPE_CHECKING:
+    # redis is imported only when `redis_url` is set (`build_rate_limiter`): every process start would
+    # otherwise pay for it.
+    from redis.asyncio import ConnectionPool
 
 log = structlog.get_logger("vidgate.ratelimit")
 
@@ -70,6 +71,7 @@ class RateLimiter:
         creates_per_minute: int | None,
         window_seconds: int = 60,
         pool: ConnectionPool | None = None,
+        storage_errors: tuple[type[Exception], ...] = (),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.storage = storage
@@ -78,6 +80,9 @@ class RateLimiter:
         self.window_seconds = window_seconds
         self._strategy = SlidingWindowCounterRateLimiter(storage)
         self._pool = pool
+        # What the storage raises when it cannot answer (Redis's errors with a Redis storage): the request
+        # then goes unlimited for a while (`_storage_failed`), rather than failing.
+        self._storage_errors: tuple[type[Exception], ...] = (OSError, TimeoutError, *storage_errors)
         self._monotonic = monotonic
         self._items: dict[int, RateLimitItem] = {}
         self._skip_until = 0.0
@@ -103,7 +108,7 @@ class RateLimiter:
             if await self._strategy.hit(item, limit, key.id):
                 return
             stats = await self._strategy.get_window_stats(item, limit, key.id)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except self._storage_errors as exc:
             self._storage_failed(exc)
             return
         reset_s = max(0.0, stats.reset_time - time.time())
@@ -161,7 +166,13 @@ def build_rate_limiter(settings: Settings) -> RateLimiter:
     schedules its expiry sweeps there, and the Redis pool's connections belong to it."""
     pool: ConnectionPool | None = None
     storage: Storage
+    storage_errors: tuple[type[Exception], ...] = ()
     if settings.redis_url:
+        from redis.asyncio import ConnectionPool
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import RedisError
+
         # Our own pool: we can close it (limits' storage has no close), and its timeouts and single
         # retry (a pooled connection that Redis closed meanwhile) keep a failing Redis cheap.
         pool = ConnectionPool.from_url(
@@ -176,6 +187,7 @@ def build_rate_limiter(settings: Settings) -> RateLimiter:
             "connection_pool": pool,
         }
         storage = cast(Storage, storage_from_string(_limits_uri(settings.redis_url), **options))
+        storage_errors = (RedisError,)
     else:
         storage = MemoryStorage()
     return RateLimiter(
@@ -183,4 +195,5 @@ def build_rate_limiter(settings: Settings) -> RateLimiter:
         requests_per_minute=settings.requests_per_minute,
         creates_per_minute=settings.creates_per_minute,
         pool=pool,
+        storage_errors=storage_errors,
     )

@@ -79,7 +79,11 @@ async def test_a_relay_that_cannot_be_asked_is_never_sent_the_task_again_blindly
     else:
         assert final["status"] == "failed", final
         assert final["error"]["code"] == "upstream_outcome_unknown", final
-        assert [a.outcome for a in attempts] == [AttemptOutcome.UNKNOWN]
+        # On a loaded machine a first try may not get through the connection in time: a refusal that
+        # proves nothing was sent, and the submission is tried again (seen once in a full test run).
+        unsent = [a for a in attempts if a.outcome is AttemptOutcome.REFUSED]
+        assert {a.error_code for a in unsent} <= {"upstream_unreachable"}, attempts
+        assert [a.outcome for a in attempts if a not in unsent] == [AttemptOutcome.UNKNOWN]
 
 
 async def test_a_create_slower_than_the_request_timeout_is_looked_for_until_it_appears(

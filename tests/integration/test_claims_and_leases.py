@@ -1,6 +1,6 @@
 """Claims and leases under the races that once made a step run twice or stall: a heartbeat against
-the step's own writes, a heartbeat the database drops, a wake-up that arrives during a claim, and a
-worker whose clock runs fast.
+the step's own writes, a heartbeat the database drops, a heartbeat so late that the worker claims the
+task again, a wake-up that arrives during a claim, and a worker whose clock runs fast.
 
 Each of these failed on the code before its fix (checked against commit b76932a, with the store calls
 adapted to its signatures).
@@ -66,6 +66,71 @@ async def test_one_failed_heartbeat_does_not_cancel_the_running_step(start_gatew
     assert final.status is TaskStatus.COMPLETED
     seen = ops(tmp_path / "up", task.id)
     assert seen.count("submit") == 1 and "duplicate_submit" not in seen  # the submit was never cut short
+
+
+class StalledUntilClaimedAgain(TaskStore):
+    """The first heartbeat hangs (a starved event loop, a slow database) until the lease it should have
+    extended has run out and the worker has claimed the task again at the same step."""
+
+    def __init__(self, engine) -> None:
+        super().__init__(engine)
+        self.claimed: set[tuple[str, Step]] = set()
+        self.claimed_again = anyio.Event()
+        self.stalled = False
+
+    async def claim_due(self, **kwargs):
+        claims = await super().claim_due(**kwargs)
+        for claim in claims:
+            if (claim.task.id, claim.task.step) in self.claimed:
+                self.claimed_again.set()
+            self.claimed.add((claim.task.id, claim.task.step))
+        return claims
+
+    async def heartbeat_many(self, *args, **kwargs):
+        if not self.stalled:
+            self.stalled = True
+            await self.claimed_again.wait()
+        return await super().heartbeat_many(*args, **kwargs)
+
+
+async def test_a_task_claimed_again_after_its_lease_ran_out_runs_once_more_and_no_more(
+    start_gateway, tmp_path
+) -> None:
+    """Seen in a full test run as a render redone every few seconds for minutes: the run whose lease had
+    run out ended, took the new run's place out of the worker's table as it left, and the new run, no
+    longer heartbeaten, lost its lease in turn, and so on. Now the void run is stopped when the task is
+    claimed again, and a run only ever removes itself."""
+    lease = 1.5
+    settings = QUICK.model_copy(update={"lease_seconds": lease})  # heartbeats every 0.5 s
+    async with start_gateway(
+        run_worker=False, channels=[scripted_channel(tmp_path / "up")], worker=settings
+    ) as gw:
+        task = await new_task(gw)
+        worker = build_worker(gw.runtime)
+        store = StalledUntilClaimedAgain(gw.runtime.engine)
+        worker.deps.store = store
+        worker.steps.deps.store = store
+        first_steps: list[str] = []  # the token of each claim that ran the task's first step
+        first_run_stopped = anyio.Event()
+        real_run = worker.steps.run
+
+        async def run(claim, ctx, running):
+            if claim.task.step is task.step:
+                first_steps.append(claim.token)
+                if len(first_steps) == 1:
+                    try:
+                        await anyio.sleep(60)  # outlives its lease: only being stopped ends it
+                    finally:
+                        first_run_stopped.set()
+                await anyio.sleep(3 * lease)  # longer than a lease: only heartbeats keep it
+            return await real_run(claim, ctx, running)
+
+        worker.steps.run = run
+        final = await run_to_rest(gw, task.id, worker, timeout=20)
+    assert first_run_stopped.is_set()
+    assert len(first_steps) == 2, first_steps  # the stalled claim's run and one more, never a third
+    assert final.status is TaskStatus.COMPLETED
+    assert ops(tmp_path / "up", task.id).count("submit") == 1
 
 
 # wake-ups --------------------------------------------------------------------------------------

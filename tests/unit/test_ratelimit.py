@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from tests.helpers import among, modules_after
 from vidgate.config import Settings
 from vidgate.ratelimit import _duration, _limits_uri, active_task_cap, effective_limit
 from vidgate.store.keys import ApiKey
@@ -48,3 +49,19 @@ def test_limits_uris_and_reset_durations() -> None:
     assert _duration(0.85) == "850ms"
     assert _duration(2.1) == "3s"
     assert _duration(65) == "1m5s"
+
+
+def test_a_gateway_without_redis_never_imports_redis() -> None:
+    """Without `redis_url` the limits are kept in memory, and every process start would pay for importing
+    redis (about a tenth of a second) for nothing."""
+    modules = modules_after(
+        "import anyio\n"
+        "from vidgate.api.app import create_app\n"
+        "from vidgate.config import Settings\n"
+        "from vidgate.ratelimit import build_rate_limiter\n"
+        "async def main():\n"
+        "    await build_rate_limiter(Settings()).aclose()\n"
+        "anyio.run(main)\n"
+    )
+    assert "vidgate.api.app" in modules and "vidgate.ratelimit" in modules
+    assert among(modules, ("redis",)) == []

@@ -8,7 +8,10 @@ The bound on queued media work is the worker's `media_concurrency` (the runner c
 steps than that), so the pool's queue never grows past it.
 
 The pool is made on first use, once per process, and shared by every event loop in it (one per test,
-one for a `vidgate worker`). Its processes are started with `spawn` (a fork of a process that runs
+one for a `vidgate worker`). The worker warms it (`MediaPool.warm`) when it first polls an upstream
+job, so that its first result copy does not wait for the processes to start (about 1.5 s of CPU each:
+a fresh Python and the media libraries), which on a loaded machine, right after a deploy or a restart,
+can take longer than the copy itself. Its processes are started with `spawn` (a fork of a process that runs
 threads and an event loop could inherit a held lock). Each watches its parent and ends within
 `PARENT_CHECK_SECONDS` of its death: a killed worker (SIGKILL, the OOM killer) runs no clean-up, and its
 pool processes would otherwise wait on the work queue forever (each holds the queue's pipe open for its
@@ -25,7 +28,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +90,12 @@ def inspect_video(video: Path) -> Inspected:
     return Inspected(info, thumbnail, spritesheet)
 
 
+def process_id() -> int:
+    """The pool process's id. A call of it is the warm-up: to find this function a fresh pool process
+    imports this module, and with it the media libraries."""
+    return os.getpid()
+
+
 def _start_pool_process(parent: int) -> None:
     """A pool process's initializer: lower its priority (`NICENESS`), and start a daemon thread that ends
     the process once `parent` is gone (its parent is then some other process: init, or a subreaper)."""
@@ -125,6 +134,18 @@ class MediaPool:
 
     def __init__(self, processes: int) -> None:
         self.processes = processes
+        # The calls that started the processes (`warm`), each answering with its process's id.
+        self.warming: list[Future[int]] = []
+
+    def warm(self) -> None:
+        """Start the pool's processes in the background, once (with threads there is nothing to start).
+        Nobody waits for them: a pool that breaks meanwhile is replaced by the next `inspect`, as
+        always."""
+        if self.processes and not self.warming:
+            pool = _pool(self.processes)
+            # Each call finds no idle process and so starts one (a pool started with `spawn` grows on
+            # demand), until there are `processes` of them.
+            self.warming = [pool.submit(process_id) for _ in range(self.processes)]
 
     async def inspect(self, video: Path) -> Inspected:
         return await self._run(inspect_video, video)

@@ -152,9 +152,7 @@ class Worker:
                 self._wake = anyio.Event()
                 claims, full, media_waiting = await self._claim(free)
                 for claim in claims:
-                    running = _Running(claim)
-                    self._running[claim.task.id] = running
-                    steps_group.start_soon(self._run_one, running)
+                    self._start(claim, steps_group)
                 if full:
                     continue  # there may be more due right now
             await self._idle(stops, wait_for_slot=free <= 0, wait_for_media_slot=media_waiting)
@@ -252,13 +250,22 @@ class Worker:
             tg.start_soon(self._heartbeats)
             async with anyio.create_task_group() as steps:
                 for claim in claims:
-                    running = _Running(claim)
-                    self._running[claim.task.id] = running
-                    steps.start_soon(self._run_one, running)
+                    self._start(claim, steps)
             tg.cancel_scope.cancel()
         return len(claims)
 
     # One step ---------------------------------------------------------------------------------
+
+    def _start(self, claim: Claim, group: TaskGroup) -> None:
+        earlier = self._running.get(claim.task.id)
+        if earlier is not None:
+            # This worker claimed the task again: its earlier claim's lease ran out while the step ran
+            # (heartbeats that came too late: a starved event loop, a slow database). That claim is
+            # void, and every write of its step would lose to the new one: it stops as a lost lease does.
+            self._lose_lease(earlier)
+        running = _Running(claim)
+        self._running[claim.task.id] = running
+        group.start_soon(self._run_one, running)
 
     async def _run_one(self, running: _Running) -> None:
         task = running.claim.task
@@ -298,7 +305,8 @@ class Worker:
             finally:
                 running_gauge.dec()
                 metrics.observe_step(step.value, result, time.perf_counter() - started)
-                self._running.pop(task_id, None)
+                if self._running.get(task_id) is running:  # not a later claim's run of the same task
+                    del self._running[task_id]
                 self.steps_run += 1
                 self._slot_freed.set()
                 if running.claim.task.step in MEDIA_STEPS:

@@ -153,6 +153,9 @@ class Steps:
     async def poll(self, task: Task, ctx: StepContext) -> Outcome:
         assert task.channel is not None and task.upstream_id is not None
         job = UpstreamJob(task.upstream_id, memo=task.upstream_state or {})
+        channel = self.deps.catalog.by_name(task.channel)
+        if channel is not None and not channel.traits.builtin_engine:
+            self.media.warm()  # an upstream's result will be copied: have the media processes ready
         try:
             status = await self.deps.providers(task.channel).poll(job, ctx)
         except ProviderError as exc:
@@ -179,7 +182,6 @@ class Steps:
                 # Each resubmission is a new paid job: only as many as the operator allows (default none).
                 return self.retries.resubmit(task, code, message)
             return failed(code, message)
-        channel = self.deps.catalog.by_name(task.channel)
         declared = channel.watermark_free if channel else "optional"
         watermarked = delivered_watermark(declared, status.watermarked)
         if watermarked is not False and task.watermark_mode is WatermarkMode.REQUIRE_CLEAN:

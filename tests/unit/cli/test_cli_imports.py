@@ -5,9 +5,7 @@ sys.modules in a fresh interpreter: a test on imports, not on timing."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+from tests.helpers import among, modules_after
 
 # Modules (and their submodules) only the local commands may import, when they run.
 SERVER_ONLY = (
@@ -29,18 +27,6 @@ SERVER_ONLY = (
     "vidgate.worker",
 )
 SDK = ("vidgate.client", "httpx", "pydantic")
-
-
-def modules_after(code: str) -> set[str]:
-    """sys.modules once `code` has run in a fresh interpreter (printed as the last line of stdout)."""
-    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return set(json.loads(done.stdout.splitlines()[-1]))
-
-
-def among(modules: set[str], names: tuple[str, ...]) -> list[str]:
-    return sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in names))
 
 
 def test_importing_the_video_commands_imports_no_server_module_and_not_the_sdk() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from PIL import Image
 
 from tests.helpers import record_attempt
-from tests.unit.worker.conftest import WorldFactory
+from tests.unit.worker.conftest import QUICK, WorldFactory
 from tests.unit.worker.world import SPEC, FakeFetcher, World
 from vidgate import signing
 from vidgate.config import WorkerSettings
@@ -109,6 +110,18 @@ async def test_a_running_job_that_names_no_pace_is_polled_at_the_default_pace(wo
     outcome = await world.run_as(await polling(world, progress=12))
     assert outcome.delay_seconds == world.deps.settings.worker.default_poll_seconds == 7
     assert outcome.changes == {"progress": 12}  # progress never goes back
+
+
+async def test_polling_an_upstreams_job_starts_the_media_processes_its_result_will_need(
+    make_world: WorldFactory,
+) -> None:
+    async with make_world(worker=QUICK.model_copy(update={"media_processes": 2})) as world:
+        assert world.steps.media.warming == []
+        world.upstreams["a"].will("poll", UpstreamStatus(UpstreamState.RUNNING))
+        await world.run_as(await polling(world))
+        started = world.steps.media.warming  # one call per process, each answered by a pool process
+        assert len(started) == 2
+        assert os.getpid() not in {call.result(timeout=120) for call in started}
 
 
 async def test_a_finished_job_goes_to_fetch_with_its_result_link(world: World) -> None:
