@@ -6,7 +6,6 @@ import path)."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,15 +45,10 @@ def scratch_database(server: str | None, folder: Path, prefix: str) -> Iterator[
     if server is None:
         yield f"sqlite+aiosqlite:///{folder / f'{prefix}.db'}"
         return
-    import psycopg
-    from sqlalchemy.engine import make_url
+    from vidgate.testing.databases import create_pg_database, drop_pg_database
 
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = make_url(server).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    url = create_pg_database(server, prefix)
     try:
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+        yield url
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_pg_database(server, url)

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -20,6 +18,7 @@ from tests.helpers import scripted_channel
 from vidgate.clock import Clock
 from vidgate.config import Settings, WorkerSettings
 from vidgate.private_files import make_private_file
+from vidgate.testing.databases import create_pg_database, drop_pg_database
 
 PG_URL = os.environ.get("VIDGATE_TEST_PG_URL")
 # CI sets this so that a missing PostgreSQL fails the run instead of silently skipping half the suite.
@@ -48,11 +47,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _pg_admin_conninfo(url: str) -> str:
-    parsed = make_url(url)
-    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="session")
 def pg_admin_url() -> str:
     if not PG_URL:
@@ -60,19 +54,6 @@ def pg_admin_url() -> str:
             pytest.fail("VIDGATE_TEST_REQUIRE_PG=1 but VIDGATE_TEST_PG_URL is not set")
         pytest.skip("PostgreSQL tests need VIDGATE_TEST_PG_URL (see scripts/start-postgres)")
     return PG_URL
-
-
-def create_pg_database(admin_url: str) -> str:
-    name = f"vgtest_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(_pg_admin_conninfo(admin_url), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_pg_database(admin_url: str, url: str) -> None:
-    name = make_url(url).database
-    with psycopg.connect(_pg_admin_conninfo(admin_url), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -25,7 +25,6 @@ import httpx
 import pytest
 
 from tests.aggregator_presets import FAL_MODELS, FAL_VEO, REPLICATE_MODELS, REPLICATE_VEO
-from tests.conftest import create_pg_database, drop_pg_database
 from tests.contract.conftest import FAKE_KEY, FakeServer, gateway_options, upstream_channel
 from tests.contract.test_upstream_contract import settled
 from tests.helpers import query, until, wait_for_status
@@ -34,6 +33,7 @@ from vidgate.domain.routing import ChannelTraits
 from vidgate.ids import parse_task_id
 from vidgate.providers.registry import profile_for
 from vidgate.store.attempts import AttemptOutcome
+from vidgate.testing.databases import create_pg_database, drop_pg_database
 
 pytestmark = pytest.mark.anyio
 

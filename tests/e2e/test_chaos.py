@@ -41,7 +41,6 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import create_pg_database, drop_pg_database
 from tests.e2e.processes import Deployment, FakeUpstreamProcess, write_config
 from tests.ledger_checks import Rows, check_ledger, read_ledger
 from vidgate.domain.lifecycle import ALLOWED
@@ -49,6 +48,7 @@ from vidgate.domain.tasks import TaskStatus
 from vidgate.money import parse_credits
 from vidgate.store import db
 from vidgate.store.tables import task_events, tasks, upstream_attempts
+from vidgate.testing.databases import create_pg_database, drop_pg_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 FAKE_KEY = "sk-chaos"

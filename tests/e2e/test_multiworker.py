@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import create_pg_database, drop_pg_database
 from tests.e2e.processes import Deployment, write_config
 from vidgate.clock import SystemClock
 from vidgate.domain.requests import VideoSpec
@@ -24,6 +23,7 @@ from vidgate.store import db
 from vidgate.store.keys import KeyStore
 from vidgate.store.tables import task_events, tasks
 from vidgate.store.tasks import TaskStore
+from vidgate.testing.databases import create_pg_database, drop_pg_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 # The default run (CI) is the short form; `make chaos` runs the full one (520 tasks).

@@ -17,11 +17,11 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, select
 
-from tests.conftest import create_pg_database, drop_pg_database
 from tests.e2e.proc_tree import is_running, with_environment
 from tests.e2e.processes import wait_for_task_end, wait_until, write_config
 from vidgate.store.db import sync_url
 from vidgate.store.tables import tasks
+from vidgate.testing.databases import create_pg_database, drop_pg_database
 from vidgate.testing.server import bind_loopback
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "scale-out"

@@ -35,6 +35,7 @@ from vidgate.cli.values import parse_credits_option
 from vidgate.money import format_credits
 
 if TYPE_CHECKING:
+    from vidgate.config import Settings
     from vidgate.store.keys import ApiKey, KeyStore
 
 T = TypeVar("T")
@@ -63,14 +64,15 @@ def key_object(key: ApiKey) -> dict[str, Any]:
     }
 
 
-def _with_keys(action: Callable[[KeyStore, int], Awaitable[T]]) -> T:
-    """Run `action(keystore, now)` against the configured database (schema prepared first)."""
+def _with_keys(action: Callable[[KeyStore, int], Awaitable[T]], settings: Settings | None = None) -> T:
+    """Run `action(keystore, now)` against the configured database (schema prepared first); `settings`
+    when the command has loaded them already."""
     from vidgate.clock import SystemClock
     from vidgate.store import db
     from vidgate.store.keys import KeyStore
     from vidgate.store.schema import prepare_database
 
-    settings = load_settings(check_channels=False)
+    settings = settings or load_settings(check_channels=False)
 
     async def main() -> T:
         await prepare_database(settings)
@@ -210,14 +212,15 @@ def keys_revoke(key_id: KeyId, json_output: JsonOption = False) -> None:
     async def revoke(keys: KeyStore, now: int) -> ApiKey | None:
         return await keys.get(key_id) if await keys.revoke(key_id, now=now) else None
 
-    record = _with_keys(revoke)
+    settings = load_settings(check_channels=False)
+    record = _with_keys(revoke, settings)
     if record is None:
         say_rich(f"[red]no active key with id {key_id}[/red]")
         raise typer.Exit(1)
     if json_output:
         print_json(key_object(record))
         return
-    seconds = load_settings(check_channels=False).key_cache_seconds
+    seconds = settings.key_cache_seconds
     say_rich(f"revoked {key_id}; running servers refuse it within {seconds:g} s (their key cache)")
 
 
@@ -237,7 +240,7 @@ def keys_limits(
         max_active_tasks=max_active_tasks,
     )
     settings = load_settings(check_channels=False)
-    record = _with_keys(lambda keys, now: keys.set_limits(key_id, changes))
+    record = _with_keys(lambda keys, now: keys.set_limits(key_id, changes), settings)
     if record is None:
         say_rich(f"[red]no key with id {key_id}[/red]")
         raise typer.Exit(1)
