@@ -58,11 +58,10 @@ run: $(VENV)/.installed
 # servers, to run together at the end.
 TEST_PROCESSES ?= 3
 
-# The tests run with bytecode caching on, whatever PYTHONDONTWRITEBYTECODE says (set on some CI images):
+# The tests run with bytecode caching on, whatever PYTHONDONTWRITEBYTECODE says (set on some machines):
 # without it every process compiles every module it imports again, and a run starts hundreds of them
-# (servers, workers, render and media processes). Importing the server took 3.3 s that way against 1.3 s
-# from cached bytecode, and a whole run 1270 s against about 1000 s. The caches stay in the clone's
-# ignored __pycache__ folders.
+# (servers, workers, render and media processes); importing the server took 3.3 s that way against 1.3 s
+# from cached bytecode. The caches stay in the clone's ignored __pycache__ folders.
 PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/pytest
 
 ## Install and run every test. PostgreSQL tests run when VIDGATE_TEST_PG_URL is set; as root, a local

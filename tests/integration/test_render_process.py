@@ -35,7 +35,9 @@ async def test_a_sigint_reaching_the_render_neither_kills_nor_fails_it(tmp_path:
                 results.append(await render_in_subprocess(job, ctx))
 
             tg.start_soon(render)
-            while not (children := multiprocessing.active_children()):
+            # This render's process, not another child of this test process (a media pool's, whose
+            # SIGINT would break that pool for the tests after this one).
+            while not (children := [c for c in multiprocessing.active_children() if c.name == "render-t"]):
                 await anyio.sleep(0.01)
             # As soon as it exists: while its interpreter starts (the signal is held back until it
             # ignores it) or while it renders (ignored).

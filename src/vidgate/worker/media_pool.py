@@ -143,9 +143,12 @@ class MediaPool:
         always."""
         if self.processes and not self.warming:
             pool = _pool(self.processes)
-            # Each call finds no idle process and so starts one (a pool started with `spawn` grows on
-            # demand), until there are `processes` of them.
-            self.warming = [pool.submit(process_id) for _ in range(self.processes)]
+            try:
+                # Each call finds no idle process and so starts one (a pool started with `spawn` grows
+                # on demand), until there are `processes` of them.
+                self.warming = [pool.submit(process_id) for _ in range(self.processes)]
+            except BrokenProcessPool:
+                _forget(self.processes, pool)  # one of its processes died since its last call: next time
 
     async def inspect(self, video: Path) -> Inspected:
         return await self._run(inspect_video, video)

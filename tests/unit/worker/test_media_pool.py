@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from vidgate.media.previews import previews_from_mp4
 from vidgate.media.probe import NotAVideo, probe_mp4
 from vidgate.providers.base import ProviderError
 from vidgate.testing.clips import make_clip
-from vidgate.worker.media_pool import NICENESS, MediaPool, processes_for, usable_cores
+from vidgate.worker.media_pool import NICENESS, MediaPool, _pool, processes_for, usable_cores
 
 pytestmark = pytest.mark.anyio
 
@@ -61,6 +62,19 @@ async def test_a_pool_whose_process_died_is_replaced_for_the_next_call(tmp_path:
         await pool._run(die, tmp_path)
     assert lost.value.code == "media_worker_lost" and lost.value.retryable
     assert await pool._run(pid_of, tmp_path) != os.getpid()
+
+
+async def test_warming_a_pool_whose_process_died_starts_a_new_one_next_time(tmp_path: Path) -> None:
+    """A pool breaks when one of its processes dies, and is replaced at its next call: a warm-up must
+    not take that call's place and fail the step that made it (seen as every task of a test failing)."""
+    broken = _pool(3)
+    with pytest.raises(BrokenProcessPool):
+        broken.submit(die, tmp_path).result(timeout=60)
+    pool = MediaPool(3)
+    pool.warm()  # no error: the broken pool is let go
+    assert pool.warming == []
+    pool.warm()
+    assert [call.result(timeout=60) != os.getpid() for call in pool.warming] == [True] * 3
 
 
 def test_unset_means_one_process_per_usable_core_and_no_more_than_the_media_steps_at_once() -> None:
