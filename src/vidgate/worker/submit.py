@@ -95,9 +95,10 @@ class Submitter:
         refused: dict[str, str] = dict(held_back)
         failures: list[tuple[str, ProviderError]] = []
         auth_refused = _auth_refused(claim.task)
-        # A task never admitted to a channel has no attempts (they are recorded at admission, which sets
-        # the channel for good): a burst's first submits skip the read.
-        attempts = [] if claim.task.channel is None else await self.deps.attempts.for_task(claim.task.id)
+        # A task's first submission, never admitted to a channel, has no attempts (they are recorded only
+        # at admission, which sets the channel for good): a burst's submits skip the read.
+        first = claim.task.channel is None and claim.task.submissions == 0
+        attempts = [] if first else await self.deps.attempts.for_task(claim.task.id)
         cap = self.deps.settings.worker.max_paid_creates
         for channel in channels:
             paid = not channel.traits.builtin_engine
