@@ -3,7 +3,7 @@ the step's own writes, a heartbeat the database drops, a heartbeat so late that 
 task again, a wake-up that arrives during a claim, and a worker whose clock runs fast.
 
 Each of these failed on the code before its fix (checked against commit b76932a, with the store calls
-adapted to its signatures).
+adapted to its signatures; the late heartbeat's against 5e67db6).
 """
 
 from __future__ import annotations

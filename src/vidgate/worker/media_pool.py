@@ -7,11 +7,11 @@ results never holds the GIL the event loop needs for polls and submits: the loop
 The bound on queued media work is the worker's `media_concurrency` (the runner claims no more media
 steps than that), so the pool's queue never grows past it.
 
-The pool is made on first use, once per process, and shared by every event loop in it (one per test,
-one for a `vidgate worker`). The worker warms it (`MediaPool.warm`) when it first polls an upstream
-job, so that its first result copy does not wait for the processes to start (about 1.5 s of CPU each:
-a fresh Python and the media libraries), which on a loaded machine, right after a deploy or a restart,
-can take longer than the copy itself. Its processes are started with `spawn` (a fork of a process that runs
+The pool is made on first use, once per process, and shared by every event loop in it (one per test, one
+for a `vidgate worker`). The worker warms it (`MediaPool.warm`) when it first polls an upstream job, so
+that its first result copy does not wait for the processes to start (about 1.5 s of CPU each: a fresh
+Python and the media libraries), which on a loaded machine, right after a deploy or a restart, can take
+longer than the copy itself. Its processes are started with `spawn` (a fork of a process that runs
 threads and an event loop could inherit a held lock). Each watches its parent and ends within
 `PARENT_CHECK_SECONDS` of its death: a killed worker (SIGKILL, the OOM killer) runs no clean-up, and its
 pool processes would otherwise wait on the work queue forever (each holds the queue's pipe open for its
@@ -148,7 +148,7 @@ class MediaPool:
                 # on demand), until there are `processes` of them.
                 self.warming = [pool.submit(process_id) for _ in range(self.processes)]
             except BrokenProcessPool:
-                _forget(self.processes, pool)  # one of its processes died since its last call: next time
+                _forget(self.processes, pool)  # a process of it died: the next call starts a new one
 
     async def inspect(self, video: Path) -> Inspected:
         return await self._run(inspect_video, video)
